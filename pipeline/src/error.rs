@@ -1,0 +1,39 @@
+use std::path::{Path, PathBuf};
+
+/// Errors of the pipeline library. `Internal` is a bug; every other variant is about the user's
+/// input, configuration or environment and says what to change.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Schema(#[from] lrem_schemas::Error),
+
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+
+    #[error("{0}")]
+    Usage(String),
+
+    #[error("SQL: {0}")]
+    Sql(String),
+
+    #[error(transparent)]
+    Arrow(#[from] arrow::error::ArrowError),
+
+    #[error(transparent)]
+    Parquet(#[from] parquet::errors::ParquetError),
+
+    #[error("internal error (a bug; please report it): {0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        Error::Io { path: path.to_owned(), source }
+    }
+}
+
+impl From<datafusion::error::DataFusionError> for Error {
+    fn from(e: datafusion::error::DataFusionError) -> Self {
+        Error::Sql(e.to_string())
+    }
+}

@@ -1,0 +1,186 @@
+//! `lrem-pipeline`: the command line of the triple engine.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use lrem_pipeline::datagen;
+use lrem_pipeline::sql::{Inspector, OutputFormat, render};
+use lrem_schemas::ValidateOptions;
+
+#[derive(Parser)]
+#[command(name = "lrem-pipeline", version, about = "Turns a query log and a catalogue into <query, CoT, item> triples")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate the deterministic sample world (items, query_log, qrels) at any scale.
+    Datagen {
+        /// Output directory.
+        #[arg(long, default_value = "data_samples")]
+        out: PathBuf,
+        #[arg(long, default_value_t = datagen::Args::default().seed)]
+        seed: u64,
+        #[arg(long, default_value_t = datagen::Args::default().items)]
+        items: usize,
+        /// Distinct queries (every hard query of the world, the rest head queries).
+        #[arg(long, default_value_t = datagen::Args::default().queries)]
+        queries: usize,
+        #[arg(long, default_value_t = datagen::Args::default().log_rows)]
+        log_rows: usize,
+    },
+    /// Check inputs against their schemas and report every problem.
+    Validate {
+        /// A directory holding inputs (items, query_log, qrels as .parquet/.csv/.jsonl).
+        #[arg(long, conflicts_with_all = ["table", "path"])]
+        run: Option<PathBuf>,
+        /// Validate one file as this table.
+        #[arg(long, requires = "path")]
+        table: Option<String>,
+        path: Option<PathBuf>,
+        /// Longest accepted text value, in bytes.
+        #[arg(long, default_value_t = ValidateOptions::default().max_text_bytes)]
+        max_text_bytes: usize,
+    },
+    /// Read-only SQL over a run directory (or the inputs alone).
+    Sql {
+        #[arg(long)]
+        run: PathBuf,
+        /// Statements to run; without -e or --file, read them from standard input.
+        #[arg(short = 'e', long = "execute", conflicts_with = "file")]
+        execute: Option<String>,
+        /// A file of statements, e.g. sql/inspect/funnel.sql.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+        format: OutputFormat,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Datagen { out, seed, items, queries, log_rows } => {
+            let s = datagen::generate(&datagen::Args { seed, items, queries, log_rows }, &out)?;
+            println!(
+                "{} items in {} categories, {} queries ({} head, {} hard), {} log rows over {} days, {} qrels",
+                s.items,
+                s.categories,
+                s.head_queries + s.hard_queries,
+                s.head_queries,
+                s.hard_queries,
+                s.log_rows,
+                s.days,
+                s.qrels
+            );
+            for f in s.files {
+                println!("wrote {}", f.display());
+            }
+            Ok(())
+        }
+        Command::Validate { run, table, path, max_text_bytes } => {
+            let options = ValidateOptions { max_text_bytes };
+            if let (Some(table), Some(path)) = (table, path) {
+                let spec = lrem_schemas::table(&table)?;
+                let rows = lrem_schemas::validate(&path, &spec, &options)?;
+                println!("{}: {rows} rows, valid `{table}`", path.display());
+                return Ok(());
+            }
+            let dir = run.context("give --run DIR, or --table NAME PATH")?;
+            validate_dir(&dir, &options)
+        }
+        Command::Sql { run, execute, file, format } => {
+            let runtime = tokio::runtime::Runtime::new()?;
+            runtime.block_on(sql(run, execute, file, format))
+        }
+    }
+}
+
+/// Validates every input found in `dir`; all problems of all inputs are reported together.
+fn validate_dir(dir: &std::path::Path, options: &ValidateOptions) -> Result<()> {
+    let mut failed = Vec::new();
+    for spec in lrem_schemas::all_tables().into_iter().filter(|t| t.kind == lrem_schemas::TableKind::Input) {
+        let path =
+            ["parquet", "csv", "jsonl"].iter().map(|e| dir.join(format!("{}.{e}", spec.name))).find(|p| p.exists());
+        let Some(path) = path else {
+            if spec.name != "qrels" {
+                failed.push(format!("the `{}` input is missing from {}", spec.name, dir.display()));
+            }
+            continue;
+        };
+        match lrem_schemas::validate(&path, &spec, options) {
+            Ok(rows) => println!("{}: {rows} rows, valid `{}`", path.display(), spec.name),
+            Err(e) => failed.push(e.to_string()),
+        }
+    }
+    anyhow::ensure!(failed.is_empty(), "{}", failed.join("\n"));
+    Ok(())
+}
+
+async fn sql(run: PathBuf, execute: Option<String>, file: Option<PathBuf>, format: OutputFormat) -> Result<()> {
+    let inspector = Inspector::open(&run).await?;
+    let text = match (execute, file) {
+        (Some(sql), _) => sql,
+        (None, Some(f)) => std::fs::read_to_string(&f).with_context(|| format!("cannot read {}", f.display()))?,
+        (None, None) => return interactive(&inspector).await,
+    };
+    print_results(&inspector, &text, format).await
+}
+
+async fn print_results(inspector: &Inspector, text: &str, format: OutputFormat) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    for batches in inspector.query(text).await? {
+        stdout.write_all(render(&batches, format)?.as_bytes())?;
+    }
+    stdout.flush()?;
+    Ok(())
+}
+
+/// Statements end with `;`. On a terminal each gets a prompt and errors do not end the session.
+async fn interactive(inspector: &Inspector) -> Result<()> {
+    let tty = std::io::stdin().is_terminal();
+    let prompt = |fresh: bool| {
+        if tty {
+            eprint!("{}", if fresh { "lrem> " } else { "  ... " });
+        }
+    };
+    let mut pending = String::new();
+    prompt(true);
+    for line in std::io::stdin().lock().lines() {
+        pending.push_str(&line?);
+        pending.push('\n');
+        if pending.trim_end().ends_with(';') {
+            let result = print_results(inspector, &pending, OutputFormat::Table).await;
+            pending.clear();
+            match result {
+                Err(e) if tty => eprintln!("error: {e:#}"),
+                other => other?,
+            }
+        }
+        prompt(pending.trim().is_empty());
+    }
+    if !pending.trim().is_empty() {
+        print_results(inspector, &pending, OutputFormat::Table).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,20 @@
+//! The contract between the two halves of LREM.
+//!
+//! `lrem-pipeline` writes tables and `lrem-trainer` reads them; both depend on this crate and never
+//! on each other. It holds:
+//! - [`tables`]: the Arrow schema of every table in the DAG, one doc line per column;
+//! - [`validate()`]: checks an input file against its schema and reports every problem with the
+//!   file, column and first offending row;
+//! - [`query_id()`]: the stable key of a query, computed identically by both halves;
+//! - [`config`]: the typed TOML configuration of a pipeline run.
+
+pub mod config;
+mod error;
+mod query_id;
+pub mod tables;
+pub mod validate;
+
+pub use error::Error;
+pub use query_id::{normalize_query, query_id};
+pub use tables::{TableKind, TableSpec, all_tables, table};
+pub use validate::{ValidateOptions, validate};

@@ -1,0 +1,136 @@
+//! Reading training triples from a run directory (`tables/<split>/**/*.parquet`, shards included).
+
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{Float32Type, Int64Type, UInt64Type};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+/// One `<query, CoT, item>` training example.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Triple {
+    pub query_id: u64,
+    pub query: String,
+    pub cot: String,
+    pub item_id: i64,
+    pub title: String,
+    pub relevance: f32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Schema(#[from] lrem_schemas::Error),
+    #[error("{path}: {message}")]
+    Read { path: PathBuf, message: String },
+}
+
+/// Which split to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    ColdStart,
+    Rl,
+}
+
+impl Split {
+    pub fn table(self) -> &'static str {
+        match self {
+            Split::ColdStart => "triples_cold_start",
+            Split::Rl => "triples_rl",
+        }
+    }
+}
+
+/// Reads every triple of `split` in `run_dir`, checking each file against the schema contract.
+pub fn read(run_dir: &Path, split: Split) -> Result<Vec<Triple>, Error> {
+    let table = split.table();
+    let files = lrem_schemas::validate::input_files(&run_dir.join("tables").join(table), table)?;
+    let expected = lrem_schemas::table(table)?.schema();
+    let mut out = Vec::new();
+    for path in files {
+        let read_err = |message: String| Error::Read { path: path.clone(), message };
+        let file = std::fs::File::open(&path).map_err(|e| read_err(e.to_string()))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| read_err(e.to_string()))?
+            .build()
+            .map_err(|e| read_err(e.to_string()))?;
+        for batch in reader {
+            let batch = batch.map_err(|e| read_err(e.to_string()))?;
+            for field in expected.fields() {
+                let found = batch.schema().field_with_name(field.name()).map(|f| f.data_type().clone()).ok();
+                if found.as_ref() != Some(field.data_type()) {
+                    return Err(read_err(format!(
+                        "column \"{}\" is {found:?}, expected {}",
+                        field.name(),
+                        field.data_type()
+                    )));
+                }
+            }
+            append(&batch, &mut out);
+        }
+    }
+    Ok(out)
+}
+
+fn append(batch: &RecordBatch, out: &mut Vec<Triple>) {
+    let col = |name: &str| batch.column_by_name(name).expect("checked against the schema");
+    let (query_id, item_id) =
+        (col("query_id").as_primitive::<UInt64Type>(), col("item_id").as_primitive::<Int64Type>());
+    let (query, cot, title) =
+        (col("query").as_string::<i32>(), col("cot").as_string::<i32>(), col("title").as_string::<i32>());
+    let relevance = col("relevance").as_primitive::<Float32Type>();
+    for i in 0..batch.num_rows() {
+        out.push(Triple {
+            query_id: query_id.value(i),
+            query: query.value(i).to_string(),
+            cot: cot.value(i).to_string(),
+            item_id: item_id.value(i),
+            title: title.value(i).to_string(),
+            relevance: if relevance.is_null(i) { 0.0 } else { relevance.value(i) },
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Float32Array, Int64Array, StringArray, UInt64Array};
+    use parquet::arrow::ArrowWriter;
+
+    use super::*;
+
+    #[test]
+    fn reads_sharded_parts_as_one_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let schema = lrem_schemas::table("triples_rl").unwrap().schema();
+        for shard in 0..2u64 {
+            let part = dir.path().join(format!("tables/triples_rl/shard={shard}"));
+            std::fs::create_dir_all(&part).unwrap();
+            let columns: Vec<ArrayRef> = vec![
+                Arc::new(UInt64Array::from(vec![shard])),
+                Arc::new(StringArray::from(vec!["energizing drink"])),
+                Arc::new(StringArray::from(vec!["coffee, caffeine"])),
+                Arc::new(Int64Array::from(vec![10 + shard as i64])),
+                Arc::new(StringArray::from(vec!["Casa Oro dark roast ground coffee 500g"])),
+                Arc::new(Float32Array::from(vec![0.9])),
+            ];
+            let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
+            let mut w =
+                ArrowWriter::try_new(std::fs::File::create(part.join("part-0.parquet")).unwrap(), schema.clone(), None)
+                    .unwrap();
+            w.write(&batch).unwrap();
+            w.close().unwrap();
+        }
+        let triples = read(dir.path(), Split::Rl).unwrap();
+        assert_eq!(triples.iter().map(|t| t.item_id).collect::<Vec<_>>(), [10, 11]);
+        assert_eq!(triples[0].cot, "coffee, caffeine");
+    }
+
+    #[test]
+    fn missing_split_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = read(dir.path(), Split::ColdStart).unwrap_err().to_string();
+        assert!(err.contains("`triples_cold_start` input") && err.contains("does not exist"), "{err}");
+    }
+}
