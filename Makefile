@@ -5,11 +5,15 @@
 
 SHELL := /bin/bash
 CARGO ?= cargo
-PIPELINE := $(CARGO) run --quiet -p lrem-pipeline --
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+# Built with --all-targets, as `make test` builds: cargo then resolves features once (dev
+# dependencies included), and DataFusion is compiled once for both targets instead of twice.
+BUILD := $(CARGO) build --quiet --workspace --all-targets
+PIPELINE := $(TARGET_DIR)/debug/lrem-pipeline
 RUN ?= data_samples
 FORMAT ?= table
 
-.PHONY: help triples test sql datagen validate train bench clean
+.PHONY: help build triples test sql datagen validate train bench clean
 
 help:
 	@echo "make triples   validate the sample world and show its SQL funnel (the model stages land with the pipeline engine)"
@@ -20,6 +24,9 @@ help:
 	@echo "make train     cold-start training (not built yet)"
 	@echo "make bench     benchmarks with a Markdown report (not built yet)"
 	@echo "make clean     remove run directories and build outputs"
+
+build:
+	@$(BUILD)
 
 triples: validate
 	@echo
@@ -34,7 +41,7 @@ triples: validate
 	@echo "issue, and then this target writes Parquet triples. Until then the funnel stops at the inputs."
 	@echo "Inspect them:  make sql Q='select * from items limit 5'   make sql FILE=sql/inspect/engagement.sql"
 
-validate:
+validate: build
 	@$(PIPELINE) validate --run $(RUN)
 
 test:
@@ -45,10 +52,10 @@ test:
 	@! $(CARGO) tree -p lrem-trainer | grep -q datafusion || { echo "lrem-trainer must not depend on datafusion" >&2; exit 1; }
 	@! $(CARGO) tree --duplicates --depth 0 | grep -qE '^(arrow|parquet) ' || { echo "more than one arrow/parquet in the tree" >&2; exit 1; }
 
-sql:
+sql: build
 	@$(PIPELINE) sql --run $(RUN) --format $(FORMAT) $(if $(Q),-e "$(Q)") $(if $(FILE),--file $(FILE))
 
-datagen:
+datagen: build
 	$(PIPELINE) datagen --out data_samples
 
 train:

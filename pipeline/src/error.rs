@@ -22,6 +22,12 @@ pub enum Error {
     #[error(transparent)]
     Parquet(#[from] parquet::errors::ParquetError),
 
+    #[error("endpoint `{endpoint}`: {message}")]
+    Endpoint { endpoint: String, message: String },
+
+    #[error("response cache: {0}")]
+    Cache(String),
+
     #[error("internal error (a bug; please report it): {0}")]
     Internal(String),
 }

@@ -7,7 +7,10 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use lrem_pipeline::datagen;
+use lrem_pipeline::run::RunOptions;
+use lrem_pipeline::run::manifest::Manifest;
 use lrem_pipeline::sql::{Inspector, OutputFormat, render};
+use lrem_pipeline::stages::StageId;
 use lrem_schemas::ValidateOptions;
 
 #[derive(Parser)]
@@ -47,6 +50,28 @@ enum Command {
         #[arg(long, default_value_t = ValidateOptions::default().max_text_bytes)]
         max_text_bytes: usize,
     },
+    /// Run the DAG: from the query log and catalogue to Parquet triples.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+        /// Overrides `run_dir` of the config.
+        #[arg(long)]
+        run_dir: Option<PathBuf>,
+        /// Stop after this stage.
+        #[arg(long, conflicts_with = "only")]
+        until: Option<String>,
+        /// Run only this stage (its upstream stages must be done).
+        #[arg(long)]
+        only: Option<String>,
+        /// No progress bars.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// The state and funnel of a run directory, from its manifest.
+    Status {
+        #[arg(long)]
+        run: PathBuf,
+    },
     /// Read-only SQL over a run directory (or the inputs alone).
     Sql {
         #[arg(long)]
@@ -64,6 +89,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
@@ -108,6 +137,26 @@ fn run(cli: Cli) -> Result<()> {
             }
             let dir = run.context("give --run DIR, or --table NAME PATH")?;
             validate_dir(&dir, &options)
+        }
+        Command::Run { config, run_dir, until, only, quiet } => {
+            let options = RunOptions {
+                run_dir,
+                until: until.as_deref().map(StageId::parse).transpose()?,
+                only: only.as_deref().map(StageId::parse).transpose()?,
+                quiet,
+            };
+            let runtime = tokio::runtime::Runtime::new()?;
+            let (run_dir, manifest) = runtime.block_on(lrem_pipeline::run::run(&config, options))?;
+            print!("{}", funnel(&manifest));
+            println!("tables: {}/tables/<stage>/*.parquet", run_dir.display());
+            println!("inspect: lrem-pipeline sql --run {} --file sql/inspect/funnel.sql", run_dir.display());
+            Ok(())
+        }
+        Command::Status { run } => {
+            let manifest = Manifest::load(&run)?
+                .with_context(|| format!("{}: no manifest.json (not a run directory)", run.display()))?;
+            print!("{}", funnel(&manifest));
+            Ok(())
         }
         Command::Sql { run, execute, file, format } => {
             let runtime = tokio::runtime::Runtime::new()?;
@@ -183,4 +232,30 @@ async fn interactive(inspector: &Inspector) -> Result<()> {
         print_results(inspector, &pending, OutputFormat::Table).await?;
     }
     Ok(())
+}
+
+/// The funnel of a run: per stage, rows in / out / filtered (by reason) / failed, and usage.
+fn funnel(manifest: &Manifest) -> String {
+    let mut out = format!(
+        "{:<18} {:>8} {:>10} {:>8} {:>8} {:>8} {:>9} {:>10}  filtered by reason\n",
+        "stage", "state", "in", "out", "failed", "seconds", "requests", "cache hits"
+    );
+    for stage in StageId::ALL {
+        let Some(r) = manifest.stages.get(stage.name()) else { continue };
+        let sum = |k: &str| r.usage.values().map(|u| u[k].as_u64().unwrap_or(0)).sum::<u64>();
+        let reasons: Vec<String> = r.filtered.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        out.push_str(&format!(
+            "{:<18} {:>8} {:>10} {:>8} {:>8} {:>8.1} {:>9} {:>10}  {}\n",
+            stage.name(),
+            format!("{:?}", r.state).to_lowercase(),
+            r.rows_in,
+            r.rows_out,
+            r.rows_failed,
+            r.seconds,
+            sum("requests"),
+            sum("cache_hits"),
+            reasons.join(" "),
+        ));
+    }
+    out
 }

@@ -55,6 +55,11 @@ pub struct Endpoint {
     pub timeout_secs: f64,
     #[serde(default = "default_retries")]
     pub max_retries: u32,
+    /// First retry delay; later ones double up to `retry_max_secs`, each drawn with full jitter.
+    #[serde(default = "default_retry_base")]
+    pub retry_base_secs: f64,
+    #[serde(default = "default_retry_max")]
+    pub retry_max_secs: f64,
 }
 
 fn default_concurrency() -> u32 {
@@ -65,6 +70,12 @@ fn default_timeout() -> f64 {
 }
 fn default_retries() -> u32 {
     6
+}
+fn default_retry_base() -> f64 {
+    0.5
+}
+fn default_retry_max() -> f64 {
+    30.0
 }
 
 /// Per-stage settings; every field has a default so a config names only what it changes.
@@ -135,11 +146,14 @@ pub struct Generation {
     pub prompt: Option<PathBuf>,
     pub temperature: f64,
     pub max_tokens: u32,
+    /// Send `response_format` with a JSON schema (vLLM, SGLang, llama.cpp and `lrem-train serve`
+    /// constrain decoding with it; turn off for endpoints that reject the field).
+    pub json_schema: bool,
 }
 
 impl Default for Generation {
     fn default() -> Self {
-        Self { endpoint: "reasoner".into(), prompt: None, temperature: 0.0, max_tokens: 256 }
+        Self { endpoint: "reasoner".into(), prompt: None, temperature: 0.0, max_tokens: 256, json_schema: false }
     }
 }
 

@@ -10,16 +10,20 @@ mod functions;
 mod readonly;
 mod render;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use datafusion::datasource::MemTable;
 use datafusion::execution::context::SQLOptions;
-use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion::prelude::{
+    CsvReadOptions, DataFrame, JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext,
+};
 use lrem_schemas::{TableKind, TableSpec, all_tables};
 
 use crate::Error;
+use crate::run::manifest::Manifest;
 pub use readonly::read_only_statements;
 pub use render::{OutputFormat, render};
 
@@ -34,24 +38,115 @@ pub enum Source {
 /// A DataFusion session with every table of one directory registered.
 pub struct Inspector {
     ctx: SessionContext,
+    dir: PathBuf,
+    inputs: BTreeMap<String, PathBuf>,
     pub tables: Vec<(&'static str, Source)>,
 }
 
 impl Inspector {
+    /// Registers the tables of `dir`; inputs a run's manifest names are taken from there.
     pub async fn open(dir: &Path) -> Result<Self, Error> {
         if !dir.is_dir() {
             return Err(Error::Usage(format!("--run {}: no such directory", dir.display())));
         }
+        let inputs = Manifest::load(dir)?.map(|m| m.inputs).unwrap_or_default();
+        let inspector = Self::open_with_inputs(dir, inputs).await?;
+        inspector.register_cache()?;
+        Ok(inspector)
+    }
+
+    /// The response cache as table `cache` (empty when the run has none, or a running pipeline
+    /// holds it).
+    fn register_cache(&self) -> Result<(), Error> {
+        use arrow::array::{StringArray, TimestampMillisecondArray};
+        use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("key", DataType::Utf8, false),
+            Field::new("kind", DataType::Utf8, false),
+            Field::new("model", DataType::Utf8, false),
+            Field::new("request", DataType::Utf8, false),
+            Field::new("response", DataType::Utf8, false),
+            Field::new("created_at", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false),
+        ]));
+        let path = self.dir.join("cache.redb");
+        let entries = if path.exists() {
+            match crate::client::cache::Cache::open(&path).and_then(|c| c.entries()) {
+                Ok(entries) => entries,
+                Err(e) => {
+                    tracing::warn!("{}: not readable now ({e}); the `cache` table is empty", path.display());
+                    Vec::new()
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let text = |f: &dyn Fn(&crate::client::cache::Entry) -> String| {
+            Arc::new(StringArray::from_iter_values(entries.iter().map(|(_, e)| f(e)))) as arrow::array::ArrayRef
+        };
+        let keys: Vec<String> = entries.iter().map(|(k, _)| k.iter().map(|b| format!("{b:02x}")).collect()).collect();
+        let columns = vec![
+            Arc::new(StringArray::from(keys)) as arrow::array::ArrayRef,
+            text(&|e| e.kind.clone()),
+            text(&|e| e.model.clone()),
+            text(&|e| e.request.to_string()),
+            text(&|e| e.response.to_string()),
+            Arc::new(
+                TimestampMillisecondArray::from_iter_values(entries.iter().map(|(_, e)| e.created_ms))
+                    .with_timezone("UTC"),
+            ),
+        ];
+        let batch = RecordBatch::try_new(schema.clone(), columns)?;
+        self.register_batches("cache", schema, vec![batch])
+    }
+
+    /// Like [`Inspector::open`], with the input files given (by table name).
+    pub async fn open_with_inputs(dir: &Path, inputs: BTreeMap<String, PathBuf>) -> Result<Self, Error> {
         let config = SessionConfig::new().with_information_schema(true);
         let ctx = SessionContext::new_with_config(config);
         functions::register(&ctx);
-        let mut tables = Vec::new();
+        let mut inspector = Self { ctx, dir: dir.to_owned(), inputs, tables: Vec::new() };
         for spec in all_tables() {
-            let source = locate(dir, &spec);
-            register(&ctx, &spec, &source).await?;
-            tables.push((spec.name, source));
+            let source = inspector.register(&spec).await?;
+            inspector.tables.push((spec.name, source));
         }
-        Ok(Self { ctx, tables })
+        Ok(inspector)
+    }
+
+    /// Registers `table` again, after a stage wrote it.
+    pub async fn refresh(&mut self, table: &str) -> Result<(), Error> {
+        let spec = lrem_schemas::table(table)?;
+        self.ctx.deregister_table(spec.name)?;
+        let source = self.register(&spec).await?;
+        if let Some(entry) = self.tables.iter_mut().find(|(n, _)| *n == spec.name) {
+            entry.1 = source;
+        }
+        Ok(())
+    }
+
+    async fn register(&self, spec: &TableSpec) -> Result<Source, Error> {
+        let source = match self.inputs.get(spec.name) {
+            Some(path) => Source::Files(path.clone()),
+            None => locate(&self.dir, spec),
+        };
+        register(&self.ctx, spec, &source).await?;
+        Ok(source)
+    }
+
+    /// A trusted statement (the pipeline's own SQL) as a DataFrame, without the read-only check.
+    pub async fn frame(&self, sql: &str) -> Result<DataFrame, Error> {
+        Ok(self.ctx.sql(sql).await?)
+    }
+
+    /// Registers an extra in-memory table (e.g. the response cache).
+    pub fn register_batches(
+        &self,
+        name: &str,
+        schema: arrow::datatypes::SchemaRef,
+        batches: Vec<RecordBatch>,
+    ) -> Result<(), Error> {
+        let table = MemTable::try_new(schema, vec![batches])?;
+        self.ctx.register_table(name, Arc::new(table))?;
+        Ok(())
     }
 
     /// Runs each statement of `text` (read-only) and returns its result batches.

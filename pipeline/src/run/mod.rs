@@ -1,0 +1,196 @@
+//! `lrem-pipeline run`: checks everything that can be checked before work starts (config, inputs,
+//! endpoints and model names), then runs the stages in DAG order. A stage whose fingerprint and
+//! state say it is done is skipped; one whose fingerprint changed is cleared and rerun (and so,
+//! through their fingerprints, every stage below it); one left `running` by a killed process
+//! resumes from its committed parts.
+
+pub mod manifest;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use lrem_schemas::config::PipelineConfig;
+
+use crate::Error;
+use crate::client::ModelClient;
+use crate::client::cache::Cache;
+use crate::progress::Progress;
+use crate::sql::Inspector;
+use crate::stages::{self, Prompts, StageCtx, StageId};
+use manifest::{Manifest, StageRecord, StageState};
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub run_dir: Option<PathBuf>,
+    /// Run the stages up to and including this one.
+    pub until: Option<StageId>,
+    /// Run only this stage (its upstream must be done).
+    pub only: Option<StageId>,
+    pub quiet: bool,
+}
+
+/// Stages that commit parts as they go and resume from them.
+fn resumable(stage: StageId) -> bool {
+    !matches!(stage, StageId::Queries | StageId::HardQueries | StageId::Gain | StageId::Triples)
+}
+
+pub async fn run(config_path: &Path, options: RunOptions) -> Result<(PathBuf, Manifest), Error> {
+    let config = PipelineConfig::load(config_path)?;
+    let run_dir = options.run_dir.clone().unwrap_or_else(|| PathBuf::from(&config.run_dir));
+    if run_dir.to_string_lossy().contains("://") {
+        return Err(Error::Usage(format!(
+            "run_dir {}: object stores are not supported yet; use a local path",
+            run_dir.display()
+        )));
+    }
+    let selected: Vec<StageId> = match (options.only, options.until) {
+        (Some(only), _) => vec![only],
+        (None, Some(until)) => StageId::ALL.into_iter().filter(|s| *s <= until).collect(),
+        (None, None) => StageId::ALL.to_vec(),
+    };
+    let inputs = validate_inputs(&config)?;
+    let prompts = Prompts::load(&config, Path::new("."))?;
+    let clients = connect(&config, &selected).await?;
+    // Everything that can be checked was: from here on, the run directory is written.
+    std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
+    let cache = Cache::open(&run_dir.join("cache.redb"))?;
+    let clients = clients.into_iter().map(|(name, c)| (name, Arc::new(c.with_cache(cache.clone())))).collect();
+
+    let mut manifest = Manifest::load(&run_dir)?.unwrap_or_default();
+    manifest.version = 1;
+    manifest.inputs = inputs.clone();
+    manifest.config = serde_json::to_value(&config).map_err(|e| Error::Internal(e.to_string()))?;
+    let fingerprints = all_fingerprints(&config, &prompts);
+    let tables = Inspector::open_with_inputs(&run_dir, inputs).await?;
+    let mut ctx =
+        StageCtx { run_dir: run_dir.clone(), config, prompts, tables, clients, progress: Progress::new(options.quiet) };
+
+    for stage in selected {
+        let fingerprint = fingerprints[&stage].clone();
+        let previous = manifest.stages.get(stage.name()).cloned().unwrap_or_default();
+        if previous.state == StageState::Done && previous.fingerprint == fingerprint {
+            continue;
+        }
+        for upstream in stage.upstream() {
+            let done = manifest
+                .stages
+                .get(upstream.name())
+                .is_some_and(|r| r.state == StageState::Done && r.fingerprint == fingerprints[upstream]);
+            if !done {
+                return Err(Error::Usage(format!(
+                    "stage `{}` needs `{}` to be done with the current config; run without --only (or with --until {})",
+                    stage.name(),
+                    upstream.name(),
+                    stage.name()
+                )));
+            }
+        }
+        if previous.fingerprint != fingerprint || !resumable(stage) {
+            clear(&run_dir, stage)?;
+        }
+        manifest.stages.insert(
+            stage.name().into(),
+            StageRecord { fingerprint: fingerprint.clone(), state: StageState::Running, ..Default::default() },
+        );
+        manifest.save(&run_dir)?;
+        let record = run_one(stage, &mut ctx, fingerprint).await?;
+        manifest.stages.insert(stage.name().into(), record);
+        manifest.save(&run_dir)?;
+    }
+    Ok((run_dir, manifest))
+}
+
+async fn run_one(stage: StageId, ctx: &mut StageCtx, fingerprint: String) -> Result<StageRecord, Error> {
+    let started = Instant::now();
+    let before: BTreeMap<String, serde_json::Value> =
+        ctx.clients.iter().map(|(n, c)| (n.clone(), c.stats.snapshot())).collect();
+    let counts = stages::run_stage(stage, ctx).await?;
+    for table in stage.tables().iter().chain(["failures"].iter()) {
+        ctx.tables.refresh(table).await?;
+    }
+    let usage = stage
+        .endpoints(&ctx.config)
+        .into_iter()
+        .filter_map(|name| {
+            let after = ctx.clients.get(&name)?.stats.snapshot();
+            Some((name.clone(), difference(&after, before.get(&name)?)))
+        })
+        .collect();
+    let record = StageRecord {
+        fingerprint,
+        state: StageState::Done,
+        rows_in: counts.rows_in,
+        rows_out: counts.rows_out,
+        filtered: counts.filtered,
+        rows_failed: counts.rows_failed,
+        seconds: started.elapsed().as_secs_f64(),
+        usage,
+    };
+    if !record.reconciles() {
+        return Err(Error::Internal(format!("stage {} does not reconcile: {record:?}", stage.name())));
+    }
+    Ok(record)
+}
+
+fn difference(after: &serde_json::Value, before: &serde_json::Value) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for (k, v) in after.as_object().into_iter().flatten() {
+        let d = v.as_u64().unwrap_or(0).saturating_sub(before[k].as_u64().unwrap_or(0));
+        out.insert(k.clone(), d.into());
+    }
+    serde_json::Value::Object(out)
+}
+
+fn all_fingerprints(config: &PipelineConfig, prompts: &Prompts) -> BTreeMap<StageId, String> {
+    let mut out: BTreeMap<StageId, String> = BTreeMap::new();
+    for stage in StageId::ALL {
+        let upstream: Vec<String> = stage.upstream().iter().map(|u| out[u].clone()).collect();
+        out.insert(stage, stages::fingerprint(stage, config, prompts, &upstream));
+    }
+    out
+}
+
+/// Removes a stage's tables and failures (before a rerun with other settings).
+fn clear(run_dir: &Path, stage: StageId) -> Result<(), Error> {
+    let mut dirs: Vec<PathBuf> = stage.tables().iter().map(|t| run_dir.join("tables").join(t)).collect();
+    dirs.push(stages::parts::failures_dir(run_dir, stage.name()));
+    for dir in dirs {
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&dir, e)),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Validates both inputs (all problems of both are reported together).
+fn validate_inputs(config: &PipelineConfig) -> Result<BTreeMap<String, PathBuf>, Error> {
+    let mut problems = Vec::new();
+    let mut inputs = BTreeMap::new();
+    for (table, path) in [("items", &config.inputs.items), ("query_log", &config.inputs.query_log)] {
+        let spec = lrem_schemas::table(table)?;
+        if let Err(e) = lrem_schemas::validate(path, &spec, &Default::default()) {
+            problems.push(e.to_string());
+        }
+        inputs.insert(table.to_string(), path.clone());
+    }
+    if problems.is_empty() { Ok(inputs) } else { Err(Error::Usage(problems.join("\n"))) }
+}
+
+/// Clients for the endpoints the selected stages call, each checked against `GET /models`.
+async fn connect(config: &PipelineConfig, selected: &[StageId]) -> Result<BTreeMap<String, ModelClient>, Error> {
+    let mut clients = BTreeMap::new();
+    for name in selected.iter().flat_map(|s| s.endpoints(config)) {
+        if clients.contains_key(&name) {
+            continue;
+        }
+        let endpoint =
+            config.endpoints.get(&name).ok_or_else(|| Error::Usage(format!("no [endpoints.{name}] in the config")))?;
+        let client = ModelClient::new(&name, endpoint, None)?;
+        client.preflight().await?;
+        clients.insert(name, client);
+    }
+    Ok(clients)
+}

@@ -1,0 +1,71 @@
+//! Stage `cot`: the extracted keywords post-processed into the chain of thought (see
+//! [`super::cot_rules`]). A query left with no keyword is filtered (`no_keyword_left`).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int32Array, ListBuilder, RecordBatch, StringArray, StringBuilder, UInt64Array};
+
+use super::columns::{string_lists, strings, u64s};
+use super::cot_rules::{normalize_keyword, postprocess};
+use super::parts::{PartSink, UnitResult, run_parts};
+use super::{Counts, StageCtx, rows};
+use crate::Error;
+
+struct CotRow {
+    query_id: u64,
+    query: String,
+    keywords: Vec<String>,
+    dropped: i32,
+}
+
+pub async fn cot(ctx: &StageCtx) -> Result<Counts, Error> {
+    let settings = ctx.config.stages.cot.clone();
+    let banned: HashSet<String> = settings.banned.iter().map(|b| normalize_keyword(b)).collect();
+    let max = settings.max_keywords as usize;
+    let total = super::count_rows(ctx, "select count(*) from keywords").await?;
+    let bar = ctx.progress.stage("cot", total);
+    let sql = "select k.query_id, r.query, k.keywords from keywords k join reasoning r on r.query_id = k.query_id \
+               order by k.query_id";
+    let input = rows(ctx, sql, |b| {
+        let (ids, queries, keywords) = (u64s(b, "query_id")?, strings(b, "query")?, string_lists(b, "keywords")?);
+        Ok(ids.into_iter().zip(queries).zip(keywords).map(|((i, q), k)| (i, q, k)).collect::<Vec<_>>())
+    })
+    .await?;
+    let sink = PartSink::new(&ctx.run_dir, "cot", "cot")?;
+    let process = |(query_id, query, keywords): (u64, String, Vec<String>)| {
+        let banned = &banned;
+        async move {
+            let mut result = UnitResult::new(1);
+            let (kept, dropped) = postprocess(&query, &keywords, banned, max);
+            if kept.is_empty() {
+                result.filter("no_keyword_left");
+            } else {
+                result.passed = 1;
+                result.rows.push(CotRow { query_id, query, keywords: kept, dropped: dropped.total() as i32 });
+            }
+            Ok(result)
+        }
+    };
+    let to_batch = |rows: &[CotRow]| {
+        let field = match sink.schema.field_with_name("keywords")?.data_type() {
+            arrow::datatypes::DataType::List(f) => f.clone(),
+            _ => unreachable!("keywords is a list"),
+        };
+        let mut list = ListBuilder::new(StringBuilder::new()).with_field(field);
+        for r in rows {
+            list.append_value(r.keywords.iter().map(Some));
+        }
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.query_id))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.query))),
+            Arc::new(list.finish()),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.keywords.join(", ")))),
+            Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.dropped))),
+        ];
+        Ok(RecordBatch::try_new(sink.schema.clone(), columns)?)
+    };
+    let counts = run_parts(&sink, input, 4096, 64, process, to_batch, |c| bar.update(c.rows_in, None)).await?;
+    bar.finish(format!("{} CoTs, {} left without keywords", counts.rows_out, counts.filtered.values().sum::<u64>()));
+    Ok(counts)
+}

@@ -1,0 +1,334 @@
+//! The whole DAG against the fault-injecting loopback endpoint, on a small generated world.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{Endpoint, Fault};
+use lrem_pipeline::run::manifest::{Manifest, StageState};
+use lrem_pipeline::run::{RunOptions, run};
+use lrem_pipeline::sql::{Inspector, OutputFormat, render};
+use lrem_pipeline::stages::StageId;
+
+struct World {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl World {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_owned();
+        let args = lrem_pipeline::datagen::Args { seed: 7, items: 1700, queries: 420, log_rows: 6000 };
+        lrem_pipeline::datagen::generate(&args, &root.join("world")).unwrap();
+        Self { _dir: dir, root }
+    }
+
+    fn run_dir(&self) -> PathBuf {
+        self.root.join("run")
+    }
+
+    /// A config for `base_url`, with fast retries; `extra` is appended (TOML).
+    fn config(&self, base_url: &str, extra: &str) -> PathBuf {
+        let w = self.root.join("world");
+        let text = format!(
+            r#"
+run_dir = "{run}"
+[inputs]
+items = "{items}"
+query_log = "{log}"
+[endpoints.embedder]
+base_url = "{base_url}"
+model = "fake-embed"
+max_concurrency = 4
+timeout_secs = 1.0
+max_retries = 3
+retry_base_secs = 0.01
+retry_max_secs = 0.05
+[endpoints.reasoner]
+base_url = "{base_url}"
+model = "fake-chat"
+max_concurrency = 8
+timeout_secs = 1.0
+max_retries = 3
+retry_base_secs = 0.01
+retry_max_secs = 0.05
+[stages.retrieval]
+k = 20
+batch_size = 32
+[stages.mining]
+min_days = 1
+min_impressions = 5
+max_ctr = 0.2
+min_missed_items = 1
+min_missed_share = 0.3
+[stages.relevance]
+method = "similarity"
+endpoint = "embedder"
+threshold = 0.2
+{extra}
+"#,
+            run = self.run_dir().display(),
+            items = w.join("items.parquet").display(),
+            log = w.join("query_log.parquet").display(),
+        );
+        let path = self.root.join(format!("config-{}.toml", xxhash_rust::xxh3::xxh3_64(text.as_bytes())));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+/// A copy of `config` with `from` replaced by `to`.
+fn edited(config: &Path, from: &str, to: &str) -> PathBuf {
+    let text = std::fs::read_to_string(config).unwrap();
+    assert!(text.contains(from));
+    let path = config.with_extension(format!("{:x}.toml", xxhash_rust::xxh3::xxh3_64(to.as_bytes())));
+    std::fs::write(&path, text.replace(from, to)).unwrap();
+    path
+}
+
+fn quiet() -> RunOptions {
+    RunOptions { quiet: true, ..RunOptions::default() }
+}
+
+async fn sql(run_dir: &Path, query: &str) -> String {
+    let inspector = Inspector::open(run_dir).await.unwrap();
+    render(&inspector.query(query).await.unwrap()[0], OutputFormat::Csv).unwrap()
+}
+
+async fn number(run_dir: &Path, query: &str) -> i64 {
+    sql(run_dir, query).await.lines().nth(1).unwrap().parse().unwrap()
+}
+
+/// The first mined hard query texts (runs the DAG up to mining).
+async fn hard_queries(world: &World, config: &Path, n: usize) -> Vec<String> {
+    run(config, RunOptions { until: Some(StageId::HardQueries), ..quiet() }).await.unwrap();
+    let csv = sql(&world.run_dir(), &format!("select query from hard_queries order by query_id limit {n}")).await;
+    let found: Vec<String> = csv.lines().skip(1).map(|l| l.trim_matches('"').to_string()).collect();
+    assert_eq!(found.len(), n, "the small world mines at least {n} hard queries");
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_dag_writes_valid_triples_and_reconciles() {
+    let world = World::new();
+    let endpoint = Endpoint::default();
+    let config = world.config(&endpoint.start().await, "");
+    let (run_dir, manifest) = run(&config, quiet()).await.unwrap();
+    for stage in StageId::ALL {
+        let record = &manifest.stages[stage.name()];
+        assert_eq!(record.state, StageState::Done, "{}", stage.name());
+        assert!(record.reconciles(), "{}: {record:?}", stage.name());
+    }
+    assert!(manifest.stages["hard_queries"].rows_out > 10, "{:?}", manifest.stages["hard_queries"]);
+    assert!(number(&run_dir, "select count(*) from triples").await > 0);
+    // Every table holds its schema and unique keys.
+    for table in [
+        "queries",
+        "retrieval_1",
+        "hard_queries",
+        "reasoning",
+        "keywords",
+        "cot",
+        "retrieval_2",
+        "gain",
+        "relevance",
+        "triples",
+    ] {
+        let spec = lrem_schemas::table(table).unwrap();
+        lrem_schemas::validate(&run_dir.join("tables").join(table), &spec, &Default::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let orphans = "select count(*) from triples t left join items i on i.item_id = t.item_id where i.item_id is null";
+    assert_eq!(number(&run_dir, orphans).await, 0);
+    assert!(number(&run_dir, "select max(cardinality(keywords)) from cot").await <= 16);
+    let splits = "select (select count(*) from triples_cold_start) + (select count(*) from triples_rl) - (select count(*) from triples)";
+    assert_eq!(number(&run_dir, splits).await, 0);
+    let shared = "select count(*) from triples_rl r join triples_cold_start c on c.query_id = r.query_id";
+    assert_eq!(number(&run_dir, shared).await, 0, "a query is in one split only");
+    assert_eq!(number(&run_dir, "select count(*) from failures").await, 0);
+    // Gain is set ② minus set ①.
+    let overlap = "select count(*) from gain g join retrieval_1 r on r.query_id = g.query_id and r.item_id = g.item_id";
+    assert_eq!(number(&run_dir, overlap).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_from_scratch_is_served_by_the_cache() {
+    let world = World::new();
+    let endpoint = Endpoint::default();
+    let config = world.config(&endpoint.start().await, "");
+    let (run_dir, _) = run(&config, quiet()).await.unwrap();
+    let first = sql(&run_dir, "select * from triples order by query_id, item_id").await;
+    let sent = endpoint.requests();
+    assert!(sent > 0);
+    // Unchanged: nothing to do.
+    run(&config, quiet()).await.unwrap();
+    assert_eq!(endpoint.requests(), sent);
+    // Tables and manifest gone, cache kept: every request is a cache hit.
+    std::fs::remove_dir_all(run_dir.join("tables")).unwrap();
+    std::fs::remove_file(run_dir.join("manifest.json")).unwrap();
+    let (_, manifest) = run(&config, quiet()).await.unwrap();
+    assert_eq!(endpoint.requests(), sent, "a rerun re-sent requests");
+    assert!(manifest.stages["reasoning"].usage["reasoner"]["cache_hits"].as_u64().unwrap() > 0);
+    assert_eq!(sql(&run_dir, "select * from triples order by query_id, item_id").await, first);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_stage_reruns_itself_and_below_only() {
+    let world = World::new();
+    let endpoint = Endpoint::default();
+    let base = endpoint.start().await;
+    let (_, before) = run(&world.config(&base, ""), quiet()).await.unwrap();
+    let chats = endpoint.log.lock().unwrap().by_path.get("chat").copied().unwrap_or(0);
+    let (_, after) = run(&world.config(&base, "[stages.cot]\nmax_keywords = 2\n"), quiet()).await.unwrap();
+    for stage in ["queries", "item_embeddings", "retrieval_1", "hard_queries", "reasoning", "keywords"] {
+        assert_eq!(before.stages[stage].fingerprint, after.stages[stage].fingerprint, "{stage} must not rerun");
+    }
+    for stage in ["cot", "retrieval_2", "gain", "relevance", "triples"] {
+        assert_ne!(before.stages[stage].fingerprint, after.stages[stage].fingerprint, "{stage} must rerun");
+    }
+    assert_eq!(
+        endpoint.log.lock().unwrap().by_path.get("chat").copied().unwrap_or(0),
+        chats,
+        "no chat request above cot"
+    );
+    assert!(number(&world.run_dir(), "select max(cardinality(keywords)) from cot").await <= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_faults_are_retried_and_every_row_ends_correct() {
+    let world = World::new();
+    let endpoint = Endpoint::default();
+    let config = world.config(&endpoint.start().await, "");
+    let queries = hard_queries(&world, &config, 8).await;
+    let faults = [
+        Fault::Status { code: 429, retry_after: Some(1) },
+        Fault::Status { code: 429, retry_after: None },
+        Fault::Status { code: 500, retry_after: None },
+        Fault::Status { code: 503, retry_after: None },
+        Fault::Slow(std::time::Duration::from_millis(1500)),
+        Fault::ResetMidBody,
+        Fault::InvalidJson,
+        Fault::EmptyContent,
+    ];
+    for (query, fault) in queries.iter().zip(faults) {
+        endpoint.rule(&format!("\\\"{query}\\\""), fault, 2);
+    }
+    let (run_dir, manifest) = run(&config, quiet()).await.unwrap();
+    assert_eq!(
+        number(&run_dir, "select count(*) from failures").await,
+        0,
+        "{}",
+        sql(&run_dir, "select * from failures").await
+    );
+    let reasoning = &manifest.stages["reasoning"];
+    assert_eq!(reasoning.rows_out, reasoning.rows_in);
+    let usage = &reasoning.usage["reasoner"];
+    assert!(usage["retries"].as_u64().unwrap() >= 16, "{usage}");
+    assert!(usage["throttled"].as_u64().unwrap() >= 4, "{usage}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_that_fail_for_good_land_in_failures_with_their_reason() {
+    let world = World::new();
+    let endpoint = Endpoint::default();
+    let config = world.config(&endpoint.start().await, "");
+    let q = hard_queries(&world, &config, 4).await;
+    let quoted = |s: &str| format!("\\\"{s}\\\"");
+    endpoint.rule(&quoted(&q[0]), Fault::EmptyContent, 100);
+    endpoint.rule(&quoted(&q[1]), Fault::Status { code: 500, retry_after: None }, 100);
+    // Keyword replies for q[2] are prose, even after the repair prompt.
+    endpoint.rule(
+        &format!("Search query: {}", quoted(&q[2])),
+        Fault::Content("I would say coffee is nice".into()),
+        100,
+    );
+    // A truncated keyword list for q[3] is repaired by the second prompt.
+    endpoint.rule(&format!("Search query: {}", quoted(&q[3])), Fault::Truncated("[\"coff".into()), 1);
+    let (run_dir, manifest) = run(&config, quiet()).await.unwrap();
+    let failures = sql(&run_dir, "select stage, error_kind, attempts from failures order by stage, error_kind").await;
+    assert_eq!(
+        failures,
+        "stage,error_kind,attempts\nkeywords,unparsable_keywords,2\nreasoning,empty_content,4\nreasoning,http_500,4\n"
+    );
+    assert_eq!(manifest.stages["reasoning"].rows_failed, 2);
+    assert_eq!(manifest.stages["keywords"].rows_failed, 1);
+    for record in manifest.stages.values() {
+        assert!(record.reconciles(), "{record:?}");
+    }
+    let repaired = format!(
+        "select parse from keywords k join reasoning r on r.query_id = k.query_id where r.query = '{}'",
+        q[3].replace('\'', "''")
+    );
+    assert_eq!(sql(&run_dir, &repaired).await, "parse\nrepaired\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_configs_fail_before_any_work() {
+    let world = World::new();
+    let endpoint = Endpoint::default();
+    let base = endpoint.start().await;
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/v1", listener.local_addr().unwrap())
+    };
+    let cases = [
+        (world.config(&base, "[stages.cot]\nmax_keyword = 3\n"), "unknown field `max_keyword`"),
+        (world.config(&base, "[stages.keywords]\nendpoint = \"extractor\"\n"), "define [endpoints.extractor]"),
+        (edited(&world.config(&base, ""), "k = 20", "k = -5"), "-5"),
+        (world.config(&closed, ""), "unreachable at"),
+        (world.config(&base, ""), ""),
+    ];
+    for (config, expected) in cases.iter().take(4) {
+        let err =
+            run(config, quiet()).await.err().unwrap_or_else(|| panic!("{expected}: the run succeeded")).to_string();
+        assert!(err.contains(expected), "expected {expected:?} in: {err}");
+        assert!(!world.run_dir().exists(), "{expected}: the run directory was written");
+    }
+    let wrong_model = std::fs::read_to_string(&cases[4].0).unwrap().replace("fake-chat", "qwen3-30b");
+    let path = world.root.join("wrong-model.toml");
+    std::fs::write(&path, wrong_model).unwrap();
+    let err = run(&path, quiet()).await.err().unwrap().to_string();
+    assert!(err.contains("model `qwen3-30b` is not served") && err.contains("fake-chat"), "{err}");
+    assert!(!world.run_dir().exists());
+    assert_eq!(endpoint.requests(), 0, "no model request before the checks pass");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_error_mid_run_stops_the_run_with_the_servers_message() {
+    let world = World::new();
+    let endpoint = Endpoint::default();
+    let config = world.config(&endpoint.start().await, "");
+    let q = hard_queries(&world, &config, 1).await;
+    endpoint.rule(&format!("\\\"{}\\\"", q[0]), Fault::Status { code: 404, retry_after: None }, 100);
+    let err = run(&config, quiet()).await.err().unwrap().to_string();
+    assert!(
+        err.starts_with(
+            "endpoint `reasoner`: http_404 after 1 attempt(s): HTTP 404 (check base_url and the model name)"
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_key_never_reaches_failures_or_the_manifest() {
+    const KEY: &str = "sk-test-4f9a8b7c6d5e";
+    // SAFETY: set once, before any thread reads this variable; no other test uses it.
+    unsafe { std::env::set_var("LREM_TEST_SECRET_KEY", KEY) };
+    let world = World::new();
+    let endpoint = Endpoint::default();
+    let base = endpoint.start().await;
+    let config = world.config(&base, "");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("model = \"fake-chat\"", "model = \"fake-chat\"\napi_key_env = \"LREM_TEST_SECRET_KEY\"");
+    std::fs::write(&config, text).unwrap();
+    let q = hard_queries(&world, &config, 1).await;
+    endpoint.rule(&format!("\\\"{}\\\"", q[0]), Fault::EchoAuthorization, 100);
+    let (run_dir, _) = run(&config, quiet()).await.unwrap();
+    let failures = sql(&run_dir, "select message from failures").await;
+    assert!(failures.contains("upstream failed for request with Bearer [redacted]"), "{failures}");
+    assert!(!failures.contains(KEY));
+    let manifest = std::fs::read_to_string(Manifest::path(&run_dir)).unwrap();
+    assert!(manifest.contains("LREM_TEST_SECRET_KEY") && !manifest.contains(KEY));
+}

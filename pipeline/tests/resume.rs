@@ -1,0 +1,124 @@
+//! Kill the CLI (SIGKILL) at several instants of a run, resume it, and compare with a run that
+//! was never interrupted: same tables, and no request re-sent beyond what was in flight.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::Endpoint;
+use lrem_pipeline::sql::{Inspector, OutputFormat, render};
+
+fn config(dir: &Path, world: &Path, run: &str, base_url: &str) -> std::path::PathBuf {
+    let text = format!(
+        r#"
+run_dir = "{run}"
+[inputs]
+items = "{items}"
+query_log = "{log}"
+[endpoints.embedder]
+base_url = "{base_url}"
+model = "fake-embed"
+max_concurrency = 4
+[endpoints.reasoner]
+base_url = "{base_url}"
+model = "fake-chat"
+max_concurrency = 8
+[stages.retrieval]
+k = 20
+batch_size = 16
+[stages.mining]
+min_days = 1
+min_impressions = 5
+[stages.relevance]
+threshold = 0.2
+"#,
+        run = dir.join(run).display(),
+        items = world.join("items.parquet").display(),
+        log = world.join("query_log.parquet").display(),
+    );
+    let path = dir.join(format!("{run}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn pipeline(config: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lrem-pipeline"));
+    c.args(["run", "--quiet", "--config", config.to_str().unwrap()]);
+    c
+}
+
+async fn rows(run_dir: &Path, table: &str) -> String {
+    let inspector = Inspector::open(run_dir).await.unwrap();
+    let out = inspector.query(&format!("select * from {table} order by 1, 2")).await.unwrap();
+    render(&out[0], OutputFormat::Jsonl).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_runs_resume_to_the_same_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = dir.path().join("world");
+    lrem_pipeline::datagen::generate(
+        &lrem_pipeline::datagen::Args { seed: 11, items: 1700, queries: 420, log_rows: 6000 },
+        &world,
+    )
+    .unwrap();
+
+    let reference_endpoint = Endpoint::default();
+    let reference = config(dir.path(), &world, "reference", &reference_endpoint.start().await);
+    let status = tokio::task::spawn_blocking(move || pipeline(&reference).status()).await.unwrap().unwrap();
+    assert!(status.success());
+
+    let endpoint = Endpoint::default();
+    let resumed = config(dir.path(), &world, "resumed", &endpoint.start().await);
+    let mut kills = 0;
+    for delay_ms in [150u64, 500, 900, 1400, 2100, 2900] {
+        let resumed = resumed.clone();
+        let finished = tokio::task::spawn_blocking(move || {
+            let mut child = pipeline(&resumed).spawn().unwrap();
+            std::thread::sleep(Duration::from_millis(delay_ms));
+            match child.try_wait().unwrap() {
+                Some(status) => {
+                    assert!(status.success());
+                    true
+                }
+                None => {
+                    child.kill().unwrap(); // SIGKILL
+                    child.wait().unwrap();
+                    false
+                }
+            }
+        })
+        .await
+        .unwrap();
+        if finished {
+            break;
+        }
+        kills += 1;
+    }
+    let resumed_cfg = resumed.clone();
+    let status = tokio::task::spawn_blocking(move || pipeline(&resumed_cfg).status()).await.unwrap().unwrap();
+    assert!(status.success());
+    assert!(kills >= 2, "the run finished before it could be killed twice ({kills}); raise the world size");
+
+    for table in [
+        "queries",
+        "retrieval_1",
+        "hard_queries",
+        "reasoning",
+        "keywords",
+        "cot",
+        "retrieval_2",
+        "gain",
+        "relevance",
+        "triples",
+    ] {
+        let (a, b) = (rows(&dir.path().join("reference"), table).await, rows(&dir.path().join("resumed"), table).await);
+        assert!(a == b, "{table} differs after {kills} kills");
+    }
+    let log = endpoint.log.lock().unwrap();
+    let resent: usize = log.bodies.values().map(|n| n - 1).sum();
+    // Per kill, at most the requests in flight (2 × max_concurrency of the busiest endpoint).
+    assert!(resent <= kills * 2 * 8, "{resent} requests re-sent over {kills} kills");
+}
