@@ -16,7 +16,7 @@ FORMAT ?= table
 .PHONY: help build triples test sql datagen validate train bench clean
 
 help:
-	@echo "make triples   validate the sample world and show its SQL funnel (the model stages land with the pipeline engine)"
+	@echo "make triples   validate the sample world and show its SQL funnel (end to end once the model server lands)"
 	@echo "make test      every test of the workspace"
 	@echo "make sql       SQL over a run directory: make sql RUN=data_samples Q='select count(*) from query_log'"
 	@echo "               or FILE=sql/inspect/funnel.sql; no Q/FILE opens a prompt"
@@ -36,10 +36,11 @@ triples: validate
 	@echo "== funnel =="
 	@$(PIPELINE) sql --run $(RUN) --file sql/inspect/funnel.sql
 	@echo
-	@echo "The inputs are valid. The model stages (item embeddings, retrieval, mining, reasoning, keywords,"
-	@echo "CoT, retrieval 2, gain, relevance, split) are not built yet: they land with the pipeline-engine"
-	@echo "issue, and then this target writes Parquet triples. Until then the funnel stops at the inputs."
-	@echo "Inspect them:  make sql Q='select * from items limit 5'   make sql FILE=sql/inspect/engagement.sql"
+	@echo "The inputs are valid. The engine (lrem-pipeline run) is built; what is missing for this target"
+	@echo "is the local model server that serves SmolLM2 and all-MiniLM-L6-v2 over HTTP (issue: local"
+	@echo "model server). With any OpenAI-compatible endpoints, run it yourself:"
+	@echo "  $(PIPELINE) run --config data_samples/pipeline.toml   (edit the endpoints first)"
+	@echo "Inspect the inputs:  make sql Q='select * from items limit 5'   make sql FILE=sql/inspect/engagement.sql"
 
 validate: build
 	@$(PIPELINE) validate --run $(RUN)
