@@ -10,7 +10,7 @@ use lrem_pipeline::datagen;
 use lrem_pipeline::run::RunOptions;
 use lrem_pipeline::run::manifest::Manifest;
 use lrem_pipeline::sql::{Inspector, OutputFormat, render};
-use lrem_pipeline::stages::StageId;
+use lrem_pipeline::stages::{Shard, StageId};
 use lrem_schemas::ValidateOptions;
 
 #[derive(Parser)]
@@ -63,6 +63,10 @@ enum Command {
         /// Run only this stage (its upstream stages must be done).
         #[arg(long)]
         only: Option<String>,
+        /// Run the per-query stages of shard i of n (`query_id % n == i`), e.g. a Slurm array
+        /// task or a Kubernetes Indexed Job; the shared stages must be done first.
+        #[arg(long)]
+        shard: Option<String>,
         /// No progress bars.
         #[arg(long)]
         quiet: bool,
@@ -138,8 +142,9 @@ fn run(cli: Cli) -> Result<()> {
             let dir = run.context("give --run DIR, or --table NAME PATH")?;
             validate_dir(&dir, &options)
         }
-        Command::Run { config, run_dir, until, only, quiet } => {
+        Command::Run { config, run_dir, until, only, shard, quiet } => {
             let options = RunOptions {
+                shard: shard.as_deref().map(Shard::parse).transpose()?,
                 run_dir,
                 until: until.as_deref().map(StageId::parse).transpose()?,
                 only: only.as_deref().map(StageId::parse).transpose()?,
@@ -156,6 +161,19 @@ fn run(cli: Cli) -> Result<()> {
             let manifest = Manifest::load(&run)?
                 .with_context(|| format!("{}: no manifest.json (not a run directory)", run.display()))?;
             print!("{}", funnel(&manifest));
+            // Shard manifests of the per-query stages, in name order.
+            let mut shards: Vec<PathBuf> = std::fs::read_dir(&run)?
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("manifest.shard-")))
+                .collect();
+            shards.sort();
+            for path in shards {
+                let text = std::fs::read(&path)?;
+                let shard: Manifest = serde_json::from_slice(&text).with_context(|| format!("{}", path.display()))?;
+                println!("\n{}", path.file_name().unwrap_or_default().to_string_lossy());
+                print!("{}", funnel(&shard));
+            }
             Ok(())
         }
         Command::Sql { run, execute, file, format } => {

@@ -332,3 +332,41 @@ async fn the_api_key_never_reaches_failures_or_the_manifest() {
     let manifest = std::fs::read_to_string(Manifest::path(&run_dir)).unwrap();
     assert!(manifest.contains("LREM_TEST_SECRET_KEY") && !manifest.contains(KEY));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_together_equal_one_unsharded_run() {
+    let world = World::new();
+    let endpoint = Endpoint::default();
+    let base = endpoint.start().await;
+    let sharded = world.config(&base, "");
+    let reference = edited(
+        &sharded,
+        &format!("run_dir = \"{}\"", world.run_dir().display()),
+        &format!("run_dir = \"{}\"", world.root.join("reference").display()),
+    );
+    let (reference_dir, _) = run(&reference, quiet()).await.unwrap();
+
+    let shard = |i| RunOptions { shard: Some(lrem_pipeline::stages::Shard { index: i, count: 3 }), ..quiet() };
+    let err = run(&sharded, shard(0)).await.err().unwrap().to_string();
+    assert!(err.contains("shards need the shared stages done first"), "{err}");
+    run(&sharded, RunOptions { until: Some(StageId::HardQueries), ..quiet() }).await.unwrap();
+    for i in 0..3 {
+        run(&sharded, shard(i)).await.unwrap();
+        assert!(world.run_dir().join(format!("tables/triples/shard={i}")).is_dir());
+        assert!(
+            Manifest::load_shard(&world.run_dir(), lrem_pipeline::stages::Shard { index: i, count: 3 })
+                .unwrap()
+                .is_some()
+        );
+    }
+    for table in ["reasoning", "cot", "gain", "relevance", "triples", "triples_rl", "triples_cold_start"] {
+        let query = format!("select * from {table} order by 1, 2, 3, 4");
+        let (a, b) = (sql_jsonl(&reference_dir, &query).await, sql_jsonl(&world.run_dir(), &query).await);
+        assert!(a == b, "{table}: the shards' union differs from the unsharded run");
+    }
+}
+
+async fn sql_jsonl(run_dir: &Path, query: &str) -> String {
+    let inspector = Inspector::open(run_dir).await.unwrap();
+    render(&inspector.query(query).await.unwrap()[0], OutputFormat::Jsonl).unwrap()
+}

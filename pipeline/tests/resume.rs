@@ -51,7 +51,7 @@ fn pipeline(config: &Path) -> Command {
 
 async fn rows(run_dir: &Path, table: &str) -> String {
     let inspector = Inspector::open(run_dir).await.unwrap();
-    let out = inspector.query(&format!("select * from {table} order by 1, 2")).await.unwrap();
+    let out = inspector.query(&format!("select * from {table} order by 1, 2, 3, 4")).await.unwrap();
     render(&out[0], OutputFormat::Jsonl).unwrap()
 }
 

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
+use crate::stages::Shard;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {
@@ -54,7 +55,11 @@ impl Manifest {
     }
 
     pub fn load(run_dir: &Path) -> Result<Option<Self>, Error> {
-        let path = Self::path(run_dir);
+        Self::load_from(&Self::path(run_dir))
+    }
+
+    fn load_from(path: &Path) -> Result<Option<Self>, Error> {
+        let path = path.to_owned();
         match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
@@ -64,9 +69,26 @@ impl Manifest {
         }
     }
 
+    /// The manifest of one shard's per-query stages (`manifest.shard-i-of-n.json`).
+    pub fn shard_path(run_dir: &Path, shard: Shard) -> PathBuf {
+        run_dir.join(format!("manifest.shard-{}-of-{}.json", shard.index, shard.count))
+    }
+
+    pub fn load_shard(run_dir: &Path, shard: Shard) -> Result<Option<Self>, Error> {
+        Self::load_from(&Self::shard_path(run_dir, shard))
+    }
+
     pub fn save(&self, run_dir: &Path) -> Result<(), Error> {
-        let path = Self::path(run_dir);
-        let temp = run_dir.join(".manifest.json.tmp");
+        self.save_as(run_dir, None)
+    }
+
+    pub fn save_as(&self, run_dir: &Path, shard: Option<Shard>) -> Result<(), Error> {
+        let path = match shard {
+            None => Self::path(run_dir),
+            Some(s) => Self::shard_path(run_dir, s),
+        };
+        let name = path.file_name().expect("file name").to_string_lossy().into_owned();
+        let temp = run_dir.join(format!(".{name}.tmp"));
         let bytes = serde_json::to_vec_pretty(self).map_err(|e| Error::Internal(e.to_string()))?;
         std::fs::write(&temp, bytes).map_err(|e| Error::io(&temp, e))?;
         std::fs::rename(&temp, &path).map_err(|e| Error::io(&path, e))

@@ -18,7 +18,7 @@ use crate::client::ModelClient;
 use crate::client::cache::Cache;
 use crate::progress::Progress;
 use crate::sql::Inspector;
-use crate::stages::{self, Prompts, StageCtx, StageId};
+use crate::stages::{self, Prompts, Shard, StageCtx, StageId, is_shared};
 use manifest::{Manifest, StageRecord, StageState};
 
 #[derive(Debug, Clone, Default)]
@@ -28,6 +28,8 @@ pub struct RunOptions {
     pub until: Option<StageId>,
     /// Run only this stage (its upstream must be done).
     pub only: Option<StageId>,
+    /// Run only the per-query stages of this shard (the shared stages must be done).
+    pub shard: Option<Shard>,
     pub quiet: bool,
 }
 
@@ -45,27 +47,46 @@ pub async fn run(config_path: &Path, options: RunOptions) -> Result<(PathBuf, Ma
             run_dir.display()
         )));
     }
-    let selected: Vec<StageId> = match (options.only, options.until) {
+    let mut selected: Vec<StageId> = match (options.only, options.until) {
         (Some(only), _) => vec![only],
         (None, Some(until)) => StageId::ALL.into_iter().filter(|s| *s <= until).collect(),
         (None, None) => StageId::ALL.to_vec(),
     };
+    if options.shard.is_some() {
+        selected.retain(|s| !is_shared(*s));
+    }
     let inputs = validate_inputs(&config)?;
     let prompts = Prompts::load(&config, Path::new("."))?;
     let clients = connect(&config, &selected).await?;
     // Everything that can be checked was: from here on, the run directory is written.
     std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
-    let cache = Cache::open(&run_dir.join("cache.redb"))?;
+    // Shards run at once, possibly on other machines: each keeps its own cache file.
+    let cache_file = match options.shard {
+        None => "cache.redb".to_string(),
+        Some(s) => format!("cache.shard-{}-of-{}.redb", s.index, s.count),
+    };
+    let cache = Cache::open(&run_dir.join(cache_file))?;
     let clients = clients.into_iter().map(|(name, c)| (name, Arc::new(c.with_cache(cache.clone())))).collect();
 
-    let mut manifest = Manifest::load(&run_dir)?.unwrap_or_default();
+    let shared = Manifest::load(&run_dir)?.unwrap_or_default();
+    let mut manifest = match options.shard {
+        None => shared.clone(),
+        Some(s) => Manifest::load_shard(&run_dir, s)?.unwrap_or_default(),
+    };
     manifest.version = 1;
     manifest.inputs = inputs.clone();
     manifest.config = serde_json::to_value(&config).map_err(|e| Error::Internal(e.to_string()))?;
     let fingerprints = all_fingerprints(&config, &prompts);
     let tables = Inspector::open_with_inputs(&run_dir, inputs).await?;
-    let mut ctx =
-        StageCtx { run_dir: run_dir.clone(), config, prompts, tables, clients, progress: Progress::new(options.quiet) };
+    let mut ctx = StageCtx {
+        shard: options.shard,
+        run_dir: run_dir.clone(),
+        config,
+        prompts,
+        tables,
+        clients,
+        progress: Progress::new(options.quiet),
+    };
 
     for stage in selected {
         let fingerprint = fingerprints[&stage].clone();
@@ -74,10 +95,17 @@ pub async fn run(config_path: &Path, options: RunOptions) -> Result<(PathBuf, Ma
             continue;
         }
         for upstream in stage.upstream() {
-            let done = manifest
+            let records = if options.shard.is_some() && is_shared(*upstream) { &shared } else { &manifest };
+            let done = records
                 .stages
                 .get(upstream.name())
                 .is_some_and(|r| r.state == StageState::Done && r.fingerprint == fingerprints[upstream]);
+            if !done && options.shard.is_some() && is_shared(*upstream) {
+                return Err(Error::Usage(format!(
+                    "shards need the shared stages done first: run `lrem-pipeline run --config {} --until hard_queries` once",
+                    config_path.display()
+                )));
+            }
             if !done {
                 return Err(Error::Usage(format!(
                     "stage `{}` needs `{}` to be done with the current config; run without --only (or with --until {})",
@@ -88,16 +116,16 @@ pub async fn run(config_path: &Path, options: RunOptions) -> Result<(PathBuf, Ma
             }
         }
         if previous.fingerprint != fingerprint || !resumable(stage) {
-            clear(&run_dir, stage)?;
+            clear(&ctx, stage)?;
         }
         manifest.stages.insert(
             stage.name().into(),
             StageRecord { fingerprint: fingerprint.clone(), state: StageState::Running, ..Default::default() },
         );
-        manifest.save(&run_dir)?;
+        manifest.save_as(&run_dir, options.shard)?;
         let record = run_one(stage, &mut ctx, fingerprint).await?;
         manifest.stages.insert(stage.name().into(), record);
-        manifest.save(&run_dir)?;
+        manifest.save_as(&run_dir, options.shard)?;
     }
     Ok((run_dir, manifest))
 }
@@ -152,10 +180,10 @@ fn all_fingerprints(config: &PipelineConfig, prompts: &Prompts) -> BTreeMap<Stag
     out
 }
 
-/// Removes a stage's tables and failures (before a rerun with other settings).
-fn clear(run_dir: &Path, stage: StageId) -> Result<(), Error> {
-    let mut dirs: Vec<PathBuf> = stage.tables().iter().map(|t| run_dir.join("tables").join(t)).collect();
-    dirs.push(stages::parts::failures_dir(run_dir, stage.name()));
+/// Removes a stage's tables and failures, of this shard only (before a rerun).
+fn clear(ctx: &StageCtx, stage: StageId) -> Result<(), Error> {
+    let mut dirs: Vec<PathBuf> = stage.tables().iter().map(|t| ctx.table_dir(t)).collect();
+    dirs.push(ctx.failures_dir(stage.name()));
     for dir in dirs {
         match std::fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&dir, e)),

@@ -101,7 +101,9 @@ impl Inspector {
 
     /// Like [`Inspector::open`], with the input files given (by table name).
     pub async fn open_with_inputs(dir: &Path, inputs: BTreeMap<String, PathBuf>) -> Result<Self, Error> {
-        let config = SessionConfig::new().with_information_schema(true);
+        let mut config = SessionConfig::new().with_information_schema(true);
+        // Parts of sharded runs live in `shard=i/` below the table's directory.
+        config.options_mut().execution.listing_table_ignore_subdirectory = false;
         let ctx = SessionContext::new_with_config(config);
         functions::register(&ctx);
         let mut inspector = Self { ctx, dir: dir.to_owned(), inputs, tables: Vec::new() };

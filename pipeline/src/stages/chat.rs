@@ -31,13 +31,14 @@ struct Reasoned {
 pub async fn reasoning(ctx: &StageCtx) -> Result<Counts, Error> {
     let settings = ctx.config.stages.reasoning.clone();
     let client = ctx.client(&settings.endpoint)?;
-    let total = super::count_rows(ctx, "select count(*) from hard_queries").await?;
+    let only = ctx.shard_filter("query_id");
+    let total = super::count_rows(ctx, &format!("select count(*) from hard_queries where {only}")).await?;
     let bar = ctx.progress.stage("reasoning", total);
-    let input = rows(ctx, "select query_id, query from hard_queries order by query_id", |b| {
+    let input = rows(ctx, &format!("select query_id, query from hard_queries where {only} order by query_id"), |b| {
         Ok(u64s(b, "query_id")?.into_iter().zip(strings(b, "query")?).collect::<Vec<_>>())
     })
     .await?;
-    let sink = PartSink::new(&ctx.run_dir, "reasoning", "reasoning")?;
+    let sink = PartSink::new(ctx, "reasoning", "reasoning")?;
     let prompt = ctx.prompts.reasoning.clone();
     let process = |(query_id, query): (u64, String)| {
         let (client, prompt, settings) = (client.clone(), prompt.clone(), settings.clone());
@@ -111,14 +112,16 @@ fn keyword_schema() -> serde_json::Value {
 pub async fn keywords(ctx: &StageCtx) -> Result<Counts, Error> {
     let settings = ctx.config.stages.keywords.clone();
     let client = ctx.client(&settings.endpoint)?;
-    let total = super::count_rows(ctx, "select count(*) from reasoning").await?;
+    let only = ctx.shard_filter("query_id");
+    let total = super::count_rows(ctx, &format!("select count(*) from reasoning where {only}")).await?;
     let bar = ctx.progress.stage("keywords", total);
-    let input = rows(ctx, "select query_id, query, reasoning from reasoning order by query_id", |b| {
-        let (ids, queries, reasoning) = (u64s(b, "query_id")?, strings(b, "query")?, strings(b, "reasoning")?);
-        Ok(ids.into_iter().zip(queries).zip(reasoning).map(|((i, q), r)| (i, q, r)).collect::<Vec<_>>())
-    })
-    .await?;
-    let sink = PartSink::new(&ctx.run_dir, "keywords", "keywords")?;
+    let input =
+        rows(ctx, &format!("select query_id, query, reasoning from reasoning where {only} order by query_id"), |b| {
+            let (ids, queries, reasoning) = (u64s(b, "query_id")?, strings(b, "query")?, strings(b, "reasoning")?);
+            Ok(ids.into_iter().zip(queries).zip(reasoning).map(|((i, q), r)| (i, q, r)).collect::<Vec<_>>())
+        })
+        .await?;
+    let sink = PartSink::new(ctx, "keywords", "keywords")?;
     let (prompt, repair) = (ctx.prompts.keywords.clone(), ctx.prompts.keywords_repair.clone());
     let process = |(query_id, query, reasoning): (u64, String, String)| {
         let (client, prompt, repair, settings) = (client.clone(), prompt.clone(), repair.clone(), settings.clone());

@@ -23,16 +23,19 @@ pub async fn cot(ctx: &StageCtx) -> Result<Counts, Error> {
     let settings = ctx.config.stages.cot.clone();
     let banned: HashSet<String> = settings.banned.iter().map(|b| normalize_keyword(b)).collect();
     let max = settings.max_keywords as usize;
-    let total = super::count_rows(ctx, "select count(*) from keywords").await?;
+    let only = ctx.shard_filter("k.query_id");
+    let total = super::count_rows(ctx, &format!("select count(*) from keywords k where {only}")).await?;
     let bar = ctx.progress.stage("cot", total);
-    let sql = "select k.query_id, r.query, k.keywords from keywords k join reasoning r on r.query_id = k.query_id \
-               order by k.query_id";
-    let input = rows(ctx, sql, |b| {
+    let sql = format!(
+        "select k.query_id, r.query, k.keywords from keywords k join reasoning r on r.query_id = k.query_id \
+         where {only} order by k.query_id"
+    );
+    let input = rows(ctx, &sql, |b| {
         let (ids, queries, keywords) = (u64s(b, "query_id")?, strings(b, "query")?, string_lists(b, "keywords")?);
         Ok(ids.into_iter().zip(queries).zip(keywords).map(|((i, q), k)| (i, q, k)).collect::<Vec<_>>())
     })
     .await?;
-    let sink = PartSink::new(&ctx.run_dir, "cot", "cot")?;
+    let sink = PartSink::new(ctx, "cot", "cot")?;
     let process = |(query_id, query, keywords): (u64, String, Vec<String>)| {
         let banned = &banned;
         async move {

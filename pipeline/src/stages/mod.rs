@@ -198,8 +198,34 @@ pub fn render(template: &str, vars: serde_json::Value) -> Result<String, Error> 
     env.render_str(template, vars).map_err(|e| Error::Usage(format!("prompt template: {e}")))
 }
 
+/// One of `count` shards of the per-query stages: the queries with `query_id % count == index`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    /// Parses `i/n` (0 <= i < n).
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let bad = || Error::Usage(format!("--shard {text}: expected i/n with 0 <= i < n, e.g. 0/8"));
+        let (i, n) = text.split_once('/').ok_or_else(bad)?;
+        let (index, count): (u32, u32) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Self { index, count })
+    }
+}
+
+/// Stages that run once for the whole run, before the per-query (shardable) ones.
+pub fn is_shared(stage: StageId) -> bool {
+    matches!(stage, StageId::Queries | StageId::ItemEmbeddings | StageId::Retrieval1 | StageId::HardQueries)
+}
+
 /// What a stage runs with.
 pub struct StageCtx {
+    pub shard: Option<Shard>,
     pub run_dir: PathBuf,
     pub config: PipelineConfig,
     pub prompts: Prompts,
@@ -209,6 +235,23 @@ pub struct StageCtx {
 }
 
 impl StageCtx {
+    /// SQL condition selecting this shard's rows by `column` (`TRUE` when not sharded).
+    pub fn shard_filter(&self, column: &str) -> String {
+        match self.shard {
+            None => "TRUE".into(),
+            Some(s) => format!("{column} % {} = {}", s.count, s.index),
+        }
+    }
+
+    /// Where this run (or shard) writes `table`.
+    pub fn table_dir(&self, table: &str) -> PathBuf {
+        shard_dir(self.run_dir.join("tables").join(table), self.shard)
+    }
+
+    pub fn failures_dir(&self, stage: &str) -> PathBuf {
+        shard_dir(self.run_dir.join("tables").join("failures").join(format!("stage={stage}")), self.shard)
+    }
+
     pub fn client(&self, name: &str) -> Result<Arc<ModelClient>, Error> {
         self.clients.get(name).cloned().ok_or_else(|| Error::Internal(format!("no client for endpoint {name}")))
     }
@@ -276,4 +319,11 @@ pub fn preview(text: &str) -> String {
         end -= 1;
     }
     if end < text.len() { format!("{}…", &text[..end]) } else { text.to_string() }
+}
+
+fn shard_dir(dir: PathBuf, shard: Option<Shard>) -> PathBuf {
+    match shard {
+        None => dir,
+        Some(s) => dir.join(format!("shard={}", s.index)),
+    }
 }

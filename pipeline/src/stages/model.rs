@@ -51,7 +51,7 @@ pub async fn item_embeddings(ctx: &StageCtx) -> Result<Counts, Error> {
     })
     .await?;
     let units = items.chunks(batch_size).map(|chunk| chunk.into_iter().collect::<Result<Vec<_>, _>>());
-    let sink = PartSink::new(&ctx.run_dir, "item_embeddings", "item_embeddings")?;
+    let sink = PartSink::new(ctx, "item_embeddings", "item_embeddings")?;
     let process = |unit: Vec<(i64, String)>| {
         let client = client.clone();
         async move {
@@ -127,10 +127,14 @@ pub enum Set {
 pub async fn retrieval(ctx: &StageCtx, set: Set) -> Result<Counts, Error> {
     let settings = &ctx.config.stages.retrieval;
     let client = ctx.client(&settings.endpoint)?;
+    let only = ctx.shard_filter("query_id");
     let (table, sql) = match set {
-        Set::First => ("retrieval_1", "select query_id, query, '' as cot from queries order by query_id"),
-        Set::Second => ("retrieval_2", "select query_id, query, cot from cot order by query_id"),
+        Set::First => {
+            ("retrieval_1", format!("select query_id, query, '' as cot from queries where {only} order by query_id"))
+        }
+        Set::Second => ("retrieval_2", format!("select query_id, query, cot from cot where {only} order by query_id")),
     };
+    let sql = sql.as_str();
     let index = load_index(ctx).await?;
     let total = super::count_rows(ctx, &format!("select count(*) from ({sql})")).await?;
     let bar = ctx.progress.stage(table, total);
@@ -145,7 +149,7 @@ pub async fn retrieval(ctx: &StageCtx, set: Set) -> Result<Counts, Error> {
     let units = queries
         .chunks(settings.batch_size.max(1) as usize)
         .map(|chunk| chunk.into_iter().collect::<Result<Vec<_>, _>>());
-    let sink = PartSink::new(&ctx.run_dir, table, table)?;
+    let sink = PartSink::new(ctx, table, table)?;
     let k = settings.k as usize;
     let process = |unit: Vec<(u64, String)>| {
         let (client, index) = (client.clone(), index.clone());
@@ -201,12 +205,15 @@ struct Pair {
 
 pub async fn relevance(ctx: &StageCtx) -> Result<Counts, Error> {
     let settings = ctx.config.stages.relevance.clone();
-    let sql = "select g.query_id, g.item_id, g.score, c.query, i.title \
-               from gain g join cot c on c.query_id = g.query_id join items i on i.item_id = g.item_id \
-               order by g.query_id, g.item_id";
-    let total = super::count_rows(ctx, "select count(*) from gain").await?;
+    let only = ctx.shard_filter("g.query_id");
+    let sql = format!(
+        "select g.query_id, g.item_id, g.score, c.query, i.title \
+         from gain g join cot c on c.query_id = g.query_id join items i on i.item_id = g.item_id \
+         where {only} order by g.query_id, g.item_id"
+    );
+    let total = super::count_rows(ctx, &format!("select count(*) from gain g where {only}")).await?;
     let bar = ctx.progress.stage("relevance", total);
-    let pairs = rows(ctx, sql, |b| {
+    let pairs = rows(ctx, &sql, |b| {
         let (q, i, s) = (u64s(b, "query_id")?, i64s(b, "item_id")?, f32s(b, "score")?);
         let (query, title) = (strings(b, "query")?, strings(b, "title")?);
         Ok((0..b.num_rows())
@@ -220,7 +227,7 @@ pub async fn relevance(ctx: &StageCtx) -> Result<Counts, Error> {
             .collect::<Vec<_>>())
     })
     .await?;
-    let sink = PartSink::new(&ctx.run_dir, "relevance", "relevance")?;
+    let sink = PartSink::new(ctx, "relevance", "relevance")?;
     let client = match settings.method {
         RelevanceMethod::Similarity => None,
         _ => Some(ctx.client(&settings.endpoint)?),

@@ -80,9 +80,9 @@ pub struct PartSink {
 }
 
 impl PartSink {
-    pub fn new(run_dir: &Path, stage: &'static str, table: &'static str) -> Result<Self, Error> {
-        let dir = run_dir.join("tables").join(table);
-        let failures_dir = failures_dir(run_dir, stage);
+    pub fn new(ctx: &super::StageCtx, stage: &'static str, table: &'static str) -> Result<Self, Error> {
+        let dir = ctx.table_dir(table);
+        let failures_dir = ctx.failures_dir(stage);
         for d in [&dir, &failures_dir] {
             std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
         }
@@ -137,10 +137,6 @@ impl PartSink {
         out.write(batch)?;
         out.finish()
     }
-}
-
-pub fn failures_dir(run_dir: &Path, stage: &str) -> PathBuf {
-    run_dir.join("tables").join("failures").join(format!("stage={stage}"))
 }
 
 fn write_failures(path: &Path, stage: &str, rows: &[FailureRow]) -> Result<(), Error> {

@@ -76,8 +76,10 @@ fn pattern_case(patterns: &std::collections::BTreeMap<String, String>) -> String
 }
 
 pub async fn gain(ctx: &StageCtx) -> Result<Counts, Error> {
-    let rows_in = super::count_rows(ctx, "select count(*) from retrieval_2").await?;
-    let written = write_table(ctx, ctx.tables.frame(GAIN_SQL).await?, "gain").await?;
+    let only = ctx.shard_filter("r2.query_id");
+    let rows_in = super::count_rows(ctx, &format!("select count(*) from retrieval_2 r2 where {only}")).await?;
+    let sql = render(GAIN_SQL, json!({ "shard_filter": only }))?;
+    let written = write_table(ctx, ctx.tables.frame(&sql).await?, "gain").await?;
     let mut counts = Counts { rows_in, rows_out: written, rows_written: written, ..Counts::default() };
     counts.filtered.insert("already_in_set_1".into(), rows_in - written);
     Ok(counts)
@@ -85,9 +87,12 @@ pub async fn gain(ctx: &StageCtx) -> Result<Counts, Error> {
 
 pub async fn triples(ctx: &StageCtx) -> Result<Counts, Error> {
     let split = &ctx.config.stages.split;
-    let sql = render(TRIPLES_SQL, json!({ "seed": split.seed, "rl_fraction": split.rl_fraction }))?;
-    let rows_in = super::count_rows(ctx, "select count(*) from relevance").await?;
-    let relevant = super::count_rows(ctx, "select count(*) from relevance where relevant").await?;
+    let only = ctx.shard_filter("r.query_id");
+    let sql =
+        render(TRIPLES_SQL, json!({ "seed": split.seed, "rl_fraction": split.rl_fraction, "shard_filter": only }))?;
+    let rows_in = super::count_rows(ctx, &format!("select count(*) from relevance r where {only}")).await?;
+    let relevant =
+        super::count_rows(ctx, &format!("select count(*) from relevance r where r.relevant and {only}")).await?;
     let all = ctx.tables.frame(&sql).await?;
     let written = write_table(ctx, all.clone(), "triples").await?;
     if written != relevant {
@@ -104,7 +109,7 @@ pub async fn triples(ctx: &StageCtx) -> Result<Counts, Error> {
 
 /// Streams `frame` into `tables/<table>/part-*.parquet` in the table's schema.
 pub async fn write_table(ctx: &StageCtx, frame: DataFrame, table: &'static str) -> Result<u64, Error> {
-    let dir = ctx.run_dir.join("tables").join(table);
+    let dir = ctx.table_dir(table);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let schema = lrem_schemas::table(table)?.schema();
     let mut stream = frame.execute_stream().await?;
