@@ -370,3 +370,15 @@ async fn sql_jsonl(run_dir: &Path, query: &str) -> String {
     let inspector = Inspector::open(run_dir).await.unwrap();
     render(&inspector.query(query).await.unwrap()[0], OutputFormat::Jsonl).unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dag_runs_on_the_approximate_index_too() {
+    let world = World::new();
+    let endpoint = Endpoint::default();
+    let config =
+        edited(&world.config(&endpoint.start().await, ""), "k = 20", "k = 20\nindex = \"hnsw\"\nef_search = 64");
+    let (run_dir, manifest) = run(&config, quiet()).await.unwrap();
+    assert!(manifest.stages.values().all(|r| r.state == StageState::Done));
+    assert_eq!(number(&run_dir, "select count(*) from retrieval_1 where rank > 20").await, 0);
+    assert!(number(&run_dir, "select count(*) from triples").await > 0);
+}

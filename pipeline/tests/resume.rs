@@ -65,15 +65,23 @@ async fn killed_runs_resume_to_the_same_tables() {
     )
     .unwrap();
 
+    // Every chat reply takes 20 ms, so kills land with requests in flight.
+    let slow = |e: &Endpoint| e.rule("\"messages\"", common::Fault::Slow(Duration::from_millis(20)), usize::MAX);
     let reference_endpoint = Endpoint::default();
+    slow(&reference_endpoint);
     let reference = config(dir.path(), &world, "reference", &reference_endpoint.start().await);
+    let started = std::time::Instant::now();
     let status = tokio::task::spawn_blocking(move || pipeline(&reference).status()).await.unwrap().unwrap();
     assert!(status.success());
+    let whole = started.elapsed().as_millis() as u64;
 
     let endpoint = Endpoint::default();
+    slow(&endpoint);
     let resumed = config(dir.path(), &world, "resumed", &endpoint.start().await);
     let mut kills = 0;
-    for delay_ms in [150u64, 500, 900, 1400, 2100, 2900] {
+    // Each attempt is killed after a slice of an uninterrupted run's time.
+    for percent in [12u64, 18, 24, 30, 36, 42] {
+        let delay_ms = (whole * percent / 100).max(100);
         let resumed = resumed.clone();
         let finished = tokio::task::spawn_blocking(move || {
             let mut child = pipeline(&resumed).spawn().unwrap();

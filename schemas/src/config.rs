@@ -100,11 +100,22 @@ pub struct Retrieval {
     pub k: u32,
     /// Texts per embeddings request.
     pub batch_size: u32,
+    /// `exact` (blocked matrix products) or `hnsw` (approximate, for large catalogues).
+    pub index: IndexKind,
+    /// HNSW search breadth (raised to `k` when smaller): higher is slower and closer to exact.
+    pub ef_search: u32,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum IndexKind {
+    Exact,
+    Hnsw,
 }
 
 impl Default for Retrieval {
     fn default() -> Self {
-        Self { endpoint: "embedder".into(), k: 100, batch_size: 64 }
+        Self { endpoint: "embedder".into(), k: 100, batch_size: 64, index: IndexKind::Exact, ef_search: 256 }
     }
 }
 

@@ -138,9 +138,10 @@ impl StageId {
             StageId::ItemEmbeddings => {
                 json!({ "items": config.inputs.items, "model": model_of(&s.retrieval.endpoint) })
             }
-            StageId::Retrieval1 | StageId::Retrieval2 => {
-                json!({ "k": s.retrieval.k, "model": model_of(&s.retrieval.endpoint) })
-            }
+            StageId::Retrieval1 | StageId::Retrieval2 => json!({
+                "k": s.retrieval.k, "index": s.retrieval.index, "ef_search": s.retrieval.ef_search,
+                "model": model_of(&s.retrieval.endpoint),
+            }),
             StageId::HardQueries => json!({ "mining": s.mining, "k": s.retrieval.k }),
             StageId::Reasoning => {
                 json!({ "generation": s.reasoning, "model": model_of(&s.reasoning.endpoint), "prompt": prompts.reasoning })

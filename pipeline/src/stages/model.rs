@@ -8,7 +8,7 @@ use arrow::array::{
     StringArray, UInt64Array,
 };
 use futures::StreamExt;
-use lrem_schemas::config::RelevanceMethod;
+use lrem_schemas::config::{IndexKind, RelevanceMethod};
 use serde_json::json;
 
 use super::columns::{f32_lists, f32s, i64s, strings, u64s};
@@ -17,7 +17,7 @@ use super::{Counts, StageCtx, render, rows};
 use crate::Error;
 use crate::client::openai::{ChatRequest, Message};
 use crate::client::{CallError, ModelClient};
-use crate::index::ExactIndex;
+use crate::index::{ExactIndex, HnswIndex, Index};
 
 /// Embedding requests per part (so a part holds `batch_size × 64` items or queries).
 const UNITS_PER_PART: usize = 64;
@@ -101,7 +101,7 @@ fn embedding_field() -> arrow::datatypes::FieldRef {
 }
 
 /// Loads the item index from the `item_embeddings` table.
-async fn load_index(ctx: &StageCtx) -> Result<Arc<ExactIndex>, Error> {
+async fn load_index(ctx: &StageCtx) -> Result<Arc<Index>, Error> {
     let mut stream = rows(ctx, "select item_id, embedding from item_embeddings order by item_id", |b| {
         Ok(i64s(b, "item_id")?.into_iter().zip(f32_lists(b, "embedding")?).collect::<Vec<_>>())
     })
@@ -113,7 +113,15 @@ async fn load_index(ctx: &StageCtx) -> Result<Arc<ExactIndex>, Error> {
         index.add(id, &vector).map_err(|e| Error::Usage(format!("item_embeddings: {e}")))?;
     }
     let index = index.ok_or_else(|| Error::Usage("item_embeddings is empty: no item could be embedded".into()))?;
-    Ok(Arc::new(index))
+    let settings = &ctx.config.stages.retrieval;
+    Ok(Arc::new(match settings.index {
+        IndexKind::Exact => Index::Exact(index),
+        IndexKind::Hnsw => {
+            let ef = (settings.ef_search.max(settings.k)) as usize;
+            let build = tokio::task::spawn_blocking(move || HnswIndex::build(&index, ef));
+            Index::Hnsw(build.await.map_err(|e| Error::Internal(e.to_string()))?)
+        }
+    }))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
