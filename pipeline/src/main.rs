@@ -70,6 +70,9 @@ enum Command {
         /// No progress bars.
         #[arg(long)]
         quiet: bool,
+        /// For batch systems: no progress bars; one JSON line per event on standard error.
+        #[arg(long)]
+        log_json: bool,
     },
     /// The state and funnel of a run directory, from its manifest.
     Status {
@@ -93,10 +96,15 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    let json = matches!(cli.command, Command::Run { log_json: true, .. });
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| if json { "info".into() } else { "warn".into() });
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
@@ -142,13 +150,13 @@ fn run(cli: Cli) -> Result<()> {
             let dir = run.context("give --run DIR, or --table NAME PATH")?;
             validate_dir(&dir, &options)
         }
-        Command::Run { config, run_dir, until, only, shard, quiet } => {
+        Command::Run { config, run_dir, until, only, shard, quiet, log_json } => {
             let options = RunOptions {
                 shard: shard.as_deref().map(Shard::parse).transpose()?,
                 run_dir,
                 until: until.as_deref().map(StageId::parse).transpose()?,
                 only: only.as_deref().map(StageId::parse).transpose()?,
-                quiet,
+                quiet: quiet || log_json,
             };
             let runtime = tokio::runtime::Runtime::new()?;
             let (run_dir, manifest) = runtime.block_on(lrem_pipeline::run::run(&config, options))?;

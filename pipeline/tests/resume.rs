@@ -106,8 +106,13 @@ async fn killed_runs_resume_to_the_same_tables() {
         kills += 1;
     }
     let resumed_cfg = resumed.clone();
-    let status = tokio::task::spawn_blocking(move || pipeline(&resumed_cfg).status()).await.unwrap().unwrap();
-    assert!(status.success());
+    let last =
+        tokio::task::spawn_blocking(move || pipeline(&resumed_cfg).arg("--log-json").output()).await.unwrap().unwrap();
+    assert!(last.status.success());
+    // The batch log: one JSON object a line, an event per stage (`stage done` or `up to date`).
+    let log = String::from_utf8(last.stderr).unwrap();
+    let events: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(events.iter().any(|e| e["fields"]["stage"] == "triples"), "{log}");
     assert!(kills >= 2, "the run finished before it could be killed twice ({kills}); raise the world size");
 
     for table in [

@@ -92,6 +92,7 @@ pub async fn run(config_path: &Path, options: RunOptions) -> Result<(PathBuf, Ma
         let fingerprint = fingerprints[&stage].clone();
         let previous = manifest.stages.get(stage.name()).cloned().unwrap_or_default();
         if previous.state == StageState::Done && previous.fingerprint == fingerprint {
+            tracing::info!(stage = stage.name(), "up to date");
             continue;
         }
         for upstream in stage.upstream() {
@@ -156,6 +157,15 @@ async fn run_one(stage: StageId, ctx: &mut StageCtx, fingerprint: String) -> Res
         seconds: started.elapsed().as_secs_f64(),
         usage,
     };
+    tracing::info!(
+        stage = stage.name(),
+        rows_in = record.rows_in,
+        rows_out = record.rows_out,
+        rows_failed = record.rows_failed,
+        filtered = ?record.filtered,
+        seconds = record.seconds,
+        "stage done"
+    );
     if !record.reconciles() {
         return Err(Error::Internal(format!("stage {} does not reconcile: {record:?}", stage.name())));
     }

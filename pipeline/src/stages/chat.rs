@@ -3,12 +3,10 @@
 
 use std::sync::Arc;
 
-use arrow::array::{
-    ArrayRef, Int32Array, Int64Array, ListBuilder, RecordBatch, StringArray, StringBuilder, UInt64Array,
-};
+use arrow::array::{ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, UInt64Array};
 use serde_json::json;
 
-use super::columns::{strings, u64s};
+use super::columns::{string_list_array, strings, u64s};
 use super::keyword_parse::parse_keywords;
 use super::model::failures_or_abort;
 use super::parts::{FailureRow, PartSink, UnitResult, run_parts};
@@ -178,17 +176,10 @@ pub async fn keywords(ctx: &StageCtx) -> Result<Counts, Error> {
         }
     };
     let to_batch = |rows: &[Extracted]| {
-        let field = match sink.schema.field_with_name("keywords")?.data_type() {
-            arrow::datatypes::DataType::List(f) => f.clone(),
-            _ => unreachable!("keywords is a list"),
-        };
-        let mut list = ListBuilder::new(StringBuilder::new()).with_field(field);
-        for r in rows {
-            list.append_value(r.keywords.iter().map(Some));
-        }
+        let keywords = string_list_array(&sink.schema, "keywords", rows.iter().map(|r| &r.keywords))?;
         let columns: Vec<ArrayRef> = vec![
             Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.query_id))),
-            Arc::new(list.finish()),
+            keywords,
             Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.reply))),
             Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.parse))),
             Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.attempts))),

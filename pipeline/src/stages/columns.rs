@@ -48,3 +48,19 @@ pub fn f32_lists(batch: &RecordBatch, name: &str) -> Result<Vec<Vec<f32>>, Error
         .map(|v| v.map(|v| v.as_primitive::<Float32Type>().values().to_vec()).unwrap_or_default())
         .collect())
 }
+
+/// A list column of `table_schema` built from `rows`, with the schema's exact item field.
+pub fn string_list_array<'a>(
+    table_schema: &arrow::datatypes::Schema,
+    column: &str,
+    rows: impl Iterator<Item = &'a Vec<String>>,
+) -> Result<std::sync::Arc<dyn Array>, Error> {
+    let DataType::List(item) = table_schema.field_with_name(column)?.data_type() else {
+        return Err(Error::Internal(format!("{column} is not a list column")));
+    };
+    let mut list = arrow::array::ListBuilder::new(arrow::array::StringBuilder::new()).with_field(item.clone());
+    for keywords in rows {
+        list.append_value(keywords.iter().map(Some));
+    }
+    Ok(std::sync::Arc::new(list.finish()))
+}

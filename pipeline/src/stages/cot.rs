@@ -4,9 +4,9 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Int32Array, ListBuilder, RecordBatch, StringArray, StringBuilder, UInt64Array};
+use arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray, UInt64Array};
 
-use super::columns::{string_lists, strings, u64s};
+use super::columns::{string_list_array, string_lists, strings, u64s};
 use super::cot_rules::{normalize_keyword, postprocess};
 use super::parts::{PartSink, UnitResult, run_parts};
 use super::{Counts, StageCtx, rows};
@@ -51,18 +51,11 @@ pub async fn cot(ctx: &StageCtx) -> Result<Counts, Error> {
         }
     };
     let to_batch = |rows: &[CotRow]| {
-        let field = match sink.schema.field_with_name("keywords")?.data_type() {
-            arrow::datatypes::DataType::List(f) => f.clone(),
-            _ => unreachable!("keywords is a list"),
-        };
-        let mut list = ListBuilder::new(StringBuilder::new()).with_field(field);
-        for r in rows {
-            list.append_value(r.keywords.iter().map(Some));
-        }
+        let keywords = string_list_array(&sink.schema, "keywords", rows.iter().map(|r| &r.keywords))?;
         let columns: Vec<ArrayRef> = vec![
             Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.query_id))),
             Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.query))),
-            Arc::new(list.finish()),
+            keywords,
             Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.keywords.join(", ")))),
             Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.dropped))),
         ];
