@@ -59,6 +59,8 @@ pub struct Log {
 pub struct Endpoint {
     pub rules: Arc<Mutex<Vec<Rule>>>,
     pub log: Arc<Mutex<Log>>,
+    /// A model server's capacity: each chat reply holds one of these slots for `latency`.
+    pub capacity: Option<(Arc<tokio::sync::Semaphore>, Duration)>,
 }
 
 impl Endpoint {
@@ -189,6 +191,14 @@ fn reasoning_for(query: &str) -> String {
 }
 
 async fn chat(State(ep): State<Endpoint>, headers: HeaderMap, body: String) -> Response {
+    let _slot = match &ep.capacity {
+        Some((slots, latency)) => {
+            let slot = slots.clone().acquire_owned().await.unwrap();
+            tokio::time::sleep(*latency).await;
+            Some(slot)
+        }
+        None => None,
+    };
     let fault = ep.take_fault("chat", &body);
     if let Some(r) = apply(&fault, &headers).await {
         return r;

@@ -1,0 +1,79 @@
+//! P2 (saturation): an endpoint with 64 slots and a fixed 50 ms latency serves at most
+//! 64 / 0.05 = 1,280 requests/s. Run the reasoning and keywords stages against it at
+//! `max_concurrency = 64` and report achieved requests/s as a share of that ceiling.
+//!
+//! `make bench` runs it; it prints a Markdown table row and appends it to `runs/bench.md`.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lrem_pipeline::run::{RunOptions, run};
+use lrem_pipeline::stages::StageId;
+
+const SLOTS: usize = 64;
+const LATENCY: Duration = Duration::from_millis(50);
+
+#[tokio::main]
+async fn main() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = dir.path().join("world");
+    let args = lrem_pipeline::datagen::Args { seed: 5, items: 2000, queries: 8000, log_rows: 80_000 };
+    lrem_pipeline::datagen::generate(&args, &world).unwrap();
+    let endpoint = common::Endpoint {
+        capacity: Some((Arc::new(tokio::sync::Semaphore::new(SLOTS)), LATENCY)),
+        ..Default::default()
+    };
+    let base = endpoint.start().await;
+    let config = dir.path().join("bench.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+run_dir = "{run}"
+[inputs]
+items = "{w}/items.parquet"
+query_log = "{w}/query_log.parquet"
+[endpoints.embedder]
+base_url = "{base}"
+model = "fake-embed"
+[endpoints.reasoner]
+base_url = "{base}"
+model = "fake-chat"
+max_concurrency = {SLOTS}
+# Every logged query counts as hard, so the chat stages have thousands of rows.
+[stages.mining]
+min_days = 1
+min_impressions = 1
+max_ctr = 1.0
+min_missed_items = 0
+min_missed_share = 0.0
+"#,
+            run = dir.path().join("run").display(),
+            w = world.display(),
+        ),
+    )
+    .unwrap();
+    let quiet = RunOptions { quiet: true, ..RunOptions::default() };
+    run(&config, RunOptions { until: Some(StageId::HardQueries), ..quiet.clone() }).await.unwrap();
+    let (_, manifest) = run(&config, RunOptions { until: Some(StageId::Keywords), ..quiet }).await.unwrap();
+    let (mut requests, mut seconds) = (0u64, 0f64);
+    for stage in ["reasoning", "keywords"] {
+        let r = &manifest.stages[stage];
+        requests += r.usage["reasoner"]["requests"].as_u64().unwrap();
+        seconds += r.seconds;
+    }
+    let ceiling = SLOTS as f64 / LATENCY.as_secs_f64();
+    let achieved = requests as f64 / seconds;
+    let row = format!(
+        "| P2 saturation | {requests} chat requests (reasoning + keywords), 64 slots × 50 ms | {achieved:.0} req/s | ceiling {ceiling:.0} req/s | **{:.3}×** (goal ≥ 0.95) |",
+        achieved / ceiling
+    );
+    println!("{row}");
+    std::fs::create_dir_all("runs").unwrap();
+    let mut report = std::fs::OpenOptions::new().create(true).append(true).open("runs/bench.md").unwrap();
+    writeln!(report, "{row}").unwrap();
+}
