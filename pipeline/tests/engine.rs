@@ -123,18 +123,7 @@ async fn whole_dag_writes_valid_triples_and_reconciles() {
     assert!(manifest.stages["hard_queries"].rows_out > 10, "{:?}", manifest.stages["hard_queries"]);
     assert!(number(&run_dir, "select count(*) from triples").await > 0);
     // Every table holds its schema and unique keys.
-    for table in [
-        "queries",
-        "retrieval_1",
-        "hard_queries",
-        "reasoning",
-        "keywords",
-        "cot",
-        "retrieval_2",
-        "gain",
-        "relevance",
-        "triples",
-    ] {
+    for table in common::STAGE_TABLES {
         let spec = lrem_schemas::table(table).unwrap();
         lrem_schemas::validate(&run_dir.join("tables").join(table), &spec, &Default::default())
             .unwrap_or_else(|e| panic!("{e}"));

@@ -115,18 +115,7 @@ async fn killed_runs_resume_to_the_same_tables() {
     assert!(events.iter().any(|e| e["fields"]["stage"] == "triples"), "{log}");
     assert!(kills >= 2, "the run finished before it could be killed twice ({kills}); raise the world size");
 
-    for table in [
-        "queries",
-        "retrieval_1",
-        "hard_queries",
-        "reasoning",
-        "keywords",
-        "cot",
-        "retrieval_2",
-        "gain",
-        "relevance",
-        "triples",
-    ] {
+    for table in common::STAGE_TABLES {
         let (a, b) = (rows(&dir.path().join("reference"), table).await, rows(&dir.path().join("resumed"), table).await);
         assert!(a == b, "{table} differs after {kills} kills");
     }

@@ -20,6 +20,20 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
+/// The tables a whole run writes (besides the two splits and `failures`).
+pub const STAGE_TABLES: [&str; 10] = [
+    "queries",
+    "retrieval_1",
+    "hard_queries",
+    "reasoning",
+    "keywords",
+    "cot",
+    "retrieval_2",
+    "gain",
+    "relevance",
+    "triples",
+];
+
 #[derive(Debug, Clone)]
 pub enum Fault {
     Status {
