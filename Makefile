@@ -61,7 +61,7 @@ datagen: build
 
 train:
 	@echo "make train: the cold-start trainer is not built yet (issue: cold-start trainer)." >&2
-	@echo "Today lrem-train reads triples: cargo run -p lrem-trainer -- data --run DIR" >&2
+	@echo "Today lrem-train reads triples: $(TARGET_DIR)/debug/lrem-train data --run DIR" >&2
 	@exit 1
 
 bench: build
