@@ -30,13 +30,9 @@ impl World {
 
     /// A config for `base_url`, with fast retries; `extra` is appended (TOML).
     fn config(&self, base_url: &str, extra: &str) -> PathBuf {
-        let w = self.root.join("world");
+        let head = common::run_and_inputs_toml(&self.run_dir(), &self.root.join("world"));
         let text = format!(
-            r#"
-run_dir = "{run}"
-[inputs]
-items = "{items}"
-query_log = "{log}"
+            r#"{head}
 [endpoints.embedder]
 base_url = "{base_url}"
 model = "fake-embed"
@@ -68,9 +64,6 @@ endpoint = "embedder"
 threshold = 0.2
 {extra}
 "#,
-            run = self.run_dir().display(),
-            items = w.join("items.parquet").display(),
-            log = w.join("query_log.parquet").display(),
         );
         let path = self.root.join(format!("config-{}.toml", xxhash_rust::xxh3::xxh3_64(text.as_bytes())));
         std::fs::write(&path, text).unwrap();

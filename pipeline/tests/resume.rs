@@ -11,12 +11,9 @@ use common::Endpoint;
 use lrem_pipeline::sql::{Inspector, OutputFormat, render};
 
 fn config(dir: &Path, world: &Path, run: &str, base_url: &str) -> std::path::PathBuf {
+    let head = common::run_and_inputs_toml(&dir.join(run), world);
     let text = format!(
-        r#"
-run_dir = "{run}"
-[inputs]
-items = "{items}"
-query_log = "{log}"
+        r#"{head}
 [endpoints.embedder]
 base_url = "{base_url}"
 model = "fake-embed"
@@ -34,9 +31,6 @@ min_impressions = 5
 [stages.relevance]
 threshold = 0.2
 "#,
-        run = dir.join(run).display(),
-        items = world.join("items.parquet").display(),
-        log = world.join("query_log.parquet").display(),
     );
     let path = dir.join(format!("{run}.toml"));
     std::fs::write(&path, text).unwrap();

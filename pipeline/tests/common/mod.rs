@@ -20,6 +20,17 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
+/// The top of a run config: where the run goes and the world's inputs (`world` holds the files
+/// `datagen` writes).
+pub fn run_and_inputs_toml(run_dir: &std::path::Path, world: &std::path::Path) -> String {
+    format!(
+        "run_dir = \"{}\"\n[inputs]\nitems = \"{}\"\nquery_log = \"{}\"\n",
+        run_dir.display(),
+        world.join("items.parquet").display(),
+        world.join("query_log.parquet").display()
+    )
+}
+
 /// The tables a whole run writes (besides the two splits and `failures`).
 pub const STAGE_TABLES: [&str; 10] = [
     "queries",
