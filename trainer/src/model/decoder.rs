@@ -1,0 +1,396 @@
+//! The Llama / Qwen2 decoder: RMSNorm, RoPE in Hugging Face's `rotate_half` convention with a
+//! position per token (left padding works), grouped-query attention, SwiGLU MLP, optional QKV
+//! bias (Qwen2), tied or untied LM head.
+
+use anyhow::{Result, bail};
+use burn::module::{Module, Param};
+use burn::tensor::activation::softmax;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+
+use super::layers::{Linear, RmsNorm, silu, tensor, transpose_host};
+use super::weights::WeightSource;
+
+/// The shape of a decoder, read from an HF `config.json` or GGUF metadata.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecoderConfig {
+    /// `llama` or `qwen2`.
+    pub architecture: String,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+    pub rms_norm_eps: f64,
+    pub rope_theta: f64,
+    pub max_position: usize,
+    pub qkv_bias: bool,
+    pub tie_embeddings: bool,
+}
+
+impl DecoderConfig {
+    /// A small random-weight config for tests.
+    pub fn tiny(vocab_size: usize) -> Self {
+        Self {
+            architecture: "llama".into(),
+            vocab_size,
+            hidden_size: 32,
+            intermediate_size: 48,
+            num_layers: 2,
+            num_heads: 4,
+            num_kv_heads: 2,
+            head_dim: 8,
+            rms_norm_eps: 1e-5,
+            rope_theta: 10_000.0,
+            max_position: 256,
+            qkv_bias: true,
+            tie_embeddings: true,
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if !matches!(self.architecture.as_str(), "llama" | "qwen2") {
+            bail!("unsupported architecture `{}` (supported: llama, qwen2)", self.architecture);
+        }
+        if self.num_kv_heads == 0 || self.num_heads % self.num_kv_heads != 0 {
+            bail!("num_heads {} is not a multiple of num_kv_heads {}", self.num_heads, self.num_kv_heads);
+        }
+        if self.head_dim % 2 != 0 {
+            bail!("head_dim {} must be even for RoPE", self.head_dim);
+        }
+        Ok(())
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Attention<B: Backend> {
+    pub q: Linear<B>,
+    pub k: Linear<B>,
+    pub v: Linear<B>,
+    pub o: Linear<B>,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+#[derive(Module, Debug)]
+pub struct Mlp<B: Backend> {
+    pub gate: Linear<B>,
+    pub up: Linear<B>,
+    pub down: Linear<B>,
+}
+
+#[derive(Module, Debug)]
+pub struct Block<B: Backend> {
+    pub attn_norm: RmsNorm<B>,
+    pub attn: Attention<B>,
+    pub mlp_norm: RmsNorm<B>,
+    pub mlp: Mlp<B>,
+}
+
+#[derive(Module, Debug)]
+pub struct Decoder<B: Backend> {
+    /// The token embeddings stored as `[hidden, vocab]`, the LM head's orientation: a lookup
+    /// gathers a few columns, while the head's product over the whole vocabulary runs on a
+    /// contiguous matrix (a transposed `[vocab, hidden]` view costs the candle backend a 113 MB
+    /// copy per decode step for SmolLM2). Also the LM head when the embeddings are tied.
+    pub embed: Param<Tensor<B, 2>>,
+    pub blocks: Vec<Block<B>>,
+    pub norm: RmsNorm<B>,
+    /// Untied LM head, `[hidden, vocab]`.
+    pub lm_head: Option<Linear<B>>,
+    /// RoPE tables `[max_position, head_dim]`, constants rather than parameters.
+    pub rope_cos: Tensor<B, 2>,
+    pub rope_sin: Tensor<B, 2>,
+}
+
+/// The keys and values of earlier tokens, per layer `[batch, kv_heads, len, head_dim]`, and which
+/// cache slots hold a real token (left padding and finished sequences do not).
+#[derive(Debug, Clone)]
+pub struct KvCache<B: Backend> {
+    pub layers: Vec<(Tensor<B, 4>, Tensor<B, 4>)>,
+    pub valid: Vec<Vec<bool>>,
+}
+
+impl<B: Backend> KvCache<B> {
+    pub fn len(&self) -> usize {
+        self.valid.first().map_or(0, Vec::len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn batch(&self) -> usize {
+        self.valid.len()
+    }
+
+    /// Keeps the given rows, in the given order (a row may repeat: `n` samples of one prompt).
+    pub fn select(&self, rows: &[usize]) -> Self {
+        let device = self.layers.first().map(|(k, _)| k.device());
+        let layers = match device {
+            Some(device) => {
+                let idx = Tensor::<B, 1, Int>::from_data(
+                    TensorData::new(rows.iter().map(|&r| r as i64).collect::<Vec<_>>(), [rows.len()]),
+                    &device,
+                );
+                self.layers
+                    .iter()
+                    .map(|(k, v)| (k.clone().select(0, idx.clone()), v.clone().select(0, idx.clone())))
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        Self { layers, valid: rows.iter().map(|&r| self.valid[r].clone()).collect() }
+    }
+}
+
+/// Positions and the additive attention mask of one forward step, computed on the host from which
+/// tokens are real.
+struct StepLayout {
+    positions: Vec<i64>,
+    /// `[batch, 1, new, past + new]`: 0 where attention is allowed, a large negative elsewhere.
+    mask: Vec<f32>,
+    total: usize,
+}
+
+/// Finite, so a row with nothing to attend to (a pad query) softmaxes to uniform instead of NaN.
+const MASKED: f32 = -1e30;
+
+fn layout(past: &[Vec<bool>], new: &[Vec<bool>]) -> StepLayout {
+    let batch = new.len();
+    let t_new = new.first().map_or(0, Vec::len);
+    let t_past = past.first().map_or(0, Vec::len);
+    let total = t_past + t_new;
+    let mut positions = Vec::with_capacity(batch * t_new);
+    let mut mask = vec![MASKED; batch * t_new * total];
+    for b in 0..batch {
+        let mut seen = past.get(b).map_or(0, |row| row.iter().filter(|&&v| v).count()) as i64;
+        let valid_at = |s: usize| if s < t_past { past[b][s] } else { new[b][s - t_past] };
+        for t in 0..t_new {
+            positions.push(seen);
+            if new[b][t] {
+                seen += 1;
+            }
+            let row = &mut mask[(b * t_new + t) * total..(b * t_new + t + 1) * total];
+            for (s, m) in row.iter_mut().enumerate().take(t_past + t + 1) {
+                if valid_at(s) {
+                    *m = 0.0;
+                }
+            }
+        }
+    }
+    StepLayout { positions, mask, total }
+}
+
+impl<B: Backend> Decoder<B> {
+    pub fn config_dims(&self) -> (usize, usize) {
+        let [hidden, vocab] = self.embed.dims();
+        (vocab, hidden)
+    }
+
+    /// One forward step over `ids` (`[batch][new]`, all rows the same length; `valid` marks real
+    /// tokens). Appends to `cache` when given. Returns the last layer's hidden states after the
+    /// final norm, `[batch, new, hidden]`.
+    pub fn forward(&self, ids: &[Vec<u32>], valid: &[Vec<bool>], cache: Option<&mut KvCache<B>>) -> Tensor<B, 3> {
+        let device = self.embed.device();
+        let batch = ids.len();
+        let t_new = ids.first().map_or(0, Vec::len);
+        let empty = Vec::new();
+        let past = cache.as_ref().map_or(&empty, |c| &c.valid);
+        let step = layout(past, valid);
+        let flat: Vec<i64> = ids.iter().flatten().map(|&i| i as i64).collect();
+        let ids_t = Tensor::<B, 1, Int>::from_data(TensorData::new(flat, [batch * t_new]), &device);
+        let pos_t = Tensor::<B, 1, Int>::from_data(TensorData::new(step.positions, [batch * t_new]), &device);
+        let head_dim = self.rope_cos.dims()[1];
+        let cos = self.rope_cos.clone().select(0, pos_t.clone()).reshape([batch, 1, t_new, head_dim]);
+        let sin = self.rope_sin.clone().select(0, pos_t).reshape([batch, 1, t_new, head_dim]);
+        let mask = tensor::<B, 4>(step.mask, [batch, 1, t_new, step.total], &device);
+        let hidden_size = self.embed.dims()[0];
+        // The identity product between gather and transpose hands the gather's backward (an
+        // index-add) a contiguous gradient: candle's index-add rejects the transposed one.
+        let gathered = self.embed.val().select(1, ids_t).mul_scalar(1.0);
+        let mut x = gathered.transpose().reshape([batch, t_new, hidden_size]);
+        let mut new_layers = Vec::with_capacity(self.blocks.len());
+        for (i, block) in self.blocks.iter().enumerate() {
+            let past_kv = cache.as_ref().and_then(|c| c.layers.get(i).cloned());
+            let (h, kv) = block.attn.forward(block.attn_norm.forward(x.clone()), &cos, &sin, &mask, past_kv);
+            x = x + h;
+            x = x.clone() + block.mlp.forward(block.mlp_norm.forward(x));
+            new_layers.push(kv);
+        }
+        if let Some(cache) = cache {
+            cache.layers = new_layers;
+            if cache.valid.is_empty() {
+                cache.valid = vec![Vec::new(); batch];
+            }
+            for (row, v) in cache.valid.iter_mut().zip(valid) {
+                row.extend_from_slice(v);
+            }
+        }
+        self.norm.forward(x)
+    }
+
+    /// Logits over the vocabulary for hidden states `[batch, t, hidden]`.
+    pub fn logits(&self, hidden: Tensor<B, 3>) -> Tensor<B, 3> {
+        match &self.lm_head {
+            Some(head) => head.forward(hidden),
+            None => {
+                let [b, t, h] = hidden.dims();
+                let vocab = self.embed.dims()[1];
+                hidden.reshape([b * t, h]).matmul(self.embed.val()).reshape([b, t, vocab])
+            }
+        }
+    }
+
+    /// Adds `n` rows to the vocabulary (new special tokens), each starting at the mean of the
+    /// existing rows, in the embedding and in an untied LM head.
+    pub fn grow_vocab(mut self, n: usize) -> Self {
+        if n == 0 {
+            return self;
+        }
+        let embed = self.embed.val();
+        let [hidden, _] = embed.dims();
+        let mean = embed.clone().mean_dim(1).expand([hidden, n]);
+        self.embed = Param::from_tensor(Tensor::cat(vec![embed, mean], 1));
+        if let Some(head) = self.lm_head.as_mut() {
+            let w = head.weight.val();
+            let mean = w.clone().mean_dim(1).expand([hidden, n]);
+            head.weight = Param::from_tensor(Tensor::cat(vec![w, mean], 1));
+        }
+        self
+    }
+
+    /// Builds the decoder from tensors under Hugging Face names.
+    pub fn load(config: &DecoderConfig, source: &mut dyn WeightSource, device: &B::Device) -> Result<Self> {
+        config.validate()?;
+        let h = config.hidden_size;
+        let hd = config.head_dim;
+        let linear =
+            |source: &mut dyn WeightSource, name: &str, d_in: usize, d_out: usize, bias: bool| -> Result<Linear<B>> {
+                let w = source.expect(&format!("{name}.weight"), &[d_out, d_in])?;
+                let bias = if bias {
+                    Some(Param::from_tensor(tensor(source.expect(&format!("{name}.bias"), &[d_out])?, [d_out], device)))
+                } else {
+                    None
+                };
+                Ok(Linear {
+                    weight: Param::from_tensor(tensor(transpose_host(&w, d_out, d_in), [d_in, d_out], device)),
+                    bias,
+                })
+            };
+        let norm = |source: &mut dyn WeightSource, name: &str| -> Result<RmsNorm<B>> {
+            let w = source.expect(name, &[h])?;
+            Ok(RmsNorm { weight: Param::from_tensor(tensor(w, [h], device)), eps: config.rms_norm_eps })
+        };
+        let embed = source.expect("model.embed_tokens.weight", &[config.vocab_size, h])?;
+        let mut blocks = Vec::with_capacity(config.num_layers);
+        for i in 0..config.num_layers {
+            let p = format!("model.layers.{i}");
+            blocks.push(Block {
+                attn_norm: norm(source, &format!("{p}.input_layernorm.weight"))?,
+                attn: Attention {
+                    q: linear(source, &format!("{p}.self_attn.q_proj"), h, config.num_heads * hd, config.qkv_bias)?,
+                    k: linear(source, &format!("{p}.self_attn.k_proj"), h, config.num_kv_heads * hd, config.qkv_bias)?,
+                    v: linear(source, &format!("{p}.self_attn.v_proj"), h, config.num_kv_heads * hd, config.qkv_bias)?,
+                    o: linear(source, &format!("{p}.self_attn.o_proj"), config.num_heads * hd, h, false)?,
+                    num_heads: config.num_heads,
+                    num_kv_heads: config.num_kv_heads,
+                    head_dim: hd,
+                },
+                mlp_norm: norm(source, &format!("{p}.post_attention_layernorm.weight"))?,
+                mlp: Mlp {
+                    gate: linear(source, &format!("{p}.mlp.gate_proj"), h, config.intermediate_size, false)?,
+                    up: linear(source, &format!("{p}.mlp.up_proj"), h, config.intermediate_size, false)?,
+                    down: linear(source, &format!("{p}.mlp.down_proj"), config.intermediate_size, h, false)?,
+                },
+            });
+        }
+        let norm = norm(source, "model.norm.weight")?;
+        let lm_head =
+            if config.tie_embeddings { None } else { Some(linear(source, "lm_head", h, config.vocab_size, false)?) };
+        let (rope_cos, rope_sin) = rope_tables(config, device);
+        Ok(Self {
+            embed: Param::from_tensor(tensor(
+                transpose_host(&embed, config.vocab_size, h),
+                [h, config.vocab_size],
+                device,
+            )),
+            blocks,
+            norm,
+            lm_head,
+            rope_cos,
+            rope_sin,
+        })
+    }
+}
+
+/// `cos` and `sin` of `position · θ^(-2i/d)`, each frequency repeated over both halves of the head
+/// dimension (HF's `cat((freqs, freqs))`).
+pub fn rope_tables<B: Backend>(config: &DecoderConfig, device: &B::Device) -> (Tensor<B, 2>, Tensor<B, 2>) {
+    let hd = config.head_dim;
+    let half = hd / 2;
+    let inv: Vec<f64> = (0..half).map(|i| 1.0 / config.rope_theta.powf(2.0 * i as f64 / hd as f64)).collect();
+    let n = config.max_position;
+    let mut cos = Vec::with_capacity(n * hd);
+    let mut sin = Vec::with_capacity(n * hd);
+    for p in 0..n {
+        // HF computes the angles in float32; matching that keeps long positions bit-close.
+        let angles: Vec<f32> = inv.iter().map(|&f| (p as f32) * (f as f32)).collect();
+        for _ in 0..2 {
+            cos.extend(angles.iter().map(|a| a.cos()));
+            sin.extend(angles.iter().map(|a| a.sin()));
+        }
+    }
+    (tensor(cos, [n, hd], device), tensor(sin, [n, hd], device))
+}
+
+fn rotate_half<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
+    let half = x.dims()[3] / 2;
+    let x1 = x.clone().narrow(3, 0, half);
+    let x2 = x.narrow(3, half, half);
+    Tensor::cat(vec![x2.neg(), x1], 3)
+}
+
+impl<B: Backend> Attention<B> {
+    fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        cos: &Tensor<B, 4>,
+        sin: &Tensor<B, 4>,
+        mask: &Tensor<B, 4>,
+        past: Option<(Tensor<B, 4>, Tensor<B, 4>)>,
+    ) -> (Tensor<B, 3>, (Tensor<B, 4>, Tensor<B, 4>)) {
+        let [b, t, _] = x.dims();
+        let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let heads = |y: Tensor<B, 3>, n: usize| y.reshape([b, t, n, hd]).swap_dims(1, 2);
+        let q = heads(self.q.forward(x.clone()), nh);
+        let k = heads(self.k.forward(x.clone()), nkv);
+        let v = heads(self.v.forward(x), nkv);
+        let q = q.clone() * cos.clone() + rotate_half(q) * sin.clone();
+        let k = k.clone() * cos.clone() + rotate_half(k) * sin.clone();
+        let (k, v) = match past {
+            Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
+            None => (k, v),
+        };
+        // Grouped-query attention without copying the cache per query head: the `rep` query heads
+        // that share a key/value head become `rep · t` rows against that head's keys (the mask
+        // rows tiled to match), then fold back.
+        let rep = nh / nkv;
+        let q = q.reshape([b, nkv, rep * t, hd]);
+        let mask = if rep == 1 { mask.clone() } else { mask.clone().repeat_dim(2, rep) };
+        let scores = q.matmul(k.clone().swap_dims(2, 3)).mul_scalar(1.0 / (hd as f64).sqrt()) + mask;
+        let out = softmax(scores, 3).matmul(v.clone()).reshape([b, nh, t, hd]);
+        let out = out.swap_dims(1, 2).reshape([b, t, nh * hd]);
+        (self.o.forward(out), (k, v))
+    }
+}
+
+impl<B: Backend> Mlp<B> {
+    fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        self.down.forward(silu(self.gate.forward(x.clone())) * self.up.forward(x))
+    }
+}

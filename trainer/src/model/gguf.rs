@@ -1,0 +1,242 @@
+//! GGUF files (llama.cpp's format): the decoder config from metadata, tensors dequantised to f32
+//! by candle-core's reader, and Hugging Face names for them. llama.cpp's converter permutes the
+//! rows of `q_proj`/`k_proj` for the `llama` architecture (interleaved RoPE pairs); reading undoes
+//! that so one RoPE convention serves both sources.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use candle_core::quantized::GgmlDType;
+use candle_core::quantized::gguf_file::{Content, Value};
+
+use super::decoder::DecoderConfig;
+use super::weights::{HostTensor, WeightSource};
+
+pub struct GgufFile {
+    path: PathBuf,
+    file: File,
+    content: Content,
+    /// `llama` needs the q/k row permutation undone.
+    architecture: String,
+    num_heads: usize,
+    num_kv_heads: usize,
+}
+
+impl GgufFile {
+    pub fn open(path: &Path) -> Result<Self> {
+        let mut file = File::open(path).with_context(|| format!("{}: cannot open the GGUF file", path.display()))?;
+        let content =
+            Content::read(&mut file).map_err(|e| anyhow!("{}: not a readable GGUF file: {e}", path.display()))?;
+        let mut me = Self {
+            path: path.to_path_buf(),
+            file,
+            content,
+            architecture: String::new(),
+            num_heads: 0,
+            num_kv_heads: 0,
+        };
+        me.architecture = me.string("general.architecture")?;
+        Ok(me)
+    }
+
+    pub fn origin_path(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    pub fn metadata(&self) -> &HashMap<String, Value> {
+        &self.content.metadata
+    }
+
+    fn value(&self, key: &str) -> Result<&Value> {
+        self.content
+            .metadata
+            .get(key)
+            .ok_or_else(|| anyhow!("{}: metadata key `{key}` is missing", self.path.display()))
+    }
+
+    pub fn string(&self, key: &str) -> Result<String> {
+        Ok(self.value(key)?.to_string().map_err(|e| anyhow!("{}: `{key}`: {e}", self.path.display()))?.clone())
+    }
+
+    pub fn optional_string(&self, key: &str) -> Option<String> {
+        self.content.metadata.get(key).and_then(|v| v.to_string().ok().cloned())
+    }
+
+    fn usize(&self, key: &str) -> Result<usize> {
+        let v = self.value(key)?;
+        v.to_u32()
+            .map(|x| x as usize)
+            .or_else(|_| v.to_u64().map(|x| x as usize))
+            .or_else(|_| v.to_i32().map(|x| x as usize))
+            .map_err(|e| anyhow!("{}: `{key}`: {e}", self.path.display()))
+    }
+
+    pub fn optional_u32(&self, key: &str) -> Option<u32> {
+        self.content.metadata.get(key).and_then(|v| v.to_u32().ok())
+    }
+
+    fn f64_or(&self, key: &str, default: f64) -> Result<f64> {
+        match self.content.metadata.get(key) {
+            None => Ok(default),
+            Some(v) => v.to_f32().map(f64::from).or_else(|_| v.to_f64()).map_err(|e| anyhow!("`{key}`: {e}")),
+        }
+    }
+
+    pub fn strings(&self, key: &str) -> Result<Vec<String>> {
+        let list = self.value(key)?.to_vec().map_err(|e| anyhow!("{}: `{key}`: {e}", self.path.display()))?;
+        list.iter().map(|v| v.to_string().cloned().map_err(|e| anyhow!("`{key}`: {e}"))).collect()
+    }
+
+    pub fn ints(&self, key: &str) -> Result<Vec<i32>> {
+        let list = self.value(key)?.to_vec().map_err(|e| anyhow!("{}: `{key}`: {e}", self.path.display()))?;
+        list.iter().map(|v| v.to_i32().map_err(|e| anyhow!("`{key}`: {e}"))).collect()
+    }
+
+    /// The decoder's shape from `<arch>.*` metadata.
+    pub fn decoder_config(&mut self) -> Result<DecoderConfig> {
+        let arch = self.architecture.clone();
+        if !matches!(arch.as_str(), "llama" | "qwen2") {
+            bail!("{}: unsupported architecture `{arch}` (supported: llama, qwen2)", self.path.display());
+        }
+        let key = |k: &str| format!("{arch}.{k}");
+        let hidden = self.usize(&key("embedding_length"))?;
+        let num_heads = self.usize(&key("attention.head_count"))?;
+        let num_kv_heads = self.usize(&key("attention.head_count_kv")).unwrap_or(num_heads);
+        let vocab = self.strings("tokenizer.ggml.tokens")?.len();
+        self.num_heads = num_heads;
+        self.num_kv_heads = num_kv_heads;
+        let config = DecoderConfig {
+            architecture: arch.clone(),
+            vocab_size: vocab,
+            hidden_size: hidden,
+            intermediate_size: self.usize(&key("feed_forward_length"))?,
+            num_layers: self.usize(&key("block_count"))?,
+            num_heads,
+            num_kv_heads,
+            head_dim: self.usize(&key("rope.dimension_count")).unwrap_or(hidden / num_heads),
+            rms_norm_eps: self.f64_or(&key("attention.layer_norm_rms_epsilon"), 1e-6)?,
+            rope_theta: self.f64_or(&key("rope.freq_base"), 10_000.0)?,
+            max_position: self.usize(&key("context_length"))?,
+            qkv_bias: self.content.tensor_infos.contains_key("blk.0.attn_q.bias"),
+            tie_embeddings: !self.content.tensor_infos.contains_key("output.weight"),
+        };
+        config.validate().with_context(|| self.path.display().to_string())?;
+        Ok(config)
+    }
+
+    /// The GGUF name of a Hugging Face tensor name.
+    fn gguf_name(hf: &str) -> Option<String> {
+        let fixed = [
+            ("model.embed_tokens.weight", "token_embd.weight"),
+            ("model.norm.weight", "output_norm.weight"),
+            ("lm_head.weight", "output.weight"),
+        ];
+        if let Some((_, g)) = fixed.iter().find(|(h, _)| *h == hf) {
+            return Some(g.to_string());
+        }
+        let rest = hf.strip_prefix("model.layers.")?;
+        let (layer, rest) = rest.split_once('.')?;
+        let parts = [
+            ("input_layernorm.weight", "attn_norm.weight"),
+            ("post_attention_layernorm.weight", "ffn_norm.weight"),
+            ("self_attn.q_proj.", "attn_q."),
+            ("self_attn.k_proj.", "attn_k."),
+            ("self_attn.v_proj.", "attn_v."),
+            ("self_attn.o_proj.", "attn_output."),
+            ("mlp.gate_proj.", "ffn_gate."),
+            ("mlp.up_proj.", "ffn_up."),
+            ("mlp.down_proj.", "ffn_down."),
+        ];
+        parts.iter().find_map(|(h, g)| rest.strip_prefix(h).map(|tail| format!("blk.{layer}.{g}{tail}")))
+    }
+}
+
+impl WeightSource for GgufFile {
+    fn origin(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        Self::gguf_name(name).is_some_and(|g| self.content.tensor_infos.contains_key(&g))
+    }
+
+    fn read(&mut self, name: &str) -> Result<HostTensor> {
+        let gguf =
+            Self::gguf_name(name).ok_or_else(|| anyhow!("{}: no GGUF name for `{name}`", self.path.display()))?;
+        let info = &self.content.tensor_infos[&gguf];
+        let supported =
+            [GgmlDType::F32, GgmlDType::F16, GgmlDType::BF16, GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0];
+        if !supported.contains(&info.ggml_dtype) {
+            bail!(
+                "{}: tensor `{gguf}` has quant type {:?}; supported: {supported:?}",
+                self.path.display(),
+                info.ggml_dtype
+            );
+        }
+        let q = self
+            .content
+            .tensor(&mut self.file, &gguf, &candle_core::Device::Cpu)
+            .map_err(|e| anyhow!("{}: reading `{gguf}`: {e}", self.path.display()))?;
+        let t = q.dequantize(&candle_core::Device::Cpu).map_err(|e| anyhow!("dequantising `{gguf}`: {e}"))?;
+        let shape = t.dims().to_vec();
+        let mut values = t.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(|e| anyhow!("`{gguf}`: {e}"))?;
+        if self.architecture == "llama" {
+            let heads = if name.contains("q_proj") {
+                Some(self.num_heads)
+            } else if name.contains("k_proj") {
+                Some(self.num_kv_heads)
+            } else {
+                None
+            };
+            if let Some(heads) = heads {
+                values = unpermute_rows(&values, &shape, heads);
+            }
+        }
+        Ok(HostTensor { values, shape })
+    }
+}
+
+/// Undoes llama.cpp's `permute`: within each head, GGUF row `2j + k` is Hugging Face row
+/// `k·(d/2) + j`.
+fn unpermute_rows(values: &[f32], shape: &[usize], heads: usize) -> Vec<f32> {
+    let rows = shape[0];
+    let cols = values.len() / rows;
+    let head_dim = rows / heads;
+    let half = head_dim / 2;
+    let mut out = vec![0.0; values.len()];
+    for h in 0..heads {
+        for j in 0..half {
+            for k in 0..2 {
+                let src = h * head_dim + 2 * j + k;
+                let dst = h * head_dim + k * half + j;
+                out[dst * cols..(dst + 1) * cols].copy_from_slice(&values[src * cols..(src + 1) * cols]);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unpermute_inverts_the_converters_permutation() {
+        // llama.cpp: w.reshape(heads, 2, d/2, cols).swapaxes(1, 2): HF row k·(d/2)+j → GGUF row 2j+k.
+        let (heads, d, cols) = (2, 4, 3);
+        let hf: Vec<f32> = (0..heads * d * cols).map(|x| x as f32).collect();
+        let mut gguf = vec![0.0; hf.len()];
+        for h in 0..heads {
+            for k in 0..2 {
+                for j in 0..d / 2 {
+                    let src = h * d + k * (d / 2) + j;
+                    let dst = h * d + 2 * j + k;
+                    gguf[dst * cols..(dst + 1) * cols].copy_from_slice(&hf[src * cols..(src + 1) * cols]);
+                }
+            }
+        }
+        assert_eq!(unpermute_rows(&gguf, &[heads * d, cols], heads), hf);
+    }
+}

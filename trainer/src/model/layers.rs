@@ -1,0 +1,94 @@
+//! The building blocks shared by the decoder and the encoder, with PyTorch's numerics.
+
+use burn::module::{Module, Param};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+
+/// A dense layer. The weight is kept as `[in, out]` (transposed once at load from PyTorch's
+/// `[out, in]`) so the forward pass is a plain matmul with no per-call transpose.
+#[derive(Module, Debug)]
+pub struct Linear<B: Backend> {
+    pub weight: Param<Tensor<B, 2>>,
+    pub bias: Option<Param<Tensor<B, 1>>>,
+}
+
+impl<B: Backend> Linear<B> {
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        let dims = x.dims();
+        let d_in = dims[D - 1];
+        let rows = dims.iter().take(D - 1).product::<usize>();
+        let mut y = x.reshape([rows, d_in]).matmul(self.weight.val());
+        if let Some(bias) = &self.bias {
+            y = y + bias.val().unsqueeze_dim(0);
+        }
+        let mut out = dims;
+        out[D - 1] = self.weight.dims()[1];
+        y.reshape(out)
+    }
+
+    pub fn d_out(&self) -> usize {
+        self.weight.dims()[1]
+    }
+}
+
+/// Root-mean-square norm as in Llama: `x / sqrt(mean(x²) + eps) * weight`.
+#[derive(Module, Debug)]
+pub struct RmsNorm<B: Backend> {
+    pub weight: Param<Tensor<B, 1>>,
+    pub eps: f64,
+}
+
+impl<B: Backend> RmsNorm<B> {
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let rms = x.clone().powi_scalar(2).mean_dim(2).add_scalar(self.eps).sqrt();
+        x.div(rms).mul(self.weight.val().unsqueeze_dim::<2>(0).unsqueeze_dim(0))
+    }
+}
+
+/// Layer norm with a learned scale and shift (BERT).
+#[derive(Module, Debug)]
+pub struct LayerNorm<B: Backend> {
+    pub weight: Param<Tensor<B, 1>>,
+    pub bias: Param<Tensor<B, 1>>,
+    pub eps: f64,
+}
+
+impl<B: Backend> LayerNorm<B> {
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let mean = x.clone().mean_dim(2);
+        let centred = x.sub(mean);
+        let var = centred.clone().powi_scalar(2).mean_dim(2);
+        let normed = centred.div(var.add_scalar(self.eps).sqrt());
+        normed.mul(self.weight.val().unsqueeze_dim::<2>(0).unsqueeze_dim(0))
+            + self.bias.val().unsqueeze_dim::<2>(0).unsqueeze_dim(0)
+    }
+}
+
+/// `x · sigmoid(x)` as `x / (1 + e^-x)`, in the tensor's own precision (Burn's `sigmoid` rounds
+/// through f32, which hides float64 gradient checks). For x → -∞, e^-x overflows to ∞ and the
+/// quotient is the right limit, 0.
+pub fn silu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    x.clone().div(x.neg().exp().add_scalar(1.0))
+}
+
+/// A float tensor from host values, checked against its shape.
+pub fn tensor<B: Backend, const D: usize>(values: Vec<f32>, shape: [usize; D], device: &B::Device) -> Tensor<B, D> {
+    // Converted to the backend's float type: some backends keep whatever dtype the data has.
+    Tensor::from_data(TensorData::new(values, shape).convert::<B::FloatElem>(), device)
+}
+
+/// `[out, in]` row-major → `[in, out]` row-major.
+pub fn transpose_host(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; values.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = values[r * cols + c];
+        }
+    }
+    out
+}
+
+/// The values of a float tensor on the host.
+pub fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().to_vec::<f32>().expect("f32 tensor data")
+}

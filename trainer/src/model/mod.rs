@@ -1,0 +1,54 @@
+//! The model library: a Llama/Qwen2 decoder and a BERT encoder in Burn, loaded from GGUF files
+//! or Hugging Face folders, with their tokenizers and chat templates, and batched generation.
+
+pub mod bert;
+pub mod decoder;
+pub mod generate;
+pub mod gguf;
+pub mod hf;
+pub mod layers;
+pub mod tokenizer;
+pub mod weights;
+
+use std::path::Path;
+
+use anyhow::{Result, bail};
+use burn::tensor::backend::Backend;
+
+use decoder::{Decoder, DecoderConfig};
+use tokenizer::TextTokenizer;
+
+/// A decoder with its tokenizer, from a `.gguf` file or an HF folder (`config.json`,
+/// safetensors, `tokenizer.json`).
+pub struct LanguageModel<B: Backend> {
+    pub config: DecoderConfig,
+    pub model: Decoder<B>,
+    pub tokenizer: TextTokenizer,
+}
+
+impl<B: Backend> LanguageModel<B> {
+    pub fn load(path: &Path, device: &B::Device) -> Result<Self> {
+        if !path.exists() {
+            bail!("{}: no such file or directory", path.display());
+        }
+        if path.is_file() {
+            let mut gguf = gguf::GgufFile::open(path)?;
+            let config = gguf.decoder_config()?;
+            let tokenizer = TextTokenizer::from_gguf(&gguf)?;
+            let model = Decoder::load(&config, &mut gguf, device)?;
+            return Ok(Self { config, model, tokenizer });
+        }
+        let config = hf::decoder_config(path)?;
+        let tokenizer = TextTokenizer::from_hf_dir(path)?;
+        let model = Decoder::load(&config, &mut hf::SafetensorsFolder::open(path)?, device)?;
+        Ok(Self { config, model, tokenizer })
+    }
+
+    /// Adds `<think>`, `</think>`, `<emb>` to the tokenizer and grows the embedding to match.
+    pub fn add_lrem_tokens(mut self) -> Self {
+        let added = self.tokenizer.add_special_tokens(&tokenizer::LREM_TOKENS);
+        self.model = self.model.grow_vocab(added);
+        self.config.vocab_size += added;
+        self
+    }
+}

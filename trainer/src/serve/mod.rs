@@ -1,0 +1,230 @@
+//! `lrem-train serve`: an OpenAI-compatible server over the model library (`/v1/models`,
+//! `/v1/chat/completions` with SSE streaming, `/v1/embeddings`, `/health`).
+
+mod api;
+mod chat;
+mod workers;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::backend::Cpu;
+use crate::model::LanguageModel;
+use crate::model::bert::SentenceEncoder;
+use crate::model::tokenizer::TextTokenizer;
+use api::{ApiError, EmbeddingInput, EmbeddingRequest};
+use workers::{EmbedJob, GenJob};
+
+pub struct ServeConfig {
+    pub chat: Option<PathBuf>,
+    pub chat_name: Option<String>,
+    pub embed: Option<PathBuf>,
+    pub embed_name: Option<String>,
+    pub addr: SocketAddr,
+    /// Names an environment variable holding the bearer token clients must send.
+    pub api_key_env: Option<String>,
+    /// Sequences decoded together.
+    pub max_batch: usize,
+    /// Requests waiting per model before the server answers 503.
+    pub queue: usize,
+    pub max_body_bytes: usize,
+}
+
+struct ChatModel {
+    name: String,
+    tokenizer: TextTokenizer,
+    context: usize,
+    jobs: mpsc::Sender<GenJob>,
+}
+
+struct EmbedModel {
+    name: String,
+    tokenizer: TextTokenizer,
+    jobs: mpsc::Sender<EmbedJob>,
+}
+
+struct AppState {
+    chat: Option<ChatModel>,
+    embed: Option<EmbedModel>,
+    api_key: Option<String>,
+    created: u64,
+    queue: usize,
+}
+
+type Shared = State<Arc<AppState>>;
+
+/// The served name of a model: given, or the file name up to its first dot
+/// (`SmolLM2-135M-Instruct.Q4_1.gguf` → `SmolLM2-135M-Instruct`), or the folder's name.
+fn served_name(path: &std::path::Path, given: Option<String>) -> String {
+    given.unwrap_or_else(|| {
+        let leaf = if path.file_name().is_some_and(|n| n == "model") { path.parent().unwrap_or(path) } else { path };
+        let name = leaf.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        name.split('.').next().unwrap_or_default().to_string()
+    })
+}
+
+/// Loads the models, binds, and serves until Ctrl-C or SIGTERM.
+pub async fn serve(config: ServeConfig) -> Result<()> {
+    let api_key = match &config.api_key_env {
+        Some(var) => Some(std::env::var(var).with_context(|| format!("--api-key-env {var}: the variable is not set"))?),
+        None => None,
+    };
+    if !config.addr.ip().is_loopback() && api_key.is_none() {
+        bail!("refusing to listen on non-loopback {} without --api-key-env naming a bearer token", config.addr);
+    }
+    if config.chat.is_none() && config.embed.is_none() {
+        bail!("nothing to serve: give --chat MODEL and/or --embed MODEL");
+    }
+    let device = Default::default();
+    let chat = match &config.chat {
+        Some(path) => {
+            let lm = LanguageModel::<Cpu>::load(path, &device)?;
+            let (tx, rx) = mpsc::channel(config.queue);
+            let model = ChatModel {
+                name: served_name(path, config.chat_name.clone()),
+                tokenizer: lm.tokenizer.clone(),
+                context: lm.config.max_position,
+                jobs: tx,
+            };
+            let max_batch = config.max_batch;
+            std::thread::Builder::new()
+                .name("decoder".into())
+                .spawn(move || workers::generation_loop(lm, rx, max_batch))?;
+            Some(model)
+        }
+        None => None,
+    };
+    let embed = match &config.embed {
+        Some(path) => {
+            let encoder = SentenceEncoder::<Cpu>::load(path, &device)?;
+            let (tx, rx) = mpsc::channel(config.queue);
+            let model = EmbedModel {
+                name: served_name(path, config.embed_name.clone()),
+                tokenizer: encoder.tokenizer.clone(),
+                jobs: tx,
+            };
+            std::thread::Builder::new()
+                .name("encoder".into())
+                .spawn(move || workers::embedding_loop(encoder, rx, 256))?;
+            Some(model)
+        }
+        None => None,
+    };
+    let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let state = Arc::new(AppState { chat, embed, api_key, created, queue: config.queue });
+    let names: Vec<String> =
+        state.chat.iter().map(|c| c.name.clone()).chain(state.embed.iter().map(|e| e.name.clone())).collect();
+    let app = router(state, config.max_body_bytes);
+    let listener =
+        tokio::net::TcpListener::bind(config.addr).await.with_context(|| format!("binding {}", config.addr))?;
+    eprintln!("serving {} on http://{}/v1", names.join(", "), listener.local_addr()?);
+    axum::serve(listener, app).with_graceful_shutdown(shutdown()).await?;
+    Ok(())
+}
+
+async fn shutdown() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
+    let v1 = Router::new()
+        .route("/models", get(models))
+        .route("/chat/completions", post(chat::completions))
+        .route("/embeddings", post(embeddings))
+        .layer(middleware::from_fn_with_state(state.clone(), authorize));
+    Router::new()
+        .route("/health", get(|| async { axum::Json(json!({"status": "ok"})) }))
+        .nest("/v1", v1)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+async fn authorize(State(state): Shared, request: Request, next: Next) -> Response {
+    if let Some(key) = &state.api_key {
+        let sent = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if sent != Some(key.as_str()) {
+            return ApiError::new(StatusCode::UNAUTHORIZED, "missing or wrong bearer token").into_response();
+        }
+    }
+    next.run(request).await
+}
+
+async fn models(State(state): Shared) -> impl IntoResponse {
+    let data: Vec<_> = state
+        .chat
+        .iter()
+        .map(|c| c.name.clone())
+        .chain(state.embed.iter().map(|e| e.name.clone()))
+        .map(|id| json!({"id": id, "object": "model", "created": state.created, "owned_by": "lrem"}))
+        .collect();
+    axum::Json(json!({"object": "list", "data": data}))
+}
+
+/// The body, or the OpenAI-shaped error for an unreadable or oversized one (413).
+fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|e| ApiError::new(e.status(), e.body_text()))
+}
+
+fn unknown_model(model: &str) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, format!("the model `{model}` does not exist")).param("model")
+}
+
+fn queue_full(queue: usize) -> ApiError {
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, format!("the queue is full ({queue} requests waiting); retry later"))
+}
+
+async fn embeddings(State(state): Shared, raw: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let request: EmbeddingRequest = api::parse(&body(raw)?)?;
+    let model =
+        state.embed.as_ref().filter(|m| m.name == request.model).ok_or_else(|| unknown_model(&request.model))?;
+    if request.encoding_format.as_deref().is_some_and(|f| f != "float") {
+        return Err(ApiError::bad_request("only encoding_format \"float\" is supported").param("encoding_format"));
+    }
+    let texts = match request.input {
+        EmbeddingInput::One(t) => vec![t],
+        EmbeddingInput::Many(ts) => ts,
+    };
+    if texts.is_empty() {
+        return Err(ApiError::bad_request("`input` is empty").param("input"));
+    }
+    let mut ids = Vec::with_capacity(texts.len());
+    for text in &texts {
+        ids.push(model.tokenizer.encode(text, true).map_err(|e| ApiError::bad_request(e.to_string()))?);
+    }
+    let tokens: usize = ids.iter().map(Vec::len).sum();
+    let (tx, rx) = oneshot::channel();
+    model.jobs.try_send(EmbedJob { ids, reply: tx }).map_err(|_| queue_full(state.queue))?;
+    let vectors = rx.await.map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the encoder stopped"))?;
+    let data: Vec<_> = vectors
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| json!({"object": "embedding", "index": i, "embedding": v}))
+        .collect();
+    Ok(axum::Json(json!({"object": "list", "data": data, "model": model.name,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}))
+    .into_response())
+}
