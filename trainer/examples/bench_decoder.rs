@@ -48,14 +48,8 @@ fn run<B: Backend>(args: &Args) -> anyhow::Result<(f64, f64)> {
             .chunks_exact(vocab)
             .map(|row| vec![(0..vocab).max_by(|&a, &b| row[a].total_cmp(&row[b])).unwrap() as u32])
             .collect();
-        let t0 = Instant::now();
         let hidden = lm.model.forward(&next, &vec![vec![true]; args.batch], Some(&mut cache));
-        let h = host(hidden.clone());
-        let t1 = Instant::now();
         logits = host(lm.model.logits(hidden));
-        if std::env::var("BENCH_TRACE").is_ok() {
-            eprintln!("forward {:?} logits {:?} ({})", t1 - t0, t1.elapsed(), h.len());
-        }
     }
     let decode = start.elapsed().as_secs_f64();
     Ok(((args.batch * args.prompt_tokens) as f64 / prefill, (args.batch * args.new_tokens) as f64 / decode))

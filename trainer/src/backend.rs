@@ -6,6 +6,7 @@
 //! matmul). `make bench` measures `flex` beside it on the whole model.
 
 /// The CPU backend for inference and tests.
+#[allow(deprecated)] // burn-candle is deprecated upstream but works, and is the faster CPU backend here.
 pub type Cpu = burn::backend::Candle<f32, i64>;
 /// The CPU backend with gradients.
 pub type CpuAutodiff = burn::backend::Autodiff<Cpu>;
@@ -15,3 +16,10 @@ pub type Flex = burn::backend::Flex;
 /// The CUDA backend (feature `cuda`): kernels compiled by NVRTC when first used.
 #[cfg(feature = "cuda")]
 pub type Cuda = burn::backend::Cuda<f32, i32>;
+
+/// The backend the CLI, the server and the parity tests run on: CUDA when built with
+/// `--features cuda`, the CPU backend otherwise.
+#[cfg(feature = "cuda")]
+pub type Inference = Cuda;
+#[cfg(not(feature = "cuda"))]
+pub type Inference = Cpu;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use lrem_trainer::backend::Cpu;
+use lrem_trainer::backend::Inference;
 use lrem_trainer::model::LanguageModel;
 use lrem_trainer::model::bert::SentenceEncoder;
 use lrem_trainer::model::generate::{SamplingParams, generate};
@@ -116,7 +116,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Generate { model, prompt, chat, max_tokens, temperature, top_k, top_p, seed, n } => {
             let device = Default::default();
-            let lm = LanguageModel::<Cpu>::load(&model, &device)?;
+            let lm = LanguageModel::<Inference>::load(&model, &device)?;
             let text = if chat {
                 lm.tokenizer.render_chat(&[ChatMessage { role: "user".into(), content: prompt }], true)?
             } else {
@@ -157,7 +157,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             tokio::runtime::Runtime::new()?.block_on(lrem_trainer::serve::serve(config))
         }
         Command::Embed { model, text } => {
-            let encoder = SentenceEncoder::<Cpu>::load(&model, &Default::default())?;
+            let encoder = SentenceEncoder::<Inference>::load(&model, &Default::default())?;
             let texts: Vec<&str> = text.iter().map(String::as_str).collect();
             for v in encoder.embed(&texts)? {
                 println!("{}", serde_json::to_string(&v)?);

@@ -1,14 +1,12 @@
 //! The decoder on a tiny random config: the KV cache, left padding and continuous batching give
 //! the same numbers as a plain full forward pass.
 
-use burn::backend::Candle;
-
 use burn::tensor::backend::Backend;
 use lrem_trainer::model::decoder::{Decoder, DecoderConfig, KvCache};
 use lrem_trainer::model::layers::host;
 use lrem_trainer::model::weights::RandomWeights;
 
-type B = Candle<f32, i64>;
+type B = lrem_trainer::backend::Cpu;
 
 fn tiny<Bk: Backend>(seed: u64) -> Decoder<Bk> {
     Decoder::load(&DecoderConfig::tiny(50), &mut RandomWeights::new(seed), &Default::default()).unwrap()

@@ -1,6 +1,7 @@
 //! Gradients through the whole decoder agree with central finite differences, in float64 (its
 //! own test binary: the default float type is set per device, once per process).
 
+#[allow(deprecated)]
 use burn::backend::{Autodiff, Candle};
 use burn::module::Param;
 use burn::tensor::backend::{Backend, set_default_float_dtype};
@@ -8,6 +9,7 @@ use burn::tensor::{DType, Tensor, TensorData};
 use lrem_trainer::model::decoder::{Decoder, DecoderConfig};
 use lrem_trainer::model::weights::RandomWeights;
 
+#[allow(deprecated)] // the CPU backend in float64 (see trainer/src/backend.rs)
 type B64 = Candle<f64, i64>;
 
 fn tiny<Bk: Backend>(seed: u64) -> Decoder<Bk> {

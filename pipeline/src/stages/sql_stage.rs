@@ -35,6 +35,7 @@ pub async fn hard_queries(ctx: &StageCtx) -> Result<Counts, Error> {
         json!({
             "min_days": m.min_days, "min_impressions": m.min_impressions, "max_ctr": m.max_ctr,
             "min_missed_items": m.min_missed_items, "min_missed_share": m.min_missed_share,
+            "max_queries": m.max_queries,
             "pattern_case": pattern_case(&m.patterns),
         }),
     )?;

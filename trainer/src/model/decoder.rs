@@ -129,22 +129,14 @@ impl<B: Backend> KvCache<B> {
     }
 
     /// Keeps the given rows, in the given order (a row may repeat: `n` samples of one prompt).
+    /// Rows are sliced and concatenated rather than gathered: the cache is often a strided view
+    /// (after a trim), and candle's gather wants contiguous input.
     pub fn select(&self, rows: &[usize]) -> Self {
-        let device = self.layers.first().map(|(k, _)| k.device());
-        let layers = match device {
-            Some(device) => {
-                let idx = Tensor::<B, 1, Int>::from_data(
-                    TensorData::new(rows.iter().map(|&r| r as i64).collect::<Vec<_>>(), [rows.len()]),
-                    &device,
-                );
-                self.layers
-                    .iter()
-                    .map(|(k, v)| (k.clone().select(0, idx.clone()), v.clone().select(0, idx.clone())))
-                    .collect()
-            }
-            None => Vec::new(),
-        };
-        Self { layers, valid: rows.iter().map(|&r| self.valid[r].clone()).collect() }
+        let pick = |t: &Tensor<B, 4>| Tensor::cat(rows.iter().map(|&r| t.clone().narrow(0, r, 1)).collect(), 0);
+        Self {
+            layers: self.layers.iter().map(|(k, v)| (pick(k), pick(v))).collect(),
+            valid: rows.iter().map(|&r| self.valid[r].clone()).collect(),
+        }
     }
 }
 

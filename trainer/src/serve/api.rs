@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 #[derive(Debug)]
@@ -93,13 +93,6 @@ pub struct EmbeddingRequest {
     pub model: String,
     pub input: EmbeddingInput,
     pub encoding_format: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Usage {
-    pub prompt_tokens: usize,
-    pub completion_tokens: usize,
-    pub total_tokens: usize,
 }
 
 /// Parses a JSON body, turning serde's message into a 400 that says what is wrong.

@@ -22,7 +22,7 @@ use axum::routing::{get, post};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::backend::Cpu;
+use crate::backend::Inference;
 use crate::model::LanguageModel;
 use crate::model::bert::SentenceEncoder;
 use crate::model::tokenizer::TextTokenizer;
@@ -79,6 +79,28 @@ fn served_name(path: &std::path::Path, given: Option<String>) -> String {
 
 /// Loads the models, binds, and serves until Ctrl-C or SIGTERM.
 pub async fn serve(config: ServeConfig) -> Result<()> {
+    let server = bind(config).await?;
+    eprintln!("serving {} on http://{}/v1", server.names.join(", "), server.addr);
+    server.run(shutdown()).await
+}
+
+/// A bound server, not yet accepting (tests bind port 0 and read `addr`).
+pub struct Server {
+    pub addr: SocketAddr,
+    pub names: Vec<String>,
+    listener: tokio::net::TcpListener,
+    app: Router,
+}
+
+impl Server {
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> Result<()> {
+        axum::serve(self.listener, self.app).with_graceful_shutdown(shutdown).await?;
+        Ok(())
+    }
+}
+
+/// Loads the models, starts their threads and binds the address.
+pub async fn bind(config: ServeConfig) -> Result<Server> {
     let api_key = match &config.api_key_env {
         Some(var) => Some(std::env::var(var).with_context(|| format!("--api-key-env {var}: the variable is not set"))?),
         None => None,
@@ -92,7 +114,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     let device = Default::default();
     let chat = match &config.chat {
         Some(path) => {
-            let lm = LanguageModel::<Cpu>::load(path, &device)?;
+            let lm = LanguageModel::<Inference>::load(path, &device)?;
             let (tx, rx) = mpsc::channel(config.queue);
             let model = ChatModel {
                 name: served_name(path, config.chat_name.clone()),
@@ -110,7 +132,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     };
     let embed = match &config.embed {
         Some(path) => {
-            let encoder = SentenceEncoder::<Cpu>::load(path, &device)?;
+            let encoder = SentenceEncoder::<Inference>::load(path, &device)?;
             let (tx, rx) = mpsc::channel(config.queue);
             let model = EmbedModel {
                 name: served_name(path, config.embed_name.clone()),
@@ -131,9 +153,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
     let app = router(state, config.max_body_bytes);
     let listener =
         tokio::net::TcpListener::bind(config.addr).await.with_context(|| format!("binding {}", config.addr))?;
-    eprintln!("serving {} on http://{}/v1", names.join(", "), listener.local_addr()?);
-    axum::serve(listener, app).with_graceful_shutdown(shutdown()).await?;
-    Ok(())
+    Ok(Server { addr: listener.local_addr()?, names, listener, app })
 }
 
 async fn shutdown() {

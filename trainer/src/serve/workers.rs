@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::backend::Cpu;
+use crate::backend::Inference;
 use crate::model::LanguageModel;
 use crate::model::bert::SentenceEncoder;
 use crate::model::generate::{Completion, Engine, SamplingParams};
@@ -40,7 +40,7 @@ struct Active {
 }
 
 /// Runs until every sender of `jobs` is gone.
-pub fn generation_loop(lm: LanguageModel<Cpu>, mut jobs: mpsc::Receiver<GenJob>, max_batch: usize) {
+pub fn generation_loop(lm: LanguageModel<Inference>, mut jobs: mpsc::Receiver<GenJob>, max_batch: usize) {
     let mut engine = Engine::new(&lm.model, &lm.tokenizer);
     let mut active: HashMap<u64, Active> = HashMap::new();
     let mut next_tag = 0u64;
@@ -67,32 +67,23 @@ pub fn generation_loop(lm: LanguageModel<Cpu>, mut jobs: mpsc::Receiver<GenJob>,
         }
         if !admitted.is_empty() {
             let mut prompts = Vec::with_capacity(admitted.len());
-            let mut tags = Vec::with_capacity(admitted.len());
             for job in admitted {
                 let tag = next_tag;
                 next_tag += 1;
                 let hold = job.params.stop.iter().map(String::len).max().unwrap_or(1).saturating_sub(1);
                 active
                     .insert(tag, Active { events: job.events, stream: job.stream, sent: vec![0; job.params.n], hold });
-                tags.push(tag);
                 prompts.push((tag, job.prompt, Arc::new(job.params)));
             }
-            if let Err(e) = engine.admit(prompts) {
-                for tag in tags {
-                    if let Some(a) = active.remove(&tag) {
-                        let _ = a.events.send(GenEvent::Failed(format!("{e:#}")));
-                    }
-                }
+            if let Err(e) = guarded(|| engine.admit(prompts)) {
+                engine = fail_all(&mut active, e, &lm);
+                continue;
             }
         }
         if engine.running() > 0
-            && let Err(e) = engine.step()
+            && let Err(e) = guarded(|| engine.step())
         {
-            // A failed step leaves the batch unusable: fail everything in it and start afresh.
-            for (_, a) in active.drain() {
-                let _ = a.events.send(GenEvent::Failed(format!("{e:#}")));
-            }
-            engine = Engine::new(&lm.model, &lm.tokenizer);
+            engine = fail_all(&mut active, e, &lm);
             continue;
         }
         for (tag, sample, text) in engine.partial() {
@@ -125,13 +116,42 @@ pub fn generation_loop(lm: LanguageModel<Cpu>, mut jobs: mpsc::Receiver<GenJob>,
     }
 }
 
+/// A failed model call leaves the batch unusable: every request in it fails, and a fresh engine
+/// takes the next ones.
+fn fail_all<'m>(
+    active: &mut HashMap<u64, Active>,
+    e: anyhow::Error,
+    lm: &'m LanguageModel<Inference>,
+) -> Engine<'m, Inference> {
+    for (_, a) in active.drain() {
+        let _ = a.events.send(GenEvent::Failed(format!("{e:#}")));
+    }
+    Engine::new(&lm.model, &lm.tokenizer)
+}
+
+/// Runs a model call, turning a panic inside the backend into an error so that the thread (and
+/// the server) lives on; the caller drops the batch it was working on.
+fn guarded<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(result) => result,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("unknown panic");
+            Err(anyhow::anyhow!("the model failed: {what}"))
+        }
+    }
+}
+
 pub struct EmbedJob {
     pub ids: Vec<Vec<u32>>,
     pub reply: oneshot::Sender<Vec<Vec<f32>>>,
 }
 
 /// Runs until every sender of `jobs` is gone.
-pub fn embedding_loop(encoder: SentenceEncoder<Cpu>, mut jobs: mpsc::Receiver<EmbedJob>, max_batch: usize) {
+pub fn embedding_loop(encoder: SentenceEncoder<Inference>, mut jobs: mpsc::Receiver<EmbedJob>, max_batch: usize) {
     while let Some(first) = jobs.blocking_recv() {
         let mut texts = first.ids.len();
         let mut batch = vec![first];
@@ -146,7 +166,11 @@ pub fn embedding_loop(encoder: SentenceEncoder<Cpu>, mut jobs: mpsc::Receiver<Em
         }
         let sizes: Vec<usize> = batch.iter().map(|j| j.ids.len()).collect();
         let (ids, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|j| (j.ids, j.reply)).unzip();
-        let mut vectors = encoder.embed_sorted(ids.into_iter().flatten().collect(), 32).into_iter();
+        let all: Vec<Vec<u32>> = ids.into_iter().flatten().collect();
+        let Ok(vectors) = guarded(|| Ok(encoder.embed_sorted(all, 32))) else {
+            continue; // the replies drop, and each handler answers 500
+        };
+        let mut vectors = vectors.into_iter();
         for (size, reply) in sizes.into_iter().zip(replies) {
             let _ = reply.send(vectors.by_ref().take(size).collect());
         }

