@@ -73,6 +73,8 @@ test:
 	@# The halves share only lrem-schemas; the tree holds one arrow.
 	@! $(CARGO) tree -p lrem-pipeline | grep -q burn || { echo "lrem-pipeline must not depend on burn" >&2; exit 1; }
 	@! $(CARGO) tree -p lrem-trainer | grep -q datafusion || { echo "lrem-trainer must not depend on datafusion" >&2; exit 1; }
+	@# The CUDA backend compiles on machines without CUDA (its own target dir: other features).
+	CARGO_TARGET_DIR=$(TARGET_DIR)-cuda $(CARGO) check --quiet -p lrem-trainer --features cuda --lib --bins
 	@! $(CARGO) tree --duplicates --depth 0 | grep -qE '^(arrow|parquet) ' || { echo "more than one arrow/parquet in the tree" >&2; exit 1; }
 
 sql: build

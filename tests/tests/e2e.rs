@@ -1,6 +1,6 @@
 //! `make triples` in miniature, on the real embedded models: the OpenAI-compatible server in
 //! process on a loopback port (SmolLM2 reasons and extracts keywords, all-MiniLM-L6-v2 retrieves
-//! and scores relevance), the pipeline on the sample world capped at 12 hard queries, and checks
+//! and scores relevance), the pipeline on the sample world capped at 4 hard queries, and checks
 //! on what it wrote.
 
 use std::path::{Path, PathBuf};
@@ -55,8 +55,8 @@ async fn pipeline_on_the_embedded_models_writes_valid_triples() {
         .replace("http://127.0.0.1:8765/v1", &url)
         .replace("run_dir = \"runs/sample\"", &format!("run_dir = {:?}", run_dir.display().to_string()))
         .replace("\"data_samples/", &format!("\"{}/data_samples/", root.display()))
-        .replace("[stages.mining]", "[stages.mining]\nmax_queries = 12");
-    assert!(config.contains(&url) && config.contains("max_queries = 12"));
+        .replace("max_queries = 16", "max_queries = 4");
+    assert!(config.contains(&url) && config.contains("max_queries = 4"));
     let config_path = dir.path().join("pipeline.toml");
     std::fs::write(&config_path, config).unwrap();
 
@@ -66,7 +66,7 @@ async fn pipeline_on_the_embedded_models_writes_valid_triples() {
         assert_eq!(record.state, StageState::Done, "{}", stage.name());
         assert!(record.reconciles(), "{}: {record:?}", stage.name());
     }
-    assert_eq!(manifest.stages["hard_queries"].rows_out, 12, "{:?}", manifest.stages["hard_queries"]);
+    assert_eq!(manifest.stages["hard_queries"].rows_out, 4, "{:?}", manifest.stages["hard_queries"]);
     for table in [
         "queries",
         "item_embeddings",
@@ -83,6 +83,10 @@ async fn pipeline_on_the_embedded_models_writes_valid_triples() {
         "triples_rl",
         "failures",
     ] {
+        // An empty table (4 queries may put none in the RL split) has nothing to validate.
+        if number(&run_dir, &format!("select count(*) from {table}")).await == 0 {
+            continue;
+        }
         let spec = lrem_schemas::table(table).unwrap();
         lrem_schemas::validate(&run_dir.join("tables").join(table), &spec, &Default::default())
             .unwrap_or_else(|e| panic!("{e}"));
@@ -90,7 +94,7 @@ async fn pipeline_on_the_embedded_models_writes_valid_triples() {
     // Real reasoning: every hard query got a non-trivial chain of thought or a recorded failure.
     let reasoned = number(&run_dir, "select count(*) from reasoning where length(reasoning) > 20").await;
     let failed = number(&run_dir, "select count(*) from failures where stage = 'reasoning'").await;
-    assert_eq!(reasoned + failed, 12);
+    assert_eq!(reasoned + failed, 4);
     assert!(number(&run_dir, "select count(*) from cot").await > 0, "no CoT survived");
     assert!(number(&run_dir, "select coalesce(max(cardinality(keywords)), 0) from cot").await <= 16);
     // No kept keyword consists only of query words.
