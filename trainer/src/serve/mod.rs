@@ -176,7 +176,20 @@ fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .nest("/v1", v1)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route") })
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn(move |request: Request, next: Next| announced_size(request, next, max_body_bytes)))
         .with_state(state)
+}
+
+/// A body whose announced length is over the limit gets its 413 before a byte of it is read, so
+/// a client waiting on the headers hears the answer instead of a reset. (Bodies without a length
+/// are capped by `DefaultBodyLimit` as they are read.)
+async fn announced_size(request: Request, next: Next, limit: usize) -> Response {
+    let announced = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        let message = format!("the body has {} bytes; the limit is {limit} (--max-body-bytes)", announced.unwrap_or(0));
+        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message).into_response();
+    }
+    next.run(request).await
 }
 
 async fn authorize(State(state): Shared, request: Request, next: Next) -> Response {
