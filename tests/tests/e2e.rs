@@ -67,27 +67,13 @@ async fn pipeline_on_the_embedded_models_writes_valid_triples() {
         assert!(record.reconciles(), "{}: {record:?}", stage.name());
     }
     assert_eq!(manifest.stages["hard_queries"].rows_out, 4, "{:?}", manifest.stages["hard_queries"]);
-    for table in [
-        "queries",
-        "item_embeddings",
-        "retrieval_1",
-        "hard_queries",
-        "reasoning",
-        "keywords",
-        "cot",
-        "retrieval_2",
-        "gain",
-        "relevance",
-        "triples",
-        "triples_cold_start",
-        "triples_rl",
-        "failures",
-    ] {
+    // Every stage table, from the schema contract rather than a second list.
+    for spec in lrem_schemas::all_tables().into_iter().filter(|t| t.kind == lrem_schemas::TableKind::Stage) {
+        let table = spec.name;
         // An empty table (4 queries may put none in the RL split) has nothing to validate.
         if number(&run_dir, &format!("select count(*) from {table}")).await == 0 {
             continue;
         }
-        let spec = lrem_schemas::table(table).unwrap();
         lrem_schemas::validate(&run_dir.join("tables").join(table), &spec, &Default::default())
             .unwrap_or_else(|e| panic!("{e}"));
     }
