@@ -23,3 +23,6 @@ pub type Cuda = burn::backend::Cuda<f32, i32>;
 pub type Inference = Cuda;
 #[cfg(not(feature = "cuda"))]
 pub type Inference = Cpu;
+
+/// The backend training runs on: [`Inference`] with gradients.
+pub type Train = burn::backend::Autodiff<Inference>;

@@ -4,9 +4,13 @@
 //! - [`triples`]: reading `triples_cold_start` / `triples_rl` from a run directory.
 //! - [`model`]: the decoder and encoder in Burn, their loaders, tokenizers and generation.
 //! - [`serve`]: the OpenAI-compatible server over those models.
+//! - [`train`]: cold-start training (NTP + InfoNCE, GradCache, checkpoints).
 //! - [`backend`]: the backend aliases (CPU, CPU with gradients, CUDA).
 
 pub mod backend;
+pub mod eval;
 pub mod model;
+pub mod plot;
 pub mod serve;
+pub mod train;
 pub mod triples;

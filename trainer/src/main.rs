@@ -4,11 +4,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use lrem_trainer::backend::Inference;
+use lrem_trainer::backend::{Inference, Train};
+use lrem_trainer::eval::EvalSpec;
 use lrem_trainer::model::LanguageModel;
 use lrem_trainer::model::bert::SentenceEncoder;
 use lrem_trainer::model::generate::{SamplingParams, generate};
 use lrem_trainer::model::tokenizer::ChatMessage;
+use lrem_trainer::train::config::TrainConfig;
+use lrem_trainer::train::{RunOptions, cold_start};
 use lrem_trainer::triples::{self, Split};
 
 #[derive(Parser)]
@@ -83,6 +86,55 @@ enum Command {
         #[arg(long, default_value_t = 4 << 20)]
         max_body_bytes: usize,
     },
+    /// Cold start: NTP on the CoT + InfoNCE on `<emb>` over a run's `triples_cold_start`.
+    ColdStart {
+        #[arg(long)]
+        config: PathBuf,
+        /// Where checkpoints, metrics, curves and the final model go.
+        #[arg(long)]
+        run_dir: PathBuf,
+        /// Continue from the newest checkpoint in --run-dir.
+        #[arg(long)]
+        resume: bool,
+        /// Stop after this many optimizer steps (checkpointed), as an interruption would.
+        #[arg(long)]
+        stop_after: Option<usize>,
+        /// Override `loss.ntp_weight` (λ1), e.g. 0 for the CoT-as-input ablation.
+        #[arg(long)]
+        ntp_weight: Option<f64>,
+    },
+    /// Retrieval evaluation of trained models against the direct embedder and the base decoder.
+    Eval {
+        /// A folder with items.parquet and qrels.parquet.
+        #[arg(long)]
+        data: PathBuf,
+        /// A pipeline run whose training queries are held out.
+        #[arg(long)]
+        exclude_run: Option<PathBuf>,
+        /// A trained model folder, as NAME=DIR; the first also gets the CoT ablations.
+        #[arg(long = "lrem", value_parser = parse_named)]
+        lrem: Vec<(String, PathBuf)>,
+        #[arg(long)]
+        minilm: Option<PathBuf>,
+        /// The untrained decoder (last-token pooling).
+        #[arg(long)]
+        base: Option<PathBuf>,
+        #[arg(long, default_value_t = 16)]
+        queries_per_kind: usize,
+        /// Items ranked (relevant ones plus random others); 0 = the whole catalogue.
+        #[arg(long, default_value_t = 0)]
+        catalogue: usize,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        #[arg(long, default_value_t = 16)]
+        cot_max_tokens: usize,
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        #[arg(long, value_delimiter = ',', default_value = "10,100,1000")]
+        ks: Vec<usize>,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Embed texts with a sentence-transformers BERT folder; prints one JSON array per text.
     Embed {
         #[arg(long)]
@@ -156,6 +208,61 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             tokio::runtime::Runtime::new()?.block_on(lrem_trainer::serve::serve(config))
         }
+        Command::ColdStart { config, run_dir, resume, stop_after, ntp_weight } => {
+            let mut config = TrainConfig::from_file(&config)?;
+            if let Some(w) = ntp_weight {
+                config.loss.ntp_weight = w;
+            }
+            let options = RunOptions { resume, stop_after, progress: true };
+            let outcome = cold_start::<Train>(&config, &run_dir, &options, &Default::default())?;
+            let last = outcome.records.last();
+            println!(
+                "cold start: {} of {} steps{}; metrics {}/metrics.jsonl, curves {}/curves.svg",
+                outcome.state.step,
+                outcome.state.total_steps,
+                last.map_or(String::new(), |r| format!(
+                    ", last loss {:.4} (InfoNCE {:.4}, NTP {:.4})",
+                    r.loss, r.infonce, r.ntp
+                )),
+                run_dir.display(),
+                run_dir.display()
+            );
+            if let Some(dir) = outcome.model_dir {
+                println!("model: {}", dir.display());
+            }
+            Ok(())
+        }
+        Command::Eval {
+            data,
+            exclude_run,
+            lrem,
+            minilm,
+            base,
+            queries_per_kind,
+            catalogue,
+            seed,
+            cot_max_tokens,
+            batch,
+            ks,
+            out,
+        } => {
+            let spec = EvalSpec {
+                data_dir: data,
+                exclude_run,
+                queries_per_kind,
+                catalogue,
+                seed,
+                cot_max_tokens,
+                batch,
+                ks,
+                minilm,
+                base,
+                lrem,
+            };
+            lrem_trainer::eval::run::<Inference>(&spec, &out, &Default::default())?;
+            println!("report: {}/report.md", out.display());
+            Ok(())
+        }
         Command::Embed { model, text } => {
             let encoder = SentenceEncoder::<Inference>::load(&model, &Default::default())?;
             let texts: Vec<&str> = text.iter().map(String::as_str).collect();
@@ -165,6 +272,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn parse_named(s: &str) -> Result<(String, PathBuf), String> {
+    let (name, dir) = s.split_once('=').ok_or_else(|| format!("expected NAME=DIR, got `{s}`"))?;
+    Ok((name.to_string(), PathBuf::from(dir)))
 }
 
 fn distinct(rows: &[triples::Triple]) -> usize {

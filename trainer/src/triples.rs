@@ -91,36 +91,56 @@ fn append(batch: &RecordBatch, out: &mut Vec<Triple>) {
     }
 }
 
-#[cfg(test)]
-mod tests {
+/// Writes `triples` as `tables/<split>/part-0.parquet` under `run_dir` (the contract's schema):
+/// fixtures for tests, and small hand-made training sets.
+pub fn write(run_dir: &Path, split: Split, triples: &[Triple]) -> Result<PathBuf, Error> {
     use std::sync::Arc;
 
     use arrow::array::{ArrayRef, Float32Array, Int64Array, StringArray, UInt64Array};
     use parquet::arrow::ArrowWriter;
 
+    let dir = run_dir.join("tables").join(split.table());
+    let path = dir.join("part-0.parquet");
+    let err = |message: String| Error::Read { path: path.clone(), message };
+    std::fs::create_dir_all(&dir).map_err(|e| err(e.to_string()))?;
+    let schema = lrem_schemas::table(split.table())?.schema();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(UInt64Array::from_iter_values(triples.iter().map(|t| t.query_id))),
+        Arc::new(StringArray::from_iter_values(triples.iter().map(|t| &t.query))),
+        Arc::new(StringArray::from_iter_values(triples.iter().map(|t| &t.cot))),
+        Arc::new(Int64Array::from_iter_values(triples.iter().map(|t| t.item_id))),
+        Arc::new(StringArray::from_iter_values(triples.iter().map(|t| &t.title))),
+        Arc::new(Float32Array::from_iter_values(triples.iter().map(|t| t.relevance))),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| err(e.to_string()))?;
+    let file = std::fs::File::create(&path).map_err(|e| err(e.to_string()))?;
+    let mut w = ArrowWriter::try_new(file, schema, None).map_err(|e| err(e.to_string()))?;
+    w.write(&batch).map_err(|e| err(e.to_string()))?;
+    w.close().map_err(|e| err(e.to_string()))?;
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
     use super::*;
 
     #[test]
     fn reads_sharded_parts_as_one_table() {
         let dir = tempfile::tempdir().unwrap();
-        let schema = lrem_schemas::table("triples_rl").unwrap().schema();
         for shard in 0..2u64 {
+            let triple = Triple {
+                query_id: shard,
+                query: "energizing drink".into(),
+                cot: "coffee, caffeine".into(),
+                item_id: 10 + shard as i64,
+                title: "Casa Oro dark roast ground coffee 500g".into(),
+                relevance: 0.9,
+            };
+            let shard_dir = dir.path().join(format!("shard={shard}"));
+            write(&shard_dir, Split::Rl, &[triple]).unwrap();
             let part = dir.path().join(format!("tables/triples_rl/shard={shard}"));
             std::fs::create_dir_all(&part).unwrap();
-            let columns: Vec<ArrayRef> = vec![
-                Arc::new(UInt64Array::from(vec![shard])),
-                Arc::new(StringArray::from(vec!["energizing drink"])),
-                Arc::new(StringArray::from(vec!["coffee, caffeine"])),
-                Arc::new(Int64Array::from(vec![10 + shard as i64])),
-                Arc::new(StringArray::from(vec!["Casa Oro dark roast ground coffee 500g"])),
-                Arc::new(Float32Array::from(vec![0.9])),
-            ];
-            let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
-            let mut w =
-                ArrowWriter::try_new(std::fs::File::create(part.join("part-0.parquet")).unwrap(), schema.clone(), None)
-                    .unwrap();
-            w.write(&batch).unwrap();
-            w.close().unwrap();
+            std::fs::rename(shard_dir.join("tables/triples_rl/part-0.parquet"), part.join("part-0.parquet")).unwrap();
         }
         let triples = read(dir.path(), Split::Rl).unwrap();
         assert_eq!(triples.iter().map(|t| t.item_id).collect::<Vec<_>>(), [10, 11]);

@@ -3,6 +3,7 @@
 
 pub mod bert;
 pub mod decoder;
+pub mod export;
 pub mod generate;
 pub mod gguf;
 pub mod hf;

@@ -1,0 +1,74 @@
+//! The evaluation's inputs: the catalogue (`items.parquet`), graded judgements
+//! (`qrels.parquet`), read with the parquet crate (string views are cast to plain strings).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow};
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Int32Type, Int64Type, UInt64Type};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+fn batches(path: &Path) -> Result<Vec<RecordBatch>> {
+    let file = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.build())
+        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    reader.map(|b| b.map_err(|e| anyhow!("{}: {e}", path.display()))).collect()
+}
+
+fn column(path: &Path, batch: &RecordBatch, name: &str, want: &DataType) -> Result<ArrayRef> {
+    let col = batch.column_by_name(name).ok_or_else(|| anyhow!("{}: no column `{name}`", path.display()))?;
+    let col = arrow::compute::cast(col, want).map_err(|e| anyhow!("{}: column `{name}`: {e}", path.display()))?;
+    if col.null_count() > 0 {
+        return Err(anyhow!("{}: column `{name}` has nulls", path.display()));
+    }
+    Ok(col)
+}
+
+/// Item id → title.
+pub fn read_items(path: &Path) -> Result<BTreeMap<i64, String>> {
+    let mut items = BTreeMap::new();
+    for b in batches(path)? {
+        let ids = column(path, &b, "item_id", &DataType::Int64)?;
+        let titles = column(path, &b, "title", &DataType::Utf8)?;
+        for (id, title) in ids.as_primitive::<Int64Type>().values().iter().zip(titles.as_string::<i32>().iter()) {
+            items.insert(*id, title.unwrap_or_default().to_string());
+        }
+    }
+    Ok(items)
+}
+
+/// A judged query: its text, `head` or `hard`, and relevant item id → grade.
+#[derive(Debug, Clone)]
+pub struct JudgedQuery {
+    pub query_id: u64,
+    pub query: String,
+    pub kind: String,
+    pub relevant: HashMap<i64, i32>,
+}
+
+pub fn read_qrels(path: &Path) -> Result<Vec<JudgedQuery>> {
+    let mut queries: BTreeMap<u64, JudgedQuery> = BTreeMap::new();
+    for b in batches(path)? {
+        let qid = column(path, &b, "query_id", &DataType::UInt64)?;
+        let text = column(path, &b, "query", &DataType::Utf8)?;
+        let kind = column(path, &b, "query_kind", &DataType::Utf8)?;
+        let item = column(path, &b, "item_id", &DataType::Int64)?;
+        let grade = column(path, &b, "grade", &DataType::Int32)?;
+        let (qid, text, kind) = (qid.as_primitive::<UInt64Type>(), text.as_string::<i32>(), kind.as_string::<i32>());
+        let (item, grade) = (item.as_primitive::<Int64Type>(), grade.as_primitive::<Int32Type>());
+        for r in 0..b.num_rows() {
+            let q = queries.entry(qid.value(r)).or_insert_with(|| JudgedQuery {
+                query_id: qid.value(r),
+                query: text.value(r).to_string(),
+                kind: kind.value(r).to_string(),
+                relevant: HashMap::new(),
+            });
+            if grade.value(r) > 0 {
+                q.relevant.insert(item.value(r), grade.value(r));
+            }
+        }
+    }
+    Ok(queries.into_values().filter(|q| !q.relevant.is_empty()).collect())
+}

@@ -1,0 +1,72 @@
+//! Ranking metrics over an exact top-K, with graded relevance (NDCG gain 2^grade − 1).
+
+use std::collections::HashMap;
+
+/// Metrics of one query at one cut-off `k`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct AtK {
+    pub hit: f64,
+    pub recall: f64,
+    pub ndcg: f64,
+}
+
+/// `ranking`: item ids best first (at least `k` of them, or the whole catalogue); `relevant`:
+/// item id → grade (> 0).
+pub fn at_k(ranking: &[i64], relevant: &HashMap<i64, i32>, k: usize) -> AtK {
+    if relevant.is_empty() {
+        return AtK::default();
+    }
+    let top = &ranking[..k.min(ranking.len())];
+    let found = top.iter().filter(|i| relevant.contains_key(i)).count();
+    let gain = |g: i32| 2f64.powi(g) - 1.0;
+    let dcg: f64 =
+        top.iter().enumerate().filter_map(|(r, i)| relevant.get(i).map(|&g| gain(g) / ((r + 2) as f64).log2())).sum();
+    let mut grades: Vec<i32> = relevant.values().copied().collect();
+    grades.sort_unstable_by(|a, b| b.cmp(a));
+    let idcg: f64 = grades.iter().take(top.len()).enumerate().map(|(r, &g)| gain(g) / ((r + 2) as f64).log2()).sum();
+    AtK {
+        hit: if found > 0 { 1.0 } else { 0.0 },
+        recall: found as f64 / relevant.len() as f64,
+        ndcg: if idcg > 0.0 { dcg / idcg } else { 0.0 },
+    }
+}
+
+/// Reciprocal rank of the first relevant item over the whole ranking (0 when none is ranked).
+pub fn reciprocal_rank(ranking: &[i64], relevant: &HashMap<i64, i32>) -> f64 {
+    ranking.iter().position(|i| relevant.contains_key(i)).map_or(0.0, |r| 1.0 / (r + 1) as f64)
+}
+
+/// Item ids of `catalogue` ordered by cosine with `query` (all vectors unit length), best first;
+/// ties broken by catalogue order.
+pub fn rank(query: &[f32], catalogue: &[(i64, Vec<f32>)]) -> Vec<i64> {
+    let mut scored: Vec<(f32, usize)> = catalogue
+        .iter()
+        .enumerate()
+        .map(|(i, (_, v))| (v.iter().zip(query).map(|(a, b)| a * b).sum::<f32>(), i))
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    scored.into_iter().map(|(_, i)| catalogue[i].0).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_equal_hand_computed_values() {
+        let relevant = HashMap::from([(3, 3), (1, 1)]);
+        let ranking = [5, 3, 9, 1];
+        let m = at_k(&ranking, &relevant, 2);
+        // DCG@2 = 7/log2(3); IDCG@2 = 7/log2(2) + 1/log2(3).
+        let (dcg, idcg) = (7.0 / 3f64.log2(), 7.0 + 1.0 / 3f64.log2());
+        assert_eq!((m.hit, m.recall), (1.0, 0.5));
+        assert!((m.ndcg - dcg / idcg).abs() < 1e-12);
+        let m = at_k(&ranking, &relevant, 4);
+        assert_eq!(m.recall, 1.0);
+        assert!((m.ndcg - (dcg + 1.0 / 5f64.log2()) / idcg).abs() < 1e-12);
+        assert_eq!(at_k(&ranking, &relevant, 1), AtK { hit: 0.0, recall: 0.0, ndcg: 0.0 });
+        assert_eq!(reciprocal_rank(&ranking, &relevant), 0.5);
+        let catalogue = vec![(7, vec![1.0, 0.0]), (8, vec![0.0, 1.0]), (9, vec![0.6, 0.8])];
+        assert_eq!(rank(&[0.0, 1.0], &catalogue), [8, 9, 7]);
+    }
+}

@@ -1,0 +1,312 @@
+//! `lrem-train eval`: exact top-K retrieval over the catalogue for held-out judged queries,
+//! comparing the cold-start model (with the paper's CoT ablations) against the direct
+//! embedding retriever and the untrained decoder. Writes `report.md`, `eval.json`, `recall.svg`.
+
+pub mod inputs;
+pub mod metrics;
+mod report;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow};
+use burn::tensor::backend::Backend;
+use rand::seq::{IndexedRandom, SliceRandom};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::model::LanguageModel;
+use crate::model::bert::SentenceEncoder;
+use crate::model::decoder::Decoder;
+use crate::model::generate::{SamplingParams, generate};
+use crate::model::layers::host;
+use crate::train::LremSettings;
+use crate::train::data::Prompting;
+use crate::train::loss::last_hidden;
+use crate::triples::{self, Split};
+use inputs::JudgedQuery;
+
+#[derive(Debug, Clone)]
+pub struct EvalSpec {
+    /// `items.parquet` and `qrels.parquet`.
+    pub data_dir: PathBuf,
+    /// A pipeline run whose triples' queries are held out of the evaluation.
+    pub exclude_run: Option<PathBuf>,
+    pub queries_per_kind: usize,
+    /// Items ranked: every relevant item of the chosen queries plus seeded random others up to
+    /// this many (0: the whole catalogue).
+    pub catalogue: usize,
+    pub seed: u64,
+    pub cot_max_tokens: usize,
+    pub batch: usize,
+    pub ks: Vec<usize>,
+    pub minilm: Option<PathBuf>,
+    pub base: Option<PathBuf>,
+    /// Trained models by name; the first also gets the CoT ablations.
+    pub lrem: Vec<(String, PathBuf)>,
+}
+
+/// Means over the queries of one split.
+#[derive(Debug, Clone, Serialize)]
+pub struct SplitMetrics {
+    pub queries: usize,
+    /// `(k, hit rate, recall, ndcg)`, k already capped at the catalogue.
+    pub at: Vec<(usize, f64, f64, f64)>,
+    pub mrr: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RetrieverResult {
+    pub name: String,
+    pub splits: BTreeMap<String, SplitMetrics>,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalResult {
+    pub catalogue: usize,
+    pub queries: BTreeMap<String, usize>,
+    pub retrievers: Vec<RetrieverResult>,
+    /// A few generated CoTs of the first trained model: (query, CoT).
+    pub cot_examples: Vec<(String, String)>,
+}
+
+/// Unit-length rows on the host.
+fn normalised(rows: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
+    rows.into_iter()
+        .map(|v| {
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+            v.into_iter().map(|x| x / n).collect()
+        })
+        .collect()
+}
+
+/// The last position's hidden state of each sequence, batched by length.
+pub fn pool_last<B: Backend>(model: &Decoder<B>, seqs: &[Vec<u32>], batch: usize) -> Vec<Vec<f32>> {
+    let mut order: Vec<usize> = (0..seqs.len()).collect();
+    order.sort_by_key(|&i| seqs[i].len());
+    let mut out = vec![Vec::new(); seqs.len()];
+    for chunk in order.chunks(batch.max(1)) {
+        let refs: Vec<&[u32]> = chunk.iter().map(|&i| seqs[i].as_slice()).collect();
+        let (emb, _) = last_hidden(model, &refs);
+        let h = emb.dims()[1];
+        let values = host(emb);
+        for (r, &i) in chunk.iter().enumerate() {
+            out[i] = values[r * h..(r + 1) * h].to_vec();
+        }
+    }
+    normalised(out)
+}
+
+fn score(
+    name: &str,
+    queries: &[JudgedQuery],
+    qv: &[Vec<f32>],
+    catalogue: &[(i64, Vec<f32>)],
+    ks: &[usize],
+    seconds: f64,
+) -> RetrieverResult {
+    let n = catalogue.len();
+    let mut ks: Vec<usize> = ks.iter().map(|&k| k.min(n)).collect();
+    ks.dedup();
+    let mut splits = BTreeMap::new();
+    for split in ["all", "head", "hard"] {
+        let chosen: Vec<usize> = (0..queries.len()).filter(|&i| split == "all" || queries[i].kind == split).collect();
+        if chosen.is_empty() {
+            continue;
+        }
+        let mut at = vec![(0usize, 0.0, 0.0, 0.0); ks.len()];
+        let mut mrr = 0.0;
+        for &i in &chosen {
+            let ranking = metrics::rank(&qv[i], catalogue);
+            for (j, &k) in ks.iter().enumerate() {
+                let m = metrics::at_k(&ranking, &queries[i].relevant, k);
+                at[j] = (k, at[j].1 + m.hit, at[j].2 + m.recall, at[j].3 + m.ndcg);
+            }
+            mrr += metrics::reciprocal_rank(&ranking, &queries[i].relevant);
+        }
+        let c = chosen.len() as f64;
+        splits.insert(
+            split.to_string(),
+            SplitMetrics {
+                queries: chosen.len(),
+                at: at.into_iter().map(|(k, h, r, g)| (k, h / c, r / c, g / c)).collect(),
+                mrr: mrr / c,
+            },
+        );
+    }
+    eprintln!("  {name}: {:.1}s", seconds);
+    RetrieverResult { name: name.to_string(), splits, seconds }
+}
+
+/// Held-out judged queries, `per_kind` of each kind, seeded.
+fn choose_queries(spec: &EvalSpec) -> Result<Vec<JudgedQuery>> {
+    let qrels_path = spec.data_dir.join("qrels.parquet");
+    let all = inputs::read_qrels(&qrels_path)?;
+    let mut excluded = HashSet::new();
+    if let Some(run) = &spec.exclude_run {
+        for split in [Split::ColdStart, Split::Rl] {
+            excluded.extend(triples::read(run, split)?.into_iter().map(|t| t.query_id));
+        }
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
+    let mut chosen = Vec::new();
+    for kind in ["head", "hard"] {
+        let mut pool: Vec<&JudgedQuery> =
+            all.iter().filter(|q| q.kind == kind && !excluded.contains(&q.query_id)).collect();
+        pool.shuffle(&mut rng);
+        chosen.extend(pool.into_iter().take(spec.queries_per_kind).cloned());
+    }
+    if chosen.is_empty() {
+        return Err(anyhow!("{}: no judged query left after holding out the training queries", qrels_path.display()));
+    }
+    Ok(chosen)
+}
+
+fn choose_catalogue(
+    spec: &EvalSpec,
+    items: &BTreeMap<i64, String>,
+    queries: &[JudgedQuery],
+) -> Result<Vec<(i64, String)>> {
+    let mut ids: BTreeSet<i64> = queries.iter().flat_map(|q| q.relevant.keys().copied()).collect();
+    if let Some(missing) = ids.iter().find(|i| !items.contains_key(i)) {
+        return Err(anyhow!("qrels name item {missing}, which is not in items.parquet"));
+    }
+    if spec.catalogue == 0 {
+        ids.extend(items.keys().copied());
+    } else {
+        let mut others: Vec<i64> = items.keys().copied().filter(|i| !ids.contains(i)).collect();
+        others.shuffle(&mut ChaCha8Rng::seed_from_u64(spec.seed ^ 0xCA7A));
+        let room = spec.catalogue.saturating_sub(ids.len());
+        ids.extend(others.into_iter().take(room));
+    }
+    Ok(ids.into_iter().map(|i| (i, items[&i].clone())).collect())
+}
+
+/// Random keywords from the catalogue's words (the paper's random-CoT ablation).
+fn random_cot(words: &[String], rng: &mut ChaCha8Rng) -> String {
+    let n = rng.random_range(2..=6);
+    (0..n).filter_map(|_| words.choose(rng).cloned()).collect::<Vec<_>>().join(", ")
+}
+
+pub fn run<B: Backend>(spec: &EvalSpec, out: &Path, device: &B::Device) -> Result<EvalResult> {
+    std::fs::create_dir_all(out).with_context(|| out.display().to_string())?;
+    let items = inputs::read_items(&spec.data_dir.join("items.parquet"))?;
+    let queries = choose_queries(spec)?;
+    let catalogue = choose_catalogue(spec, &items, &queries)?;
+    let mut counts = BTreeMap::new();
+    for q in &queries {
+        *counts.entry(q.kind.clone()).or_insert(0) += 1;
+    }
+    eprintln!("eval: {} queries ({counts:?}), catalogue of {} items", queries.len(), catalogue.len());
+    let titles: Vec<&str> = catalogue.iter().map(|(_, t)| t.as_str()).collect();
+    let texts: Vec<&str> = queries.iter().map(|q| q.query.as_str()).collect();
+    let with_ids = |vectors: Vec<Vec<f32>>| catalogue.iter().map(|(i, _)| *i).zip(vectors).collect::<Vec<_>>();
+    let mut results = Vec::new();
+    let mut cot_examples = Vec::new();
+
+    if let Some(path) = &spec.minilm {
+        let t = Instant::now();
+        let encoder = SentenceEncoder::<B>::load(path, device)?;
+        let iv = with_ids(normalised(encoder.embed(&titles)?));
+        let qv = normalised(encoder.embed(&texts)?);
+        results.push(score("all-MiniLM-L6-v2 (direct)", &queries, &qv, &iv, &spec.ks, t.elapsed().as_secs_f64()));
+    }
+    if let Some(path) = &spec.base {
+        let t = Instant::now();
+        let lm = LanguageModel::<B>::load(path, device)?;
+        let p = Prompting { tokenizer: &lm.tokenizer, system_prompt: Some(String::new()) };
+        let iseq = titles.iter().map(|t| p.plain_sequence(&format!("Item: {t}"))).collect::<Result<Vec<_>>>()?;
+        let qseq = texts.iter().map(|q| p.plain_sequence(q)).collect::<Result<Vec<_>>>()?;
+        let iv = with_ids(pool_last(&lm.model, &iseq, spec.batch));
+        let qv = pool_last(&lm.model, &qseq, spec.batch);
+        results.push(score("base decoder, last token", &queries, &qv, &iv, &spec.ks, t.elapsed().as_secs_f64()));
+    }
+    let words: Vec<String> = {
+        let set: BTreeSet<String> = titles
+            .iter()
+            .flat_map(|t| t.split_whitespace())
+            .filter(|w| w.chars().all(char::is_alphabetic) && w.len() > 2)
+            .map(str::to_lowercase)
+            .collect();
+        set.into_iter().collect()
+    };
+    for (m, (name, dir)) in spec.lrem.iter().enumerate() {
+        let t = Instant::now();
+        let lm = LanguageModel::<B>::load(dir, device)?;
+        let settings: LremSettings = serde_json::from_slice(
+            &std::fs::read(dir.join("lrem.json"))
+                .with_context(|| format!("{}: no lrem.json (not a cold-start model?)", dir.display()))?,
+        )?;
+        let p = Prompting { tokenizer: &lm.tokenizer, system_prompt: settings.system_prompt };
+        let token =
+            |s: &str| lm.tokenizer.token_id(s).ok_or_else(|| anyhow!("{}: the tokenizer lacks {s}", dir.display()));
+        let (end_think, emb) = (token("</think>")?, token("<emb>")?);
+        let iseq = titles.iter().map(|t| p.item_sequence(t)).collect::<Result<Vec<_>>>()?;
+        let iv = with_ids(pool_last(&lm.model, &iseq, spec.batch));
+        let items_seconds = t.elapsed().as_secs_f64();
+        // The paper's online inference: greedy CoT of at most `cot_max_tokens`, closed by us.
+        let t = Instant::now();
+        let prompts = texts.iter().map(|q| p.query_prompt(q)).collect::<Result<Vec<_>>>()?;
+        let mut stop_ids = lm.tokenizer.stop_ids();
+        stop_ids.push(end_think);
+        stop_ids.push(emb);
+        let params =
+            SamplingParams { max_tokens: spec.cot_max_tokens, stop_ids: stop_ids.clone(), ..Default::default() };
+        let done = generate(&lm.model, &lm.tokenizer, &prompts, &params)?;
+        let qseq: Vec<Vec<u32>> = prompts
+            .iter()
+            .zip(&done)
+            .map(|(prompt, c)| {
+                let cot = c.ids.iter().copied().filter(|i| !stop_ids.contains(i));
+                prompt.iter().copied().chain(cot).chain([end_think, emb]).collect()
+            })
+            .collect();
+        if m == 0 {
+            cot_examples =
+                texts.iter().zip(&done).take(8).map(|(q, c)| (q.to_string(), c.text.trim().to_string())).collect();
+        }
+        let qv = pool_last(&lm.model, &qseq, spec.batch);
+        results.push(score(
+            &format!("{name}, generated CoT"),
+            &queries,
+            &qv,
+            &iv,
+            &spec.ks,
+            items_seconds + t.elapsed().as_secs_f64(),
+        ));
+        if m > 0 {
+            continue;
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(spec.seed ^ 0xC07);
+        for label in ["empty CoT", "random CoT", "query as CoT"] {
+            let t = Instant::now();
+            let qseq = texts
+                .iter()
+                .map(|q| {
+                    let c = match label {
+                        "empty CoT" => String::new(),
+                        "random CoT" => random_cot(&words, &mut rng),
+                        _ => q.to_string(),
+                    };
+                    p.query_sequence(q, &c).map(|s| s.ids)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let qv = pool_last(&lm.model, &qseq, spec.batch);
+            results.push(score(
+                &format!("{name}, {label}"),
+                &queries,
+                &qv,
+                &iv,
+                &spec.ks,
+                items_seconds + t.elapsed().as_secs_f64(),
+            ));
+        }
+    }
+    let result = EvalResult { catalogue: catalogue.len(), queries: counts, retrievers: results, cot_examples };
+    std::fs::write(out.join("eval.json"), serde_json::to_vec_pretty(&result)?)?;
+    report::write(&result, spec, out)?;
+    Ok(result)
+}

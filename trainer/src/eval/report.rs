@@ -1,0 +1,66 @@
+//! The evaluation report: Markdown tables per query split and a bar chart of Recall@10.
+
+use std::fmt::Write;
+use std::path::Path;
+
+use anyhow::Result;
+
+use super::{EvalResult, EvalSpec};
+use crate::plot::grouped_bars;
+
+pub fn write(result: &EvalResult, spec: &EvalSpec, out: &Path) -> Result<()> {
+    let mut md = String::new();
+    writeln!(md, "# Retrieval evaluation\n")?;
+    writeln!(
+        md,
+        "{} held-out judged queries ({}), exact top-K over a catalogue of {} items (every relevant item of \
+         those queries plus seeded random others; seed {}). Relevance from `qrels` (grade > 0); NDCG gain 2^grade − 1; \
+         MRR over the whole ranking. K is capped at the catalogue size.\n",
+        result.queries.values().sum::<usize>(),
+        result.queries.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", "),
+        result.catalogue,
+        spec.seed
+    )?;
+    for split in ["all", "head", "hard"] {
+        let Some(first) = result.retrievers.iter().find_map(|r| r.splits.get(split)) else { continue };
+        writeln!(md, "## {split} queries ({})\n", first.queries)?;
+        let mut header = String::from("| retriever |");
+        let mut rule = String::from("|---|");
+        for (k, ..) in &first.at {
+            write!(header, " HR@{k} | R@{k} | NDCG@{k} |")?;
+            rule.push_str("---:|---:|---:|");
+        }
+        writeln!(md, "{header} MRR | seconds |\n{rule}---:|---:|")?;
+        for r in &result.retrievers {
+            let Some(m) = r.splits.get(split) else { continue };
+            let cells: String = m.at.iter().map(|(_, h, rc, n)| format!(" {h:.3} | {rc:.3} | {n:.3} |")).collect();
+            writeln!(md, "| {} |{cells} {:.3} | {:.0} |", r.name, m.mrr, r.seconds)?;
+        }
+        writeln!(md)?;
+    }
+    if !result.cot_examples.is_empty() {
+        writeln!(md, "## Generated CoTs (first trained model, greedy, ≤ {} tokens)\n", spec.cot_max_tokens)?;
+        writeln!(md, "| query | CoT |\n|---|---|")?;
+        for (q, c) in &result.cot_examples {
+            writeln!(md, "| {} | {} |", q.replace('|', "\\|"), c.replace('|', "\\|"))?;
+        }
+        writeln!(md)?;
+    }
+    writeln!(md, "![Recall@10 by retriever](recall.svg)")?;
+    std::fs::write(out.join("report.md"), md)?;
+
+    let groups: Vec<String> = result.retrievers.iter().map(|r| r.name.clone()).collect();
+    let series: Vec<(String, Vec<f64>)> = ["head", "hard", "all"]
+        .iter()
+        .map(|s| {
+            let values = result
+                .retrievers
+                .iter()
+                .map(|r| r.splits.get(*s).and_then(|m| m.at.first()).map_or(0.0, |a| a.2))
+                .collect();
+            (format!("{s} queries"), values)
+        })
+        .collect();
+    let k = result.retrievers.first().and_then(|r| r.splits.get("all")).and_then(|m| m.at.first()).map_or(10, |a| a.0);
+    grouped_bars(&out.join("recall.svg"), &format!("Recall@{k}"), &groups, &series)
+}

@@ -1,0 +1,180 @@
+//! From triples to token sequences and batches.
+//!
+//! Query side: the chat template with the query as the user turn, then the assistant turn
+//! `<think>cot</think><emb>`. Item side: user turn `Item: title`, assistant turn `<emb>`. The
+//! `<emb>` token is always last, so with left padding its hidden state is the last column.
+
+use std::collections::HashSet;
+
+use anyhow::{Result, bail};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use crate::model::tokenizer::{ChatMessage, TextTokenizer};
+use crate::triples::Triple;
+
+/// How texts become sequences for one model: its tokenizer, template and system turn.
+pub struct Prompting<'t> {
+    pub tokenizer: &'t TextTokenizer,
+    pub system_prompt: Option<String>,
+}
+
+/// A query sequence and where its trained continuation starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuerySequence {
+    pub ids: Vec<u32>,
+    /// Index of the first NTP target: the token after `<think>`. Targets run to the end
+    /// (the CoT, `</think>`, `<emb>`).
+    pub first_target: usize,
+}
+
+impl Prompting<'_> {
+    fn messages(&self, user: String) -> Vec<ChatMessage> {
+        let mut messages = Vec::new();
+        if let Some(system) = &self.system_prompt {
+            messages.push(ChatMessage { role: "system".into(), content: system.clone() });
+        }
+        messages.push(ChatMessage { role: "user".into(), content: user });
+        messages
+    }
+
+    /// The prompt a model continues from at inference: the template's generation prompt
+    /// followed by `<think>`.
+    pub fn query_prompt(&self, query: &str) -> Result<Vec<u32>> {
+        let text = self.tokenizer.render_chat(&self.messages(query.to_string()), true)?;
+        self.tokenizer.encode(&format!("{text}<think>"), false)
+    }
+
+    /// `prompt<think>cot</think><emb>`.
+    pub fn query_sequence(&self, query: &str, cot: &str) -> Result<QuerySequence> {
+        let mut ids = self.query_prompt(query)?;
+        let first_target = ids.len();
+        ids.extend(self.tokenizer.encode(&format!("{cot}</think><emb>"), false)?);
+        Ok(QuerySequence { ids, first_target })
+    }
+
+    /// `prompt<emb>` for an item title.
+    pub fn item_sequence(&self, title: &str) -> Result<Vec<u32>> {
+        let text = self.tokenizer.render_chat(&self.messages(format!("Item: {title}")), true)?;
+        self.tokenizer.encode(&format!("{text}<emb>"), false)
+    }
+
+    /// A plain rendering with no LREM tokens (the base decoder's last-token pooling baseline).
+    pub fn plain_sequence(&self, user: &str) -> Result<Vec<u32>> {
+        let text = self.tokenizer.render_chat(&self.messages(user.to_string()), true)?;
+        self.tokenizer.encode(&text, false)
+    }
+}
+
+/// One training pair, tokenised.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Example {
+    pub query_id: u64,
+    pub item_id: i64,
+    pub query: QuerySequence,
+    pub item: Vec<u32>,
+}
+
+impl Example {
+    pub fn tokens(&self) -> usize {
+        self.query.ids.len() + self.item.len()
+    }
+}
+
+/// Examples and the triples left out, with why.
+pub struct Prepared {
+    pub examples: Vec<Example>,
+    pub skipped: Vec<(u64, i64, String)>,
+}
+
+pub fn prepare(
+    triples: &[Triple],
+    prompting: &Prompting,
+    max_query_tokens: usize,
+    max_item_tokens: usize,
+) -> Result<Prepared> {
+    let mut examples = Vec::with_capacity(triples.len());
+    let mut skipped = Vec::new();
+    for t in triples {
+        let query = prompting.query_sequence(&t.query, &t.cot)?;
+        let item = prompting.item_sequence(&t.title)?;
+        if query.ids.len() > max_query_tokens {
+            skipped.push((
+                t.query_id,
+                t.item_id,
+                format!("query sequence of {} tokens > max_query_tokens", query.ids.len()),
+            ));
+        } else if item.len() > max_item_tokens {
+            skipped.push((t.query_id, t.item_id, format!("item sequence of {} tokens > max_item_tokens", item.len())));
+        } else {
+            examples.push(Example { query_id: t.query_id, item_id: t.item_id, query, item });
+        }
+    }
+    if examples.is_empty() {
+        bail!("no training example left out of {} triples ({} skipped)", triples.len(), skipped.len());
+    }
+    Ok(Prepared { examples, skipped })
+}
+
+/// The batches of one epoch, as indices into `examples`: a seeded shuffle, then windows of
+/// `bucket` batches sorted by length and cut into batches in which no item appears twice (a
+/// repeated positive would be its own false negative); batch order is shuffled again.
+pub fn epoch_batches(
+    examples: &[Example],
+    batch_size: usize,
+    bucket: usize,
+    seed: u64,
+    epoch: usize,
+) -> Vec<Vec<usize>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut order: Vec<usize> = (0..examples.len()).collect();
+    order.shuffle(&mut rng);
+    let window = batch_size * bucket.max(1);
+    let mut batches = Vec::new();
+    let mut deferred: Vec<usize> = Vec::new();
+    for chunk in order.chunks(window) {
+        let mut sorted = chunk.to_vec();
+        sorted.sort_by_key(|&i| examples[i].tokens());
+        // Examples that clashed with a full batch's items go first into the next one.
+        let mut queue: Vec<usize> = deferred.drain(..).chain(sorted).collect();
+        while !queue.is_empty() {
+            let mut batch = Vec::with_capacity(batch_size);
+            let mut items = HashSet::new();
+            let mut rest = Vec::new();
+            for i in queue {
+                if batch.len() < batch_size && items.insert(examples[i].item_id) {
+                    batch.push(i);
+                } else {
+                    rest.push(i);
+                }
+            }
+            queue = rest;
+            if batch.len() == batch_size {
+                batches.push(batch);
+            } else {
+                // A short batch waits for the next window to fill it.
+                deferred.extend(batch);
+                deferred.extend(queue.drain(..));
+                break;
+            }
+        }
+    }
+    // What is left after the last window: the final, short batches.
+    while !deferred.is_empty() {
+        let mut batch = Vec::new();
+        let mut items = HashSet::new();
+        let mut rest = Vec::new();
+        for i in deferred.drain(..) {
+            if batch.len() < batch_size && items.insert(examples[i].item_id) {
+                batch.push(i);
+            } else {
+                rest.push(i);
+            }
+        }
+        batches.push(batch);
+        deferred = rest;
+    }
+    batches.shuffle(&mut rng);
+    batches
+}

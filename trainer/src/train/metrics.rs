@@ -1,0 +1,64 @@
+//! Per-step metrics: a JSON line each in `metrics.jsonl`, and `curves.svg` drawn from them.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::plot::{Panel, line_panels};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepRecord {
+    pub step: usize,
+    pub epoch: usize,
+    pub lr: f64,
+    pub loss: f64,
+    pub infonce: f64,
+    pub ntp: f64,
+    pub grad_norm: f64,
+    pub tokens_per_s: f64,
+    pub examples_per_s: f64,
+    pub elapsed_s: f64,
+}
+
+pub fn append(path: &Path, record: &StepRecord) -> Result<()> {
+    let mut file =
+        std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| path.display().to_string())?;
+    writeln!(file, "{}", serde_json::to_string(record)?)?;
+    Ok(())
+}
+
+pub fn read(path: &Path) -> Result<Vec<StepRecord>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| path.display().to_string()),
+    };
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| serde_json::from_str(l).with_context(|| format!("{}: line {}", path.display(), i + 1)))
+        .collect()
+}
+
+/// Keeps the records up to `step` (a resumed run rewrites what came after its checkpoint).
+pub fn truncate(path: &Path, step: usize) -> Result<()> {
+    let kept: Vec<StepRecord> = read(path)?.into_iter().filter(|r| r.step <= step).collect();
+    let mut text = String::new();
+    for r in &kept {
+        text.push_str(&serde_json::to_string(r)?);
+        text.push('\n');
+    }
+    std::fs::write(path, text).with_context(|| path.display().to_string())
+}
+
+pub fn plot(records: &[StepRecord], path: &Path) -> Result<()> {
+    let series = |f: fn(&StepRecord) -> f64| records.iter().map(|r| (r.step as f64, f(r))).collect::<Vec<_>>();
+    let panels = [
+        Panel { title: "loss = λ1·NTP + λ2·InfoNCE", series: vec![("loss", series(|r| r.loss))] },
+        Panel { title: "loss parts", series: vec![("InfoNCE", series(|r| r.infonce)), ("NTP", series(|r| r.ntp))] },
+        Panel { title: "learning rate", series: vec![("lr", series(|r| r.lr))] },
+        Panel { title: "gradient norm (before clipping)", series: vec![("grad norm", series(|r| r.grad_norm))] },
+    ];
+    line_panels(path, &panels, 2)
+}

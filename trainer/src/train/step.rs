@@ -1,0 +1,112 @@
+//! The gradients of one contrastive batch, plain or through a gradient cache.
+//!
+//! GradCache (Gao et al. 2021; sentence-transformers' `CachedMultipleNegativesRankingLoss`):
+//! in-batch negatives need the whole batch in one loss, but a graph over the whole batch does not
+//! fit small memory. So: (1) embed every sequence without a graph, (2) take the InfoNCE gradient
+//! with respect to those embeddings, (3) re-run the sequences a chunk at a time with a graph and
+//! back-propagate `⟨embedding, cached gradient⟩` plus the chunk's share of the NTP loss. The sum of
+//! the chunk gradients equals the full-batch gradient (tested).
+
+use burn::module::AutodiffModule;
+use burn::optim::GradientsAccumulator;
+use burn::optim::GradientsParams;
+use burn::tensor::Tensor;
+use burn::tensor::backend::AutodiffBackend;
+
+use super::config::LossConfig;
+use super::data::Example;
+use super::loss::{info_nce, last_hidden, ntp_sum, ntp_targets};
+use crate::model::decoder::Decoder;
+
+/// The loss of one batch, split into its parts (values, not graphs).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LossParts {
+    pub infonce: f64,
+    /// Mean −log p over the NTP targets (0 when λ1 = 0: not computed).
+    pub ntp: f64,
+    pub ntp_tokens: usize,
+    /// λ1·ntp + λ2·infonce.
+    pub total: f64,
+    /// Real (unpadded) tokens forwarded with a graph.
+    pub tokens: usize,
+}
+
+fn scalar<B: burn::tensor::backend::Backend>(t: Tensor<B, 1>) -> f64 {
+    use burn::tensor::ElementConversion;
+    t.into_scalar().elem::<f64>()
+}
+
+/// Gradients of `scale · (λ1·NTP + λ2·InfoNCE)` over `batch`. `chunk` = 0 (or ≥ the batch) runs
+/// one graph over the whole batch; otherwise GradCache with chunks of `chunk` sequences.
+pub fn batch_gradients<B: AutodiffBackend>(
+    model: &Decoder<B>,
+    batch: &[&Example],
+    loss: &LossConfig,
+    chunk: usize,
+    scale: f64,
+) -> (GradientsParams, LossParts) {
+    let groups: Vec<u64> = batch.iter().map(|e| e.query_id).collect();
+    let queries: Vec<&[u32]> = batch.iter().map(|e| e.query.ids.as_slice()).collect();
+    let items: Vec<&[u32]> = batch.iter().map(|e| e.item.as_slice()).collect();
+    let with_ntp = loss.ntp_weight > 0.0;
+    let ntp_tokens: usize = batch.iter().map(|e| e.query.ids.len() - e.query.first_target.max(1)).sum();
+    let tokens = queries.iter().chain(&items).map(|s| s.len()).sum();
+    let ntp_scale = loss.ntp_weight * scale / ntp_tokens.max(1) as f64;
+    let ntp_of = |model: &Decoder<B>, hidden, examples: &[&Example]| {
+        let seqs: Vec<(&[u32], usize)> =
+            examples.iter().map(|e| (e.query.ids.as_slice(), e.query.first_target)).collect();
+        let (rows, ids) = ntp_targets(&seqs);
+        ntp_sum(model, hidden, rows, ids)
+    };
+
+    if chunk == 0 || chunk >= batch.len() {
+        let (q, hq) = last_hidden(model, &queries);
+        let (d, _) = last_hidden(model, &items);
+        let nce = info_nce(q, d, &groups, loss.temperature, loss.symmetric);
+        let mut parts = LossParts { infonce: scalar(nce.clone()), ntp_tokens, tokens, ..Default::default() };
+        let mut total = nce.mul_scalar(loss.infonce_weight * scale);
+        if with_ntp {
+            let ntp = ntp_of(model, hq, batch);
+            parts.ntp = scalar(ntp.clone()) / ntp_tokens.max(1) as f64;
+            total = total + ntp.mul_scalar(ntp_scale);
+        }
+        parts.total = loss.ntp_weight * parts.ntp + loss.infonce_weight * parts.infonce;
+        let grads = GradientsParams::from_grads(total.backward(), model);
+        return (grads, parts);
+    }
+
+    // (1) Embeddings without a graph.
+    let frozen = model.valid();
+    let embed = |seqs: &[&[u32]]| Tensor::cat(seqs.chunks(chunk).map(|c| last_hidden(&frozen, c).0).collect(), 0);
+    let q_cache = Tensor::<B, 2>::from_inner(embed(&queries)).require_grad();
+    let d_cache = Tensor::<B, 2>::from_inner(embed(&items)).require_grad();
+    // (2) The InfoNCE gradient with respect to them.
+    let nce = info_nce(q_cache.clone(), d_cache.clone(), &groups, loss.temperature, loss.symmetric);
+    let mut parts = LossParts { infonce: scalar(nce.clone()), ntp_tokens, tokens, ..Default::default() };
+    let cached = nce.mul_scalar(loss.infonce_weight * scale).backward();
+    let q_grad = q_cache.grad(&cached).expect("query embeddings take part in the loss");
+    let d_grad = d_cache.grad(&cached).expect("item embeddings take part in the loss");
+    // (3) Chunks with a graph, each back-propagating its embeddings' cached gradient.
+    let mut acc = GradientsAccumulator::<Decoder<B>>::new();
+    let mut ntp_total = 0.0;
+    for (c, examples) in batch.chunks(chunk).enumerate() {
+        let seqs: Vec<&[u32]> = examples.iter().map(|e| e.query.ids.as_slice()).collect();
+        let (q, hq) = last_hidden(model, &seqs);
+        let g = Tensor::<B, 2>::from_inner(q_grad.clone().narrow(0, c * chunk, examples.len()));
+        let mut surrogate = q.mul(g).sum();
+        if with_ntp {
+            let ntp = ntp_of(model, hq, examples);
+            ntp_total += scalar(ntp.clone());
+            surrogate = surrogate + ntp.mul_scalar(ntp_scale);
+        }
+        acc.accumulate(model, GradientsParams::from_grads(surrogate.backward(), model));
+    }
+    for (c, seqs) in items.chunks(chunk).enumerate() {
+        let (d, _) = last_hidden(model, seqs);
+        let g = Tensor::<B, 2>::from_inner(d_grad.clone().narrow(0, c * chunk, seqs.len()));
+        acc.accumulate(model, GradientsParams::from_grads(d.mul(g).sum().backward(), model));
+    }
+    parts.ntp = ntp_total / ntp_tokens.max(1) as f64;
+    parts.total = loss.ntp_weight * parts.ntp + loss.infonce_weight * parts.infonce;
+    (acc.grads(), parts)
+}

