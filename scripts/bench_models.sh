@@ -27,3 +27,19 @@ for batch in (1, 16):
                   f"{torch['impl']}: {peer:.1f} tok/s, peak RSS {torch['peak_rss_mib']:.0f} MiB | {mine / peer:.2f}× |")
 PY
 rm -f "$out"
+
+# P4 (training): one cold-start step (NTP + InfoNCE, backward, clipping, AdamW) of a random-init
+# SmolLM2-135M-shaped decoder, batch 8 × 64 tokens, 2 threads, against the same step in PyTorch.
+train=$(mktemp)
+RAYON_NUM_THREADS=2 "$bin/examples/bench_train_step" --shape smollm2-135m --backend cpu --batch 8 --seq 64 --steps 2 2> /dev/null >> "$train"
+OMP_NUM_THREADS=2 "$py" scripts/bench_torch_train.py --batch 8 --seq 64 --steps 2 --threads 2 2> /dev/null >> "$train"
+python3 - "$train" >> runs/bench.md <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+mine = next(r for r in rows if r["impl"].startswith("burn"))
+peer = next(r for r in rows if r["impl"].startswith("pytorch"))
+print(f"| P4 training step | SmolLM2-135M shape, random init, batch 8 × 64 tokens, NTP + InfoNCE + AdamW, 2 threads | "
+      f"{mine['impl']}: {mine['tok_s']:.1f} tok/s, peak RSS {mine['peak_rss_mib']:.0f} MiB | "
+      f"{peer['impl']}: {peer['tok_s']:.1f} tok/s, peak RSS {peer['peak_rss_mib']:.0f} MiB | {mine['tok_s'] / peer['tok_s']:.2f}× |")
+PY
+rm -f "$train"

@@ -111,7 +111,8 @@ enum Command {
         /// A pipeline run whose training queries are held out.
         #[arg(long)]
         exclude_run: Option<PathBuf>,
-        /// A trained model folder, as NAME=DIR; the first also gets the CoT ablations.
+        /// A trained model folder, as NAME=DIR (the name holds no `=`); the first also gets the
+        /// CoT ablations.
         #[arg(long = "lrem", value_parser = parse_named)]
         lrem: Vec<(String, PathBuf)>,
         #[arg(long)]

@@ -6,7 +6,8 @@ use lrem_trainer::model::decoder::{Decoder, DecoderConfig, KvCache};
 use lrem_trainer::model::layers::host;
 use lrem_trainer::model::weights::RandomWeights;
 
-type B = lrem_trainer::backend::Cpu;
+// CUDA when built with `--features cuda` (the GPU check runs these), the CPU backend otherwise.
+type B = lrem_trainer::backend::Inference;
 
 fn tiny<Bk: Backend>(seed: u64) -> Decoder<Bk> {
     Decoder::load(&DecoderConfig::tiny(50), &mut RandomWeights::new(seed), &Default::default()).unwrap()

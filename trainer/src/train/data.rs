@@ -76,12 +76,6 @@ pub struct Example {
     pub item: Vec<u32>,
 }
 
-impl Example {
-    pub fn tokens(&self) -> usize {
-        self.query.ids.len() + self.item.len()
-    }
-}
-
 /// Examples and the triples left out, with why.
 pub struct Prepared {
     pub examples: Vec<Example>,
@@ -118,7 +112,7 @@ pub fn prepare(
 }
 
 /// The batches of one epoch, as indices into `examples`: a seeded shuffle, then windows of
-/// `bucket` batches sorted by length and cut into batches in which no item appears twice (a
+/// `bucket` batches sorted by item length and cut into batches in which no item appears twice (a
 /// repeated positive would be its own false negative); batch order is shuffled again.
 pub fn epoch_batches(
     examples: &[Example],
@@ -135,7 +129,9 @@ pub fn epoch_batches(
     let mut deferred: Vec<usize> = Vec::new();
     for chunk in order.chunks(window) {
         let mut sorted = chunk.to_vec();
-        sorted.sort_by_key(|&i| examples[i].tokens());
+        // By item length: every pair of one query has the same query length, so sorting by it
+        // would fill batches with one query, whose other pairs InfoNCE masks (no negatives left).
+        sorted.sort_by_key(|&i| examples[i].item.len());
         // Examples that clashed with a full batch's items go first into the next one.
         let mut queue: Vec<usize> = deferred.drain(..).chain(sorted).collect();
         while !queue.is_empty() {
