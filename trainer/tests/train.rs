@@ -10,12 +10,11 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
 use lrem_trainer::backend::{Cpu, CpuAutodiff};
 use lrem_trainer::model::LanguageModel;
-use lrem_trainer::model::decoder::{Decoder, DecoderConfig};
-use lrem_trainer::model::export::export_decoder;
+use lrem_trainer::model::decoder::DecoderConfig;
+use lrem_trainer::model::export::export_random_decoder;
 use lrem_trainer::model::gguf::GgufFile;
 use lrem_trainer::model::layers::{host, tensor};
 use lrem_trainer::model::tokenizer::{LREM_TOKENS, TextTokenizer};
-use lrem_trainer::model::weights::RandomWeights;
 use lrem_trainer::train::config::TrainConfig;
 use lrem_trainer::train::data::{Example, Prompting, QuerySequence, epoch_batches, prepare};
 use lrem_trainer::train::loss::{info_nce, ntp_targets};
@@ -71,10 +70,8 @@ fn toy_triples() -> Vec<Triple> {
 /// LREM tokens, as it does to a real base model).
 fn tiny_model_dir(dir: &Path, seed: u64) -> PathBuf {
     let tokenizer = base_tokenizer();
-    let config = DecoderConfig::tiny(tokenizer.vocab_size());
-    let model = Decoder::<Cpu>::load(&config, &mut RandomWeights::new(seed), &Default::default()).unwrap();
     let out = dir.join("tiny");
-    export_decoder(&model, &config, &tokenizer, &out).unwrap();
+    export_random_decoder(&DecoderConfig::tiny(tokenizer.vocab_size()), &tokenizer, seed, &out).unwrap();
     out
 }
 
@@ -189,7 +186,9 @@ fn gradcache_gradients_equal_the_full_batch_gradients() {
     let p = Prompting { tokenizer: &tok, system_prompt: Some(String::new()) };
     let examples = prepare(&toy_triples()[..6], &p, 128, 128).unwrap().examples;
     let batch: Vec<&Example> = examples.iter().collect();
-    let lm = LanguageModel::<CpuAutodiff>::load(&tiny_model_dir(dir.path(), 5), &Default::default()).unwrap().add_lrem_tokens();
+    let lm = LanguageModel::<CpuAutodiff>::load(&tiny_model_dir(dir.path(), 5), &Default::default())
+        .unwrap()
+        .add_lrem_tokens();
     assert_eq!(lm.tokenizer.vocab_size(), tok.vocab_size());
     let mut loss = TrainConfig::default().loss;
     loss.symmetric = true;

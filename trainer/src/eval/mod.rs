@@ -17,12 +17,11 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use crate::lrem::LremModel;
 use crate::model::LanguageModel;
 use crate::model::bert::SentenceEncoder;
 use crate::model::decoder::Decoder;
-use crate::model::generate::{SamplingParams, generate};
 use crate::model::layers::host;
-use crate::train::LremSettings;
 use crate::train::data::Prompting;
 use crate::train::loss::last_hidden;
 use crate::triples::{self, Split};
@@ -235,40 +234,15 @@ pub fn run<B: Backend>(spec: &EvalSpec, out: &Path, device: &B::Device) -> Resul
     };
     for (m, (name, dir)) in spec.lrem.iter().enumerate() {
         let t = Instant::now();
-        let lm = LanguageModel::<B>::load(dir, device)?;
-        let settings: LremSettings = serde_json::from_slice(
-            &std::fs::read(dir.join("lrem.json"))
-                .with_context(|| format!("{}: no lrem.json (not a cold-start model?)", dir.display()))?,
-        )?;
-        let p = Prompting { tokenizer: &lm.tokenizer, system_prompt: settings.system_prompt };
-        let token =
-            |s: &str| lm.tokenizer.token_id(s).ok_or_else(|| anyhow!("{}: the tokenizer lacks {s}", dir.display()));
-        let (end_think, emb) = (token("</think>")?, token("<emb>")?);
-        let iseq = titles.iter().map(|t| p.item_sequence(t)).collect::<Result<Vec<_>>>()?;
-        let iv = with_ids(pool_last(&lm.model, &iseq, spec.batch));
+        let model = LremModel::<B>::load(dir, device)?;
+        let iv = with_ids(model.embed_items(&titles, spec.batch)?);
         let items_seconds = t.elapsed().as_secs_f64();
-        // The paper's online inference: greedy CoT of at most `cot_max_tokens`, closed by us.
         let t = Instant::now();
-        let prompts = texts.iter().map(|q| p.query_prompt(q)).collect::<Result<Vec<_>>>()?;
-        let mut stop_ids = lm.tokenizer.stop_ids();
-        stop_ids.push(end_think);
-        stop_ids.push(emb);
-        let params =
-            SamplingParams { max_tokens: spec.cot_max_tokens, stop_ids: stop_ids.clone(), ..Default::default() };
-        let done = generate(&lm.model, &lm.tokenizer, &prompts, &params)?;
-        let qseq: Vec<Vec<u32>> = prompts
-            .iter()
-            .zip(&done)
-            .map(|(prompt, c)| {
-                let cot = c.ids.iter().copied().filter(|i| !stop_ids.contains(i));
-                prompt.iter().copied().chain(cot).chain([end_think, emb]).collect()
-            })
-            .collect();
+        let embedded = model.embed_queries(&texts, spec.cot_max_tokens, spec.batch)?;
         if m == 0 {
-            cot_examples =
-                texts.iter().zip(&done).take(8).map(|(q, c)| (q.to_string(), c.text.trim().to_string())).collect();
+            cot_examples = texts.iter().zip(&embedded).take(8).map(|(q, e)| (q.to_string(), e.cot.clone())).collect();
         }
-        let qv = pool_last(&lm.model, &qseq, spec.batch);
+        let qv: Vec<Vec<f32>> = embedded.into_iter().map(|e| e.vector).collect();
         results.push(score(
             &format!("{name}, generated CoT"),
             &queries,
@@ -283,18 +257,18 @@ pub fn run<B: Backend>(spec: &EvalSpec, out: &Path, device: &B::Device) -> Resul
         let mut rng = ChaCha8Rng::seed_from_u64(spec.seed ^ 0xC07);
         for label in ["empty CoT", "random CoT", "query as CoT"] {
             let t = Instant::now();
-            let qseq = texts
+            let with_cot: Vec<(&str, String)> = texts
                 .iter()
-                .map(|q| {
+                .map(|&q| {
                     let c = match label {
                         "empty CoT" => String::new(),
                         "random CoT" => random_cot(&words, &mut rng),
                         _ => q.to_string(),
                     };
-                    p.query_sequence(q, &c).map(|s| s.ids)
+                    (q, c)
                 })
-                .collect::<Result<Vec<_>>>()?;
-            let qv = pool_last(&lm.model, &qseq, spec.batch);
+                .collect();
+            let qv = model.embed_queries_with_cot(&with_cot, spec.batch)?;
             results.push(score(
                 &format!("{name}, {label}"),
                 &queries,

@@ -83,3 +83,11 @@ pub fn export_decoder<B: Backend>(
     std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&hf)?)?;
     tokenizer.save(dir)
 }
+
+/// Writes a seeded random-weight decoder of `config` with `tokenizer` as an HF folder: a real
+/// model's tokenizer over tiny weights, for tests and benchmarks.
+pub fn export_random_decoder(config: &DecoderConfig, tokenizer: &TextTokenizer, seed: u64, dir: &Path) -> Result<()> {
+    type Host = crate::backend::Cpu;
+    let model = Decoder::<Host>::load(config, &mut super::weights::RandomWeights::new(seed), &Default::default())?;
+    export_decoder(&model, config, tokenizer, dir)
+}

@@ -93,6 +93,8 @@ pub struct EmbeddingRequest {
     pub model: String,
     pub input: EmbeddingInput,
     pub encoding_format: Option<String>,
+    /// `query` (default) or `item`: which sequence an LREM model builds (other models ignore it).
+    pub input_type: Option<String>,
 }
 
 /// Parses a JSON body, turning serde's message into a 400 that says what is wrong.

@@ -23,17 +23,21 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::backend::Inference;
+use crate::lrem::LremModel;
 use crate::model::LanguageModel;
 use crate::model::bert::SentenceEncoder;
 use crate::model::tokenizer::TextTokenizer;
 use api::{ApiError, EmbeddingInput, EmbeddingRequest};
-use workers::{EmbedJob, GenJob};
+use workers::{EmbedJob, Embedder, GenJob, InputKind};
 
 pub struct ServeConfig {
     pub chat: Option<PathBuf>,
     pub chat_name: Option<String>,
     pub embed: Option<PathBuf>,
     pub embed_name: Option<String>,
+    /// A cold-start model folder served for embeddings: a query gets a CoT, then its `<emb>` state.
+    pub lrem: Option<PathBuf>,
+    pub lrem_name: Option<String>,
     pub addr: SocketAddr,
     /// Names an environment variable holding the bearer token clients must send.
     pub api_key_env: Option<String>,
@@ -55,11 +59,13 @@ struct EmbedModel {
     name: String,
     tokenizer: TextTokenizer,
     jobs: mpsc::Sender<EmbedJob>,
+    /// An LREM model: `input_type` chooses the query (CoT first) or item sequence.
+    lrem: bool,
 }
 
 struct AppState {
     chat: Option<ChatModel>,
-    embed: Option<EmbedModel>,
+    embed: Vec<EmbedModel>,
     api_key: Option<String>,
     created: u64,
     queue: usize,
@@ -108,8 +114,8 @@ pub async fn bind(config: ServeConfig) -> Result<Server> {
     if !config.addr.ip().is_loopback() && api_key.is_none() {
         bail!("refusing to listen on non-loopback {} without --api-key-env naming a bearer token", config.addr);
     }
-    if config.chat.is_none() && config.embed.is_none() {
-        bail!("nothing to serve: give --chat MODEL and/or --embed MODEL");
+    if config.chat.is_none() && config.embed.is_none() && config.lrem.is_none() {
+        bail!("nothing to serve: give --chat MODEL, --embed MODEL and/or --lrem MODEL");
     }
     let device = Default::default();
     let chat = match &config.chat {
@@ -130,22 +136,37 @@ pub async fn bind(config: ServeConfig) -> Result<Server> {
         }
         None => None,
     };
-    let embed = match &config.embed {
-        Some(path) => {
-            let encoder = SentenceEncoder::<Inference>::load(path, &device)?;
-            let (tx, rx) = mpsc::channel(config.queue);
-            let model = EmbedModel {
-                name: served_name(path, config.embed_name.clone()),
-                tokenizer: encoder.tokenizer.clone(),
-                jobs: tx,
-            };
-            std::thread::Builder::new()
-                .name("encoder".into())
-                .spawn(move || workers::embedding_loop(encoder, rx, 256))?;
-            Some(model)
-        }
-        None => None,
-    };
+    let mut embed = Vec::new();
+    if let Some(path) = &config.embed {
+        let encoder = SentenceEncoder::<Inference>::load(path, &device)?;
+        let (tx, rx) = mpsc::channel(config.queue);
+        embed.push(EmbedModel {
+            name: served_name(path, config.embed_name.clone()),
+            tokenizer: encoder.tokenizer.clone(),
+            jobs: tx,
+            lrem: false,
+        });
+        std::thread::Builder::new()
+            .name("encoder".into())
+            .spawn(move || workers::embedding_loop(Embedder::Bert(encoder), rx, 256))?;
+    }
+    if let Some(path) = &config.lrem {
+        let model = LremModel::<Inference>::load(path, &device)?;
+        let (tx, rx) = mpsc::channel(config.queue);
+        embed.push(EmbedModel {
+            name: served_name(path, config.lrem_name.clone()),
+            tokenizer: model.lm.tokenizer.clone(),
+            jobs: tx,
+            lrem: true,
+        });
+        let max_batch = config.max_batch;
+        std::thread::Builder::new()
+            .name("lrem".into())
+            .spawn(move || workers::embedding_loop(Embedder::Lrem(Box::new(model)), rx, max_batch))?;
+    }
+    if embed.windows(2).any(|w| w[0].name == w[1].name) {
+        bail!("--embed and --lrem are served under the same name `{}`; set --embed-name or --lrem-name", embed[0].name);
+    }
     let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let state = Arc::new(AppState { chat, embed, api_key, created, queue: config.queue });
     let names: Vec<String> =
@@ -232,8 +253,16 @@ fn queue_full(queue: usize) -> ApiError {
 
 async fn embeddings(State(state): Shared, raw: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
     let request: EmbeddingRequest = api::parse(&body(raw)?)?;
-    let model =
-        state.embed.as_ref().filter(|m| m.name == request.model).ok_or_else(|| unknown_model(&request.model))?;
+    let model = state.embed.iter().find(|m| m.name == request.model).ok_or_else(|| unknown_model(&request.model))?;
+    let kind = match request.input_type.as_deref() {
+        None | Some("query") => InputKind::Query,
+        Some("item" | "document" | "passage") => InputKind::Item,
+        Some(other) => {
+            return Err(
+                ApiError::bad_request(format!("input_type `{other}`: expected query or item")).param("input_type")
+            );
+        }
+    };
     if request.encoding_format.as_deref().is_some_and(|f| f != "float") {
         return Err(ApiError::bad_request("only encoding_format \"float\" is supported").param("encoding_format"));
     }
@@ -250,12 +279,18 @@ async fn embeddings(State(state): Shared, raw: Result<Bytes, BytesRejection>) ->
     }
     let tokens: usize = ids.iter().map(Vec::len).sum();
     let (tx, rx) = oneshot::channel();
-    model.jobs.try_send(EmbedJob { ids, reply: tx }).map_err(|_| queue_full(state.queue))?;
-    let vectors = rx.await.map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the encoder stopped"))?;
+    let job = EmbedJob { ids, texts, kind, reply: tx };
+    model.jobs.try_send(job).map_err(|_| queue_full(state.queue))?;
+    let vectors =
+        rx.await.map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the model failed on this batch"))?;
     let data: Vec<_> = vectors
         .into_iter()
         .enumerate()
-        .map(|(i, v)| json!({"object": "embedding", "index": i, "embedding": v}))
+        .map(|(i, (v, cot))| match cot {
+            // An LREM query's embedding comes with the CoT it was computed from.
+            Some(cot) if model.lrem => json!({"object": "embedding", "index": i, "embedding": v, "cot": cot}),
+            _ => json!({"object": "embedding", "index": i, "embedding": v}),
+        })
         .collect();
     Ok(axum::Json(json!({"object": "list", "data": data, "model": model.name,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}))

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::backend::Inference;
+use crate::lrem::LremModel;
 use crate::model::LanguageModel;
 use crate::model::bert::SentenceEncoder;
 use crate::model::generate::{Completion, Engine, SamplingParams};
@@ -145,13 +146,75 @@ fn guarded<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
     }
 }
 
-pub struct EmbedJob {
-    pub ids: Vec<Vec<u32>>,
-    pub reply: oneshot::Sender<Vec<Vec<f32>>>,
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputKind {
+    Query,
+    Item,
 }
 
-/// Runs until every sender of `jobs` is gone.
-pub fn embedding_loop(encoder: SentenceEncoder<Inference>, mut jobs: mpsc::Receiver<EmbedJob>, max_batch: usize) {
+pub struct EmbedJob {
+    /// The texts tokenised by the handler (BERT embeds these ids).
+    pub ids: Vec<Vec<u32>>,
+    /// The raw texts (an LREM model renders them in its template).
+    pub texts: Vec<String>,
+    pub kind: InputKind,
+    /// One vector per text, with the CoT an LREM query was embedded from.
+    pub reply: oneshot::Sender<Vec<(Vec<f32>, Option<String>)>>,
+}
+
+pub enum Embedder {
+    Bert(SentenceEncoder<Inference>),
+    Lrem(Box<LremModel<Inference>>),
+}
+
+/// The paper's CoT budget: at most 16 keyword tokens.
+const COT_MAX_TOKENS: usize = 16;
+
+impl Embedder {
+    fn embed(&self, jobs: &[EmbedJob]) -> anyhow::Result<Vec<(Vec<f32>, Option<String>)>> {
+        match self {
+            Embedder::Bert(encoder) => {
+                let all: Vec<Vec<u32>> = jobs.iter().flat_map(|j| j.ids.iter().cloned()).collect();
+                Ok(encoder.embed_sorted(all, 32).into_iter().map(|v| (v, None)).collect())
+            }
+            Embedder::Lrem(model) => {
+                // Queries (generation first) and items go through separately, then back in order.
+                let mut out = vec![(Vec::new(), None); jobs.iter().map(|j| j.texts.len()).sum()];
+                for kind in [InputKind::Query, InputKind::Item] {
+                    let mut slots = Vec::new();
+                    let mut texts = Vec::new();
+                    let mut at = 0;
+                    for j in jobs {
+                        if j.kind == kind {
+                            slots.extend(at..at + j.texts.len());
+                            texts.extend(j.texts.iter().map(String::as_str));
+                        }
+                        at += j.texts.len();
+                    }
+                    if texts.is_empty() {
+                        continue;
+                    }
+                    let vectors: Vec<(Vec<f32>, Option<String>)> = match kind {
+                        InputKind::Query => model
+                            .embed_queries(&texts, COT_MAX_TOKENS, 16)?
+                            .into_iter()
+                            .map(|e| (e.vector, Some(e.cot)))
+                            .collect(),
+                        InputKind::Item => model.embed_items(&texts, 16)?.into_iter().map(|v| (v, None)).collect(),
+                    };
+                    for (slot, v) in slots.into_iter().zip(vectors) {
+                        out[slot] = v;
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// Runs until every sender of `jobs` is gone: takes whatever is queued (up to `max_batch`
+/// texts) as one batch.
+pub fn embedding_loop(embedder: Embedder, mut jobs: mpsc::Receiver<EmbedJob>, max_batch: usize) {
     while let Some(first) = jobs.blocking_recv() {
         let mut texts = first.ids.len();
         let mut batch = vec![first];
@@ -164,15 +227,12 @@ pub fn embedding_loop(encoder: SentenceEncoder<Inference>, mut jobs: mpsc::Recei
                 Err(_) => break,
             }
         }
-        let sizes: Vec<usize> = batch.iter().map(|j| j.ids.len()).collect();
-        let (ids, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|j| (j.ids, j.reply)).unzip();
-        let all: Vec<Vec<u32>> = ids.into_iter().flatten().collect();
-        let Ok(vectors) = guarded(|| Ok(encoder.embed_sorted(all, 32))) else {
+        let Ok(vectors) = guarded(|| embedder.embed(&batch)) else {
             continue; // the replies drop, and each handler answers 500
         };
         let mut vectors = vectors.into_iter();
-        for (size, reply) in sizes.into_iter().zip(replies) {
-            let _ = reply.send(vectors.by_ref().take(size).collect());
+        for job in batch {
+            let _ = job.reply.send(vectors.by_ref().take(job.texts.len()).collect());
         }
     }
 }

@@ -1,0 +1,86 @@
+//! A cold-start model at inference, as the paper runs it online: a query gets a greedy CoT of at
+//! most 16 tokens after `<think>`, closed with `</think><emb>`, and the `<emb>` state is its
+//! embedding; an item is `Item: title` followed by `<emb>`. Used by `eval` and by `serve --lrem`.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow};
+use burn::tensor::backend::Backend;
+
+use crate::eval::pool_last;
+use crate::model::LanguageModel;
+use crate::model::generate::{SamplingParams, generate};
+use crate::train::LremSettings;
+use crate::train::data::Prompting;
+
+pub struct LremModel<B: Backend> {
+    pub lm: LanguageModel<B>,
+    pub settings: LremSettings,
+    end_think: u32,
+    emb: u32,
+}
+
+/// A query's embedding and the CoT the model wrote for it.
+pub struct QueryEmbedding {
+    pub vector: Vec<f32>,
+    pub cot: String,
+    pub tokens: usize,
+}
+
+impl<B: Backend> LremModel<B> {
+    /// An exported cold-start folder (`model/` of a training run, with `lrem.json`).
+    pub fn load(dir: &Path, device: &B::Device) -> Result<Self> {
+        let lm = LanguageModel::<B>::load(dir, device)?;
+        let path = dir.join("lrem.json");
+        let settings: LremSettings = serde_json::from_slice(
+            &std::fs::read(&path).with_context(|| format!("{}: missing (not a cold-start model?)", path.display()))?,
+        )
+        .with_context(|| path.display().to_string())?;
+        let token =
+            |s: &str| lm.tokenizer.token_id(s).ok_or_else(|| anyhow!("{}: the tokenizer lacks {s}", dir.display()));
+        let (end_think, emb) = (token("</think>")?, token("<emb>")?);
+        Ok(Self { lm, settings, end_think, emb })
+    }
+
+    pub fn prompting(&self) -> Prompting<'_> {
+        Prompting { tokenizer: &self.lm.tokenizer, system_prompt: self.settings.system_prompt.clone() }
+    }
+
+    pub fn embed_items(&self, titles: &[&str], batch: usize) -> Result<Vec<Vec<f32>>> {
+        let p = self.prompting();
+        let seqs = titles.iter().map(|t| p.item_sequence(t)).collect::<Result<Vec<_>>>()?;
+        Ok(pool_last(&self.lm.model, &seqs, batch))
+    }
+
+    /// Greedy CoT (at most `cot_max_tokens`), then the `<emb>` state.
+    pub fn embed_queries(&self, queries: &[&str], cot_max_tokens: usize, batch: usize) -> Result<Vec<QueryEmbedding>> {
+        let p = self.prompting();
+        let prompts = queries.iter().map(|q| p.query_prompt(q)).collect::<Result<Vec<_>>>()?;
+        let mut stop_ids = self.lm.tokenizer.stop_ids();
+        stop_ids.extend([self.end_think, self.emb]);
+        let params = SamplingParams { max_tokens: cot_max_tokens, stop_ids: stop_ids.clone(), ..Default::default() };
+        let done = generate(&self.lm.model, &self.lm.tokenizer, &prompts, &params)?;
+        let seqs: Vec<Vec<u32>> = prompts
+            .iter()
+            .zip(&done)
+            .map(|(prompt, c)| {
+                let cot = c.ids.iter().copied().filter(|i| !stop_ids.contains(i));
+                prompt.iter().copied().chain(cot).chain([self.end_think, self.emb]).collect()
+            })
+            .collect();
+        let vectors = pool_last(&self.lm.model, &seqs, batch);
+        Ok(vectors
+            .into_iter()
+            .zip(done)
+            .zip(&seqs)
+            .map(|((vector, c), s)| QueryEmbedding { vector, cot: c.text.trim().to_string(), tokens: s.len() })
+            .collect())
+    }
+
+    /// The `<emb>` state with a given CoT (the ablations, or a CoT from elsewhere).
+    pub fn embed_queries_with_cot(&self, queries: &[(&str, String)], batch: usize) -> Result<Vec<Vec<f32>>> {
+        let p = self.prompting();
+        let seqs = queries.iter().map(|(q, c)| p.query_sequence(q, c).map(|s| s.ids)).collect::<Result<Vec<_>>>()?;
+        Ok(pool_last(&self.lm.model, &seqs, batch))
+    }
+}
