@@ -59,40 +59,7 @@ enum Command {
         n: usize,
     },
     /// Serve models over the OpenAI protocol (`/v1/chat/completions`, `/v1/embeddings`).
-    Serve {
-        /// A decoder for chat completions (`.gguf` file or Hugging Face folder).
-        #[arg(long)]
-        chat: Option<PathBuf>,
-        /// The name clients use for it (default: the file name up to its first dot).
-        #[arg(long)]
-        chat_name: Option<String>,
-        /// A sentence-transformers folder for embeddings.
-        #[arg(long)]
-        embed: Option<PathBuf>,
-        /// The name clients use for it (default: the folder name).
-        #[arg(long)]
-        embed_name: Option<String>,
-        /// A cold-start model folder (`model/` of a training run) served on `/v1/embeddings`:
-        /// `input_type` "query" (default) writes a CoT first, "item" embeds a title.
-        #[arg(long)]
-        lrem: Option<PathBuf>,
-        /// The name clients use for it (default: the folder name).
-        #[arg(long)]
-        lrem_name: Option<String>,
-        #[arg(long, default_value = "127.0.0.1:8765")]
-        addr: std::net::SocketAddr,
-        /// An environment variable holding the bearer token; required off loopback.
-        #[arg(long)]
-        api_key_env: Option<String>,
-        /// Sequences decoded together (continuous batching).
-        #[arg(long, default_value_t = 16)]
-        max_batch: usize,
-        /// Requests waiting per model before 503.
-        #[arg(long, default_value_t = 1024)]
-        queue: usize,
-        #[arg(long, default_value_t = 4 << 20)]
-        max_body_bytes: usize,
-    },
+    Serve(lrem_trainer::serve::ServeConfig),
     /// Cold start: NTP on the CoT + InfoNCE on `<emb>` over a run's `triples_cold_start`.
     ColdStart {
         #[arg(long)]
@@ -202,34 +169,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Serve {
-            chat,
-            chat_name,
-            embed,
-            embed_name,
-            lrem,
-            lrem_name,
-            addr,
-            api_key_env,
-            max_batch,
-            queue,
-            max_body_bytes,
-        } => {
-            let config = lrem_trainer::serve::ServeConfig {
-                chat,
-                chat_name,
-                embed,
-                embed_name,
-                lrem,
-                lrem_name,
-                addr,
-                api_key_env,
-                max_batch,
-                queue,
-                max_body_bytes,
-            };
-            tokio::runtime::Runtime::new()?.block_on(lrem_trainer::serve::serve(config))
-        }
+        Command::Serve(config) => tokio::runtime::Runtime::new()?.block_on(lrem_trainer::serve::serve(config)),
         Command::ColdStart { config, run_dir, resume, stop_after, ntp_weight } => {
             let mut config = TrainConfig::from_file(&config)?;
             if let Some(w) = ntp_weight {

@@ -30,21 +30,40 @@ use crate::model::tokenizer::TextTokenizer;
 use api::{ApiError, EmbeddingInput, EmbeddingRequest};
 use workers::{EmbedJob, Embedder, GenJob, InputKind};
 
+/// What to serve and how; also the `lrem-train serve` flags.
+#[derive(Debug, Clone, clap::Args)]
 pub struct ServeConfig {
+    /// A decoder for chat completions (`.gguf` file or Hugging Face folder).
+    #[arg(long)]
     pub chat: Option<PathBuf>,
+    /// The name clients use for it (default: the file name up to its first dot).
+    #[arg(long)]
     pub chat_name: Option<String>,
+    /// A sentence-transformers folder for embeddings.
+    #[arg(long)]
     pub embed: Option<PathBuf>,
+    /// The name clients use for it (default: the folder name).
+    #[arg(long)]
     pub embed_name: Option<String>,
-    /// A cold-start model folder served for embeddings: a query gets a CoT, then its `<emb>` state.
+    /// A cold-start model folder (`model/` of a training run) served on `/v1/embeddings`:
+    /// `input_type` "query" (default) writes a CoT first, "item" embeds a title.
+    #[arg(long)]
     pub lrem: Option<PathBuf>,
+    /// The name clients use for it (default: the folder name).
+    #[arg(long)]
     pub lrem_name: Option<String>,
+    #[arg(long, default_value = "127.0.0.1:8765")]
     pub addr: SocketAddr,
-    /// Names an environment variable holding the bearer token clients must send.
+    /// An environment variable holding the bearer token clients must send; required off loopback.
+    #[arg(long)]
     pub api_key_env: Option<String>,
-    /// Sequences decoded together.
+    /// Sequences decoded together (continuous batching).
+    #[arg(long, default_value_t = 16)]
     pub max_batch: usize,
     /// Requests waiting per model before the server answers 503.
+    #[arg(long, default_value_t = 1024)]
     pub queue: usize,
+    #[arg(long, default_value_t = 4 << 20)]
     pub max_body_bytes: usize,
 }
 
