@@ -47,10 +47,19 @@ pub fn save<B: AutodiffBackend, O: Optimizer<Decoder<B>, B>>(
     let name = format!("step-{:06}", state.step);
     let tmp = root.join(format!(".{name}.tmp"));
     let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp)?;
-    model.clone().save_file(tmp.join("model"), &recorder()).map_err(|e| anyhow!("{}: {e}", tmp.display()))?;
-    recorder().record(optim.to_record(), tmp.join("optimizer")).map_err(|e| anyhow!("{}: {e}", tmp.display()))?;
-    std::fs::write(tmp.join("state.json"), serde_json::to_vec_pretty(state)?)?;
+    let write = || -> Result<()> {
+        std::fs::create_dir_all(&tmp)?;
+        model.clone().save_file(tmp.join("model"), &recorder()).map_err(|e| anyhow!("{e}"))?;
+        recorder().record(optim.to_record(), tmp.join("optimizer")).map_err(|e| anyhow!("{e}"))?;
+        std::fs::write(tmp.join("state.json"), serde_json::to_vec_pretty(state)?)?;
+        Ok(())
+    };
+    if let Err(e) = write() {
+        // No half checkpoint stays behind (a full disk is the usual cause: each holds the
+        // weights and two AdamW moments in f32).
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e.context(format!("{}: writing the checkpoint failed", tmp.display())));
+    }
     let dest = root.join(&name);
     let _ = std::fs::remove_dir_all(&dest);
     std::fs::rename(&tmp, &dest).with_context(|| format!("{} → {}", tmp.display(), dest.display()))?;
