@@ -79,34 +79,8 @@ enum Command {
     },
     /// Retrieval evaluation of trained models against the direct embedder and the base decoder.
     Eval {
-        /// A folder with items.parquet and qrels.parquet.
-        #[arg(long)]
-        data: PathBuf,
-        /// A pipeline run whose training queries are held out.
-        #[arg(long)]
-        exclude_run: Option<PathBuf>,
-        /// A trained model folder, as NAME=DIR (the name holds no `=`); the first also gets the
-        /// CoT ablations.
-        #[arg(long = "lrem", value_parser = parse_named)]
-        lrem: Vec<(String, PathBuf)>,
-        #[arg(long)]
-        minilm: Option<PathBuf>,
-        /// The untrained decoder (last-token pooling).
-        #[arg(long)]
-        base: Option<PathBuf>,
-        #[arg(long, default_value_t = 16)]
-        queries_per_kind: usize,
-        /// Items ranked (relevant ones plus random others); 0 = the whole catalogue.
-        #[arg(long, default_value_t = 0)]
-        catalogue: usize,
-        #[arg(long, default_value_t = 7)]
-        seed: u64,
-        #[arg(long, default_value_t = 16)]
-        cot_max_tokens: usize,
-        #[arg(long, default_value_t = 16)]
-        batch: usize,
-        #[arg(long, value_delimiter = ',', default_value = "10,100,1000")]
-        ks: Vec<usize>,
+        #[command(flatten)]
+        spec: EvalSpec,
         #[arg(long)]
         out: PathBuf,
     },
@@ -194,33 +168,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Eval {
-            data,
-            exclude_run,
-            lrem,
-            minilm,
-            base,
-            queries_per_kind,
-            catalogue,
-            seed,
-            cot_max_tokens,
-            batch,
-            ks,
-            out,
-        } => {
-            let spec = EvalSpec {
-                data_dir: data,
-                exclude_run,
-                queries_per_kind,
-                catalogue,
-                seed,
-                cot_max_tokens,
-                batch,
-                ks,
-                minilm,
-                base,
-                lrem,
-            };
+        Command::Eval { spec, out } => {
             lrem_trainer::eval::run::<Inference>(&spec, &out, &Default::default())?;
             println!("report: {}/report.md", out.display());
             Ok(())
@@ -234,11 +182,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-fn parse_named(s: &str) -> Result<(String, PathBuf), String> {
-    let (name, dir) = s.split_once('=').ok_or_else(|| format!("expected NAME=DIR, got `{s}`"))?;
-    Ok((name.to_string(), PathBuf::from(dir)))
 }
 
 fn distinct(rows: &[triples::Triple]) -> usize {

@@ -27,24 +27,43 @@ use crate::train::loss::last_hidden;
 use crate::triples::{self, Split};
 use inputs::JudgedQuery;
 
-#[derive(Debug, Clone)]
+/// What to evaluate; also the `lrem-train eval` flags.
+#[derive(Debug, Clone, clap::Args)]
 pub struct EvalSpec {
-    /// `items.parquet` and `qrels.parquet`.
+    /// A folder with items.parquet and qrels.parquet.
+    #[arg(long = "data")]
     pub data_dir: PathBuf,
-    /// A pipeline run whose triples' queries are held out of the evaluation.
+    /// A pipeline run whose training queries are held out.
+    #[arg(long)]
     pub exclude_run: Option<PathBuf>,
+    #[arg(long, default_value_t = 16)]
     pub queries_per_kind: usize,
     /// Items ranked: every relevant item of the chosen queries plus seeded random others up to
     /// this many (0: the whole catalogue).
+    #[arg(long, default_value_t = 0)]
     pub catalogue: usize,
+    #[arg(long, default_value_t = 7)]
     pub seed: u64,
+    #[arg(long, default_value_t = 16)]
     pub cot_max_tokens: usize,
+    #[arg(long, default_value_t = 16)]
     pub batch: usize,
+    #[arg(long, value_delimiter = ',', default_value = "10,100,1000")]
     pub ks: Vec<usize>,
+    #[arg(long)]
     pub minilm: Option<PathBuf>,
+    /// The untrained decoder (last-token pooling).
+    #[arg(long)]
     pub base: Option<PathBuf>,
-    /// Trained models by name; the first also gets the CoT ablations.
+    /// A trained model folder, as NAME=DIR (the name holds no `=`); the first also gets the
+    /// CoT ablations.
+    #[arg(long = "lrem", value_parser = parse_named)]
     pub lrem: Vec<(String, PathBuf)>,
+}
+
+fn parse_named(s: &str) -> Result<(String, PathBuf), String> {
+    let (name, dir) = s.split_once('=').ok_or_else(|| format!("expected NAME=DIR, got `{s}`"))?;
+    Ok((name.to_string(), PathBuf::from(dir)))
 }
 
 /// Means over the queries of one split.

@@ -82,9 +82,3 @@ pub fn clip_global_norm<B: AutodiffBackend, M: Module<B>>(
     }
     norm
 }
-
-/// Multiplies every gradient by `factor` (averaging accumulated batches).
-pub fn scale_grads<B: AutodiffBackend, M: Module<B>>(model: &M, grads: &mut GradientsParams, factor: f64) {
-    let mut visitor = Scale { grads, factor };
-    Module::<B>::visit(model, &mut visitor);
-}
