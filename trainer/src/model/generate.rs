@@ -11,6 +11,7 @@ use burn::tensor::backend::Backend;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use super::constrain::Constraint;
 use super::decoder::{Decoder, KvCache};
 use super::layers::host;
 use super::tokenizer::TextTokenizer;
@@ -33,6 +34,8 @@ pub struct SamplingParams {
     pub n: usize,
     /// Alternatives to report beside each generated token (OpenAI's `top_logprobs`).
     pub top_logprobs: usize,
+    /// A grammar the text must follow (`response_format`); each sample walks its own copy.
+    pub constraint: Option<Constraint>,
 }
 
 impl Default for SamplingParams {
@@ -47,6 +50,7 @@ impl Default for SamplingParams {
             stop_ids: Vec::new(),
             n: 1,
             top_logprobs: 0,
+            constraint: None,
         }
     }
 }
@@ -88,6 +92,7 @@ struct Running {
     prompt_tokens: usize,
     params: Arc<SamplingParams>,
     rng: ChaCha8Rng,
+    constraint: Option<Constraint>,
     ids: Vec<u32>,
     logprobs: Vec<f32>,
     top: Vec<Vec<(u32, f32)>>,
@@ -145,6 +150,7 @@ impl<'m, B: Backend> Engine<'m, B> {
                     prompt_tokens: prompt.len(),
                     params: params.clone(),
                     rng,
+                    constraint: params.constraint.clone(),
                     ids: Vec::new(),
                     logprobs: Vec::new(),
                     top: Vec::new(),
@@ -228,12 +234,25 @@ impl<'m, B: Backend> Engine<'m, B> {
 impl Running {
     /// Samples the next token from `logits`, records it and checks the stop conditions.
     fn push(&mut self, logits: &[f32], tokenizer: &TextTokenizer) -> Result<()> {
+        let masked;
+        let logits = match self.constraint.as_mut() {
+            Some(constraint) => {
+                let mut copy = logits.to_vec();
+                constraint.mask(&mut copy)?;
+                masked = copy;
+                &masked[..]
+            }
+            None => logits,
+        };
         let token = sample(logits, &self.params, &mut self.rng);
         let lse = log_sum_exp(logits);
         let p = &self.params;
         if p.stop_ids.contains(&token) {
             self.finished = Some(FinishReason::Stop);
             return Ok(());
+        }
+        if let Some(constraint) = self.constraint.as_mut() {
+            constraint.commit(token)?;
         }
         self.ids.push(token);
         self.logprobs.push(logits[token as usize] - lse);

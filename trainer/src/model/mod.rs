@@ -2,6 +2,7 @@
 //! or Hugging Face folders, with their tokenizers and chat templates, and batched generation.
 
 pub mod bert;
+pub mod constrain;
 pub mod decoder;
 pub mod export;
 pub mod generate;

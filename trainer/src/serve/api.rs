@@ -79,6 +79,9 @@ pub struct ChatRequest {
     #[serde(default)]
     pub stream: bool,
     pub response_format: Option<Value>,
+    /// vLLM's and llama.cpp's extension: generate up to `max_tokens` even past EOS (benchmarks).
+    #[serde(default)]
+    pub ignore_eos: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -40,15 +40,13 @@ fn prepare(model: &ChatModel, request: &ChatRequest) -> Result<(Vec<u32>, Sampli
     if request.messages.is_empty() {
         return Err(ApiError::bad_request("`messages` is empty").param("messages"));
     }
-    if let Some(format) = &request.response_format
-        && format["type"].as_str() != Some("text")
-    {
-        return Err(ApiError::bad_request(format!(
-            "response_format {} is not supported by this server (constrained decoding is not built); send \"text\"",
-            format["type"]
-        ))
-        .param("response_format"));
-    }
+    let constraint = match &request.response_format {
+        Some(format) => model
+            .grammars
+            .for_response_format(format)
+            .map_err(|e| ApiError::bad_request(format!("{e:#}")).param("response_format"))?,
+        None => None,
+    };
     let mut messages = Vec::with_capacity(request.messages.len());
     for m in &request.messages {
         messages.push(ChatMessage { role: m.role.clone(), content: content_text(&m.content)? });
@@ -121,9 +119,10 @@ fn prepare(model: &ChatModel, request: &ChatRequest) -> Result<(Vec<u32>, Sampli
             max_tokens,
             seed: request.seed.unwrap_or_else(rand::random),
             stop,
-            stop_ids: model.tokenizer.stop_ids(),
+            stop_ids: if request.ignore_eos { Vec::new() } else { model.tokenizer.stop_ids() },
             n: n as usize,
             top_logprobs,
+            constraint,
         },
     ))
 }

@@ -26,6 +26,7 @@ use crate::backend::Inference;
 use crate::lrem::LremModel;
 use crate::model::LanguageModel;
 use crate::model::bert::SentenceEncoder;
+use crate::model::constrain::Grammars;
 use crate::model::tokenizer::TextTokenizer;
 use api::{ApiError, EmbeddingInput, EmbeddingRequest};
 use workers::{EmbedJob, Embedder, GenJob, InputKind};
@@ -39,7 +40,8 @@ pub struct ServeConfig {
     /// The name clients use for it (default: the file name up to its first dot).
     #[arg(long)]
     pub chat_name: Option<String>,
-    /// A sentence-transformers folder for embeddings.
+    /// Embeddings: a sentence-transformers folder (mean pooling), or a decoder, GGUF file or HF
+    /// folder of a `*ForCausalLM` (last-token pooling).
     #[arg(long)]
     pub embed: Option<PathBuf>,
     /// The name clients use for it (default: the folder name).
@@ -72,6 +74,8 @@ struct ChatModel {
     tokenizer: TextTokenizer,
     context: usize,
     jobs: mpsc::Sender<GenJob>,
+    /// JSON-schema constrained decoding for `response_format`.
+    grammars: Grammars,
 }
 
 struct EmbedModel {
@@ -80,6 +84,8 @@ struct EmbedModel {
     jobs: mpsc::Sender<EmbedJob>,
     /// An LREM model: `input_type` chooses the query (CoT first) or item sequence.
     lrem: bool,
+    /// A longer input is refused (a decoder's context).
+    max_tokens: usize,
 }
 
 struct AppState {
@@ -146,6 +152,8 @@ pub async fn bind(config: ServeConfig) -> Result<Server> {
                 tokenizer: lm.tokenizer.clone(),
                 context: lm.config.max_position,
                 jobs: tx,
+                grammars: Grammars::new(&lm.tokenizer, lm.tokenizer.stop_ids().first().copied().unwrap_or(0))
+                    .with_context(|| format!("{}: building the grammar engine", path.display()))?,
             };
             let max_batch = config.max_batch;
             std::thread::Builder::new()
@@ -157,17 +165,26 @@ pub async fn bind(config: ServeConfig) -> Result<Server> {
     };
     let mut embed = Vec::new();
     if let Some(path) = &config.embed {
-        let encoder = SentenceEncoder::<Inference>::load(path, &device)?;
+        let (tokenizer, embedder, max_tokens) = if is_decoder(path)? {
+            let lm = LanguageModel::<Inference>::load(path, &device)?;
+            (lm.tokenizer.clone(), Embedder::Decoder(Box::new(lm.model)), lm.config.max_position)
+        } else {
+            let encoder = SentenceEncoder::<Inference>::load(path, &device)?;
+            // BERT truncates to its positions, as sentence-transformers does.
+            (encoder.tokenizer.clone(), Embedder::Bert(encoder), usize::MAX)
+        };
         let (tx, rx) = mpsc::channel(config.queue);
         embed.push(EmbedModel {
             name: served_name(path, config.embed_name.clone()),
-            tokenizer: encoder.tokenizer.clone(),
+            tokenizer,
             jobs: tx,
             lrem: false,
+            max_tokens,
         });
+        let max_batch = if max_tokens == usize::MAX { 256 } else { config.max_batch };
         std::thread::Builder::new()
             .name("encoder".into())
-            .spawn(move || workers::embedding_loop(Embedder::Bert(encoder), rx, 256))?;
+            .spawn(move || workers::embedding_loop(embedder, rx, max_batch))?;
     }
     if let Some(path) = &config.lrem {
         let model = LremModel::<Inference>::load(path, &device)?;
@@ -177,6 +194,7 @@ pub async fn bind(config: ServeConfig) -> Result<Server> {
             tokenizer: model.lm.tokenizer.clone(),
             jobs: tx,
             lrem: true,
+            max_tokens: model.lm.config.max_position,
         });
         let max_batch = config.max_batch;
         std::thread::Builder::new()
@@ -194,6 +212,20 @@ pub async fn bind(config: ServeConfig) -> Result<Server> {
     let listener =
         tokio::net::TcpListener::bind(config.addr).await.with_context(|| format!("binding {}", config.addr))?;
     Ok(Server { addr: listener.local_addr()?, names, listener, app })
+}
+
+/// A GGUF file or a folder whose `config.json` names a causal LM is a decoder (last-token
+/// pooling); anything else is read as a sentence-transformers folder.
+fn is_decoder(path: &std::path::Path) -> Result<bool> {
+    if path.is_file() {
+        return Ok(true);
+    }
+    let config = path.join("config.json");
+    let Ok(text) = std::fs::read_to_string(&config) else { return Ok(false) };
+    let value: serde_json::Value = serde_json::from_str(&text).with_context(|| config.display().to_string())?;
+    Ok(value["architectures"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|x| x.as_str().is_some_and(|s| s.ends_with("ForCausalLM")))))
 }
 
 async fn shutdown() {
@@ -293,8 +325,17 @@ async fn embeddings(State(state): Shared, raw: Result<Bytes, BytesRejection>) ->
         return Err(ApiError::bad_request("`input` is empty").param("input"));
     }
     let mut ids = Vec::with_capacity(texts.len());
-    for text in &texts {
-        ids.push(model.tokenizer.encode(text, true).map_err(|e| ApiError::bad_request(e.to_string()))?);
+    for (i, text) in texts.iter().enumerate() {
+        let one = model.tokenizer.encode(text, true).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        if one.len() > model.max_tokens {
+            return Err(ApiError::bad_request(format!(
+                "input[{i}] has {} tokens; this model's context is {} tokens",
+                one.len(),
+                model.max_tokens
+            ))
+            .param("input"));
+        }
+        ids.push(one);
     }
     let tokens: usize = ids.iter().map(Vec::len).sum();
     let (tx, rx) = oneshot::channel();

@@ -9,9 +9,11 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::backend::Inference;
+use crate::eval::pool_last;
 use crate::lrem::LremModel;
 use crate::model::LanguageModel;
 use crate::model::bert::SentenceEncoder;
+use crate::model::decoder::Decoder;
 use crate::model::generate::{Completion, Engine, SamplingParams};
 
 pub enum GenEvent {
@@ -164,6 +166,8 @@ pub struct EmbedJob {
 
 pub enum Embedder {
     Bert(SentenceEncoder<Inference>),
+    /// A decoder's last hidden state at the last token, L2-normalised (vLLM's `LAST` pooling).
+    Decoder(Box<Decoder<Inference>>),
     Lrem(Box<LremModel<Inference>>),
 }
 
@@ -176,6 +180,10 @@ impl Embedder {
             Embedder::Bert(encoder) => {
                 let all: Vec<Vec<u32>> = jobs.iter().flat_map(|j| j.ids.iter().cloned()).collect();
                 Ok(encoder.embed_sorted(all, 32).into_iter().map(|v| (v, None)).collect())
+            }
+            Embedder::Decoder(model) => {
+                let all: Vec<Vec<u32>> = jobs.iter().flat_map(|j| j.ids.iter().cloned()).collect();
+                Ok(pool_last(model, &all, 16).into_iter().map(|v| (v, None)).collect())
             }
             Embedder::Lrem(model) => {
                 // Queries (generation first) and items go through separately, then back in order.
