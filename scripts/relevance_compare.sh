@@ -15,18 +15,21 @@ for method in similarity judge; do
     rm -rf "$run" && cp -r "$base_run" "$run"
     cp data_samples/qrels.parquet "$run/qrels.parquet"
     config=runs/relevance-$method.toml
-    # The judge's score is P(yes): threshold 0.5. The similarity threshold is the committed one.
-    sed -e "s#^run_dir = .*#run_dir = \"$run\"#" \
-        -e "/^\[stages.relevance\]/,/^\[/{s#^method = .*#method = \"$method\"#}" \
-        $([[ $method == judge ]] && echo "-e /^\[stages.relevance\]/,/^\[/{s#^endpoint = .*#endpoint = \"reasoner\"#;s#^threshold = .*#threshold = 0.5#}") \
-        data_samples/pipeline.toml > "$config"
+    # The judge (SmolLM2 on the reasoner endpoint) scores P(yes): threshold 0.5. The similarity
+    # threshold is the committed one.
+    edits=(-e "s#^run_dir = .*#run_dir = \"$run\"#" -e "/^\[stages.relevance\]/,/^\[/s#^method = .*#method = \"$method\"#")
+    if [[ $method == judge ]]; then
+        edits+=(-e "/^\[stages.relevance\]/,/^\[/s#^endpoint = .*#endpoint = \"reasoner\"#"
+            -e "/^\[stages.relevance\]/,/^\[/s#^threshold = .*#threshold = 0.5#")
+    fi
+    sed "${edits[@]}" data_samples/pipeline.toml > "$config"
     CONFIG=$config scripts/triples.sh > "runs/relevance-$method.log" 2>&1 ||
         { tail -20 "runs/relevance-$method.log" >&2; exit 1; }
 done
 
 for method in similarity judge; do
     echo "== $method =="
-    "$bin/lrem-pipeline" sql --run runs/relevance-$method --format markdown -e "
+    "$bin/lrem-pipeline" sql --run runs/relevance-$method --format table -e "
         WITH pairs AS (
             SELECT r.score, coalesce(q.grade, 0) >= 1 AS truth
             FROM relevance r LEFT JOIN qrels q ON q.query_id = r.query_id AND q.item_id = r.item_id),

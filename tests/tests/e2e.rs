@@ -83,6 +83,8 @@ async fn pipeline_on_the_embedded_models_writes_valid_triples() {
     let reasoned = number(&run_dir, "select count(*) from reasoning where length(reasoning) > 20").await;
     let failed = number(&run_dir, "select count(*) from failures where stage = 'reasoning'").await;
     assert_eq!(reasoned + failed, 4);
+    // The keyword schema is enforced at decode time: every reply is strict JSON on the first try.
+    assert_eq!(number(&run_dir, "select count(*) from keywords where parse <> 'json'").await, 0);
     assert!(number(&run_dir, "select count(*) from cot").await > 0, "no CoT survived");
     assert!(number(&run_dir, "select coalesce(max(cardinality(keywords)), 0) from cot").await <= 16);
     // No kept keyword consists only of query words.
