@@ -30,7 +30,7 @@ async def main():
     args = ap.parse_args()
     queries = [q for q in pathlib.Path(args.queries).read_text().splitlines() if q]
     reasoning_t = (PROMPTS / "reasoning.v1.txt").read_text()
-    keywords_t = (PROMPTS / "keywords.v1.txt").read_text()
+    keywords_t = (PROMPTS / "keywords.v2.txt").read_text()
     limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
     gate = asyncio.Semaphore(args.concurrency)
     url = f"{args.url}/chat/completions"

@@ -15,10 +15,12 @@ if [[ -x $bin ]]; then
 fi
 mkdir -p "$dir"
 if [[ ! -d $dir/src ]]; then
-    # The sdist's address, from PyPI's JSON API (relative to the index on mirrors).
-    url=$(curl -sf "https://pypi.org/pypi/llama-cpp-python/$version/json" |
-        "$py" -c 'import json, sys; print(next(u["url"] for u in json.load(sys.stdin)["urls"] if u["packagetype"] == "sdist"))')
-    [[ $url == http* ]] || url="https://pypi.org/${url#../../}"
+    # The sdist's address, from PyPI's JSON API (relative to the index on some mirrors).
+    index=https://pypi.org/pypi/llama-cpp-python/json
+    url=$(curl -sf "$index" | "$py" -c '
+import json, sys, urllib.parse
+release = json.load(sys.stdin)["releases"][sys.argv[2]]
+print(urllib.parse.urljoin(sys.argv[1], next(u["url"] for u in release if u["packagetype"] == "sdist")))' "$index" "$version")
     curl -sfL "$url" -o "$dir/sdist.tar.gz"
     mkdir -p "$dir/src" && tar xzf "$dir/sdist.tar.gz" -C "$dir/src" --strip-components=1
 fi

@@ -31,6 +31,16 @@ fn cpu_seconds() -> f64 {
     ticks / 100.0
 }
 
+/// The endpoint process goes with this one, also when a measurement panics.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn main() {
     if std::env::args().nth(1).as_deref() == Some("endpoint") {
         let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -51,8 +61,9 @@ fn main() {
     let mut line = String::new();
     std::io::BufReader::new(endpoint.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let base = line.trim().to_string();
+    let endpoint = KillOnDrop(endpoint);
     let rows = measure(&base, &py);
-    endpoint.kill().ok();
+    drop(endpoint);
     std::fs::create_dir_all("runs").unwrap();
     let mut report = std::fs::OpenOptions::new().create(true).append(true).open("runs/bench.md").unwrap();
     for row in rows {
