@@ -240,9 +240,10 @@ fn json_schema_output_and_decoder_embeddings() {
         let schema = json!({"type": "json_schema", "json_schema": {"name": "keywords", "strict": true,
             "schema": {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "maxItems": 16}}});
         let prompt = "Query: a drink more energizing than tea\nList search keywords for this query.";
-        for (temperature, n) in [(0.0, 1), (1.0, 3)] {
+        // ignore_eos: a complete document still ends the completion.
+        for (temperature, n, ignore_eos) in [(0.0, 1, false), (1.0, 3, false), (0.0, 1, true)] {
             let body = json!({"model": CHAT, "messages": user(prompt), "temperature": temperature, "n": n, "seed": 3,
-                              "max_tokens": 64, "response_format": schema});
+                              "max_tokens": 64, "response_format": schema, "ignore_eos": ignore_eos});
             let (status, reply) = c.chat(body).await;
             assert_eq!(status, 200, "{reply}");
             for choice in reply["choices"].as_array().unwrap() {

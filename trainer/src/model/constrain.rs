@@ -87,6 +87,11 @@ impl Constraint {
     pub fn commit(&mut self, token: u32) -> Result<()> {
         self.0.consume_token(token)
     }
+
+    /// The document is complete: nothing but EOS may follow.
+    pub fn is_complete(&self) -> bool {
+        self.0.is_stopped()
+    }
 }
 
 /// Each of a request's `n` samples walks the grammar on its own.

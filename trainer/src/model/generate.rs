@@ -234,6 +234,11 @@ impl<'m, B: Backend> Engine<'m, B> {
 impl Running {
     /// Samples the next token from `logits`, records it and checks the stop conditions.
     fn push(&mut self, logits: &[f32], tokenizer: &TextTokenizer) -> Result<()> {
+        // A complete document ends the completion even when EOS is not a stop id (`ignore_eos`).
+        if self.constraint.as_ref().is_some_and(Constraint::is_complete) {
+            self.finished = Some(FinishReason::Stop);
+            return Ok(());
+        }
         let masked;
         let logits = match self.constraint.as_mut() {
             Some(constraint) => {
