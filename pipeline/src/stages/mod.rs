@@ -186,7 +186,7 @@ impl Prompts {
         Ok(Self {
             reasoning: read(&s.reasoning.prompt, include_str!("../../prompts/reasoning.v1.txt"))?,
             keywords: read(&s.keywords.prompt, include_str!("../../prompts/keywords.v2.txt"))?,
-            keywords_repair: include_str!("../../prompts/keywords_repair.v1.txt").to_string(),
+            keywords_repair: include_str!("../../prompts/keywords_repair.v2.txt").to_string(),
             relevance_judge: read(&s.relevance.prompt, include_str!("../../prompts/relevance_judge.v1.txt"))?,
         })
     }
