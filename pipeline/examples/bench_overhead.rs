@@ -74,33 +74,7 @@ fn main() {
 
 fn measure(base: &str, py: &str) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
-    let world = dir.path().join("world");
-    let args = lrem_pipeline::datagen::Args { seed: 5, items: 2000, queries: 8000, log_rows: 80_000 };
-    lrem_pipeline::datagen::generate(&args, &world).unwrap();
-    let config = dir.path().join("bench.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"{top}
-[endpoints.embedder]
-base_url = "{base}"
-model = "fake-embed"
-[endpoints.reasoner]
-base_url = "{base}"
-model = "fake-chat"
-max_concurrency = {CONCURRENCY}
-# Every logged query counts as hard, so the chat stages have thousands of rows.
-[stages.mining]
-min_days = 1
-min_impressions = 1
-max_ctr = 1.0
-min_missed_items = 0
-min_missed_share = 0.0
-"#,
-            top = common::run_and_inputs_toml(&dir.path().join("run"), &world),
-        ),
-    )
-    .unwrap();
+    let config = common::chat_bench_config(dir.path(), base, CONCURRENCY);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let quiet = RunOptions { quiet: true, ..RunOptions::default() };
     runtime.block_on(run(&config, RunOptions { until: Some(StageId::HardQueries), ..quiet.clone() })).unwrap();

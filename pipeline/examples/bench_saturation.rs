@@ -20,43 +20,12 @@ const LATENCY: Duration = Duration::from_millis(50);
 #[tokio::main]
 async fn main() {
     let dir = tempfile::tempdir().unwrap();
-    let world = dir.path().join("world");
-    let args = lrem_pipeline::datagen::Args { seed: 5, items: 2000, queries: 8000, log_rows: 80_000 };
-    lrem_pipeline::datagen::generate(&args, &world).unwrap();
     let endpoint = common::Endpoint {
         capacity: Some((Arc::new(tokio::sync::Semaphore::new(SLOTS)), LATENCY)),
         ..Default::default()
     };
     let base = endpoint.start().await;
-    let config = dir.path().join("bench.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-run_dir = "{run}"
-[inputs]
-items = "{w}/items.parquet"
-query_log = "{w}/query_log.parquet"
-[endpoints.embedder]
-base_url = "{base}"
-model = "fake-embed"
-[endpoints.reasoner]
-base_url = "{base}"
-model = "fake-chat"
-max_concurrency = {SLOTS}
-# Every logged query counts as hard, so the chat stages have thousands of rows.
-[stages.mining]
-min_days = 1
-min_impressions = 1
-max_ctr = 1.0
-min_missed_items = 0
-min_missed_share = 0.0
-"#,
-            run = dir.path().join("run").display(),
-            w = world.display(),
-        ),
-    )
-    .unwrap();
+    let config = common::chat_bench_config(dir.path(), &base, SLOTS);
     let quiet = RunOptions { quiet: true, ..RunOptions::default() };
     run(&config, RunOptions { until: Some(StageId::HardQueries), ..quiet.clone() }).await.unwrap();
     let (_, manifest) = run(&config, RunOptions { until: Some(StageId::Keywords), ..quiet }).await.unwrap();

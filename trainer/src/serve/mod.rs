@@ -165,13 +165,15 @@ pub async fn bind(config: ServeConfig) -> Result<Server> {
     };
     let mut embed = Vec::new();
     if let Some(path) = &config.embed {
-        let (tokenizer, embedder, max_tokens) = if is_decoder(path)? {
+        // (tokenizer, model, longest input, texts per batch)
+        let (tokenizer, embedder, max_tokens, max_batch) = if is_decoder(path)? {
             let lm = LanguageModel::<Inference>::load(path, &device)?;
-            (lm.tokenizer.clone(), Embedder::Decoder(Box::new(lm.model)), lm.config.max_position)
+            let context = lm.config.max_position;
+            (lm.tokenizer.clone(), Embedder::Decoder(Box::new(lm.model)), context, config.max_batch)
         } else {
             let encoder = SentenceEncoder::<Inference>::load(path, &device)?;
             // BERT truncates to its positions, as sentence-transformers does.
-            (encoder.tokenizer.clone(), Embedder::Bert(encoder), usize::MAX)
+            (encoder.tokenizer.clone(), Embedder::Bert(encoder), usize::MAX, 256)
         };
         let (tx, rx) = mpsc::channel(config.queue);
         embed.push(EmbedModel {
@@ -181,7 +183,6 @@ pub async fn bind(config: ServeConfig) -> Result<Server> {
             lrem: false,
             max_tokens,
         });
-        let max_batch = if max_tokens == usize::MAX { 256 } else { config.max_batch };
         std::thread::Builder::new()
             .name("encoder".into())
             .spawn(move || workers::embedding_loop(embedder, rx, max_batch))?;
