@@ -256,4 +256,23 @@ mod tests {
         assert!(err.contains("--items must be at least"), "{err}");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "nothing written");
     }
+
+    #[test]
+    fn default_args_regenerate_the_committed_sample_world() {
+        let dir = tempfile::tempdir().unwrap();
+        generate(&Args::default(), dir.path()).unwrap();
+        let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data_samples");
+        for file in ["items.parquet", "query_log.parquet", "qrels.parquet"] {
+            let ours = std::fs::read(dir.path().join(file)).unwrap();
+            assert!(ours == std::fs::read(committed.join(file)).unwrap(), "{file} differs from data_samples/");
+        }
+    }
+
+    #[test]
+    fn more_queries_than_the_templates_hold_become_long_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = Args { items: 2000, queries: 20_000, log_rows: 1000, ..Args::default() };
+        let summary = generate(&args, dir.path()).unwrap();
+        assert_eq!(summary.head_queries + summary.hard_queries, 20_000);
+    }
 }

@@ -186,6 +186,9 @@ impl LexicalIndex {
     }
 }
 
+/// Consecutive draws of taken texts after which head queries get model codes.
+const LONG_TAIL_AFTER_MISSES: usize = 10_000;
+
 /// Head queries until `n` in all, skipping any text already taken (normalised).
 pub fn head(
     types: &[TypeRef<'_>],
@@ -196,9 +199,13 @@ pub fn head(
     rng: &mut impl RngCore,
 ) -> Vec<Query> {
     let mut out = Vec::new();
-    let mut attempts = 0;
+    let (mut attempts, mut misses, mut long_tail) = (0, 0, false);
     while out.len() < n && attempts < n * 50 + 1000 {
         attempts += 1;
+        // The templates hold about ten thousand texts. Once draws keep landing on taken ones, the
+        // rest are long-tail queries: a refined query plus a model code, as large logs are full of
+        // (the sample world never gets here, so its bytes do not change).
+        long_tail |= misses >= LONG_TAIL_AFTER_MISSES;
         // The bare product type first, for every type, then random refinements.
         let (type_index, template) = if attempts <= types.len() {
             (attempts - 1, 0)
@@ -214,10 +221,16 @@ pub fn head(
         parts.extend(attribute.map(|a| p.attributes[a].clone()));
         parts.push(p.name.clone());
         parts.extend(size.map(|s| p.sizes[s].to_lowercase()));
+        if long_tail {
+            let letter = char::from(b'a' + rng.random_range(0..26u8));
+            parts.push(format!("{letter}{}", rng.random_range(100..100_000)));
+        }
         let text = parts.join(" ");
         if !taken.insert(lrem_schemas::normalize_query(&text)) {
+            misses += 1;
             continue;
         }
+        misses = 0;
         let mut qrels = Vec::new();
         let mut partial = 0;
         for &i in &by_type[type_index] {
