@@ -15,6 +15,6 @@ pub mod tables;
 pub mod validate;
 
 pub use error::Error;
-pub use query_id::{normalize_query, query_id};
+pub use query_id::{normalize_query, normalize_query_into, query_id, query_id_with};
 pub use tables::{TableKind, TableSpec, all_tables, table};
 pub use validate::{ValidateOptions, validate};

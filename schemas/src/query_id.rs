@@ -10,15 +10,46 @@ use unicode_normalization::UnicodeNormalization;
 /// Case folding can produce text that is no longer NFKC ("ﬃ" folds after NFKC, "ẞ" → "ss"), so
 /// NFKC runs again after folding: this is Unicode's `NFKC_Casefold` up to default-ignorables.
 pub fn normalize_query(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    normalize_query_into(text, &mut out);
+    out
+}
+
+/// [`normalize_query`] into `out` (cleared first), so a column is normalised without a
+/// heap allocation per row.
+pub fn normalize_query_into(text: &str, out: &mut String) {
+    out.clear();
+    // ASCII is NFKC already and folds to its lower case: the common case skips both passes.
+    if text.is_ascii() {
+        // `split_whitespace`, not `split_ascii_whitespace`: the latter keeps U+000B inside words.
+        for word in text.split_whitespace() {
+            if !out.is_empty() {
+                out.push(' ');
+            }
+            out.extend(word.chars().map(|c| c.to_ascii_lowercase()));
+        }
+        return;
+    }
     let nfkc: String = text.nfkc().collect();
     let folded = caseless::default_case_fold_str(&nfkc);
     let renormalized: String = folded.nfkc().collect();
-    renormalized.split_whitespace().collect::<Vec<_>>().join(" ")
+    for word in renormalized.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
 }
 
 /// Stable 64-bit id of a query: XXH3-64 of [`normalize_query`].
 pub fn query_id(text: &str) -> u64 {
     xxhash_rust::xxh3::xxh3_64(normalize_query(text).as_bytes())
+}
+
+/// [`query_id`] with a caller-owned buffer for the normalised text.
+pub fn query_id_with(text: &str, buffer: &mut String) -> u64 {
+    normalize_query_into(text, buffer);
+    xxhash_rust::xxh3::xxh3_64(buffer.as_bytes())
 }
 
 #[cfg(test)]
@@ -32,6 +63,17 @@ mod tests {
         assert_eq!(normalize_query("ＧＲＥＥＮ ｔｅａ ５００ｇ"), "green tea 500g");
         assert_eq!(normalize_query("STRAẞE"), "strasse");
         assert_eq!(normalize_query("ﬁsh oil"), "fish oil");
+    }
+
+    #[test]
+    fn the_ascii_path_agrees_with_the_unicode_path() {
+        // A string with one non-ASCII character takes the Unicode path; appending it to ASCII
+        // text must not change how the ASCII part is normalised.
+        for text in ["  Green\tTEA \n 500g ", "A\x0bB\x0cC\rD", "ÄPFEL", "", "   ", "MiXeD-Case_42"] {
+            let unicode = normalize_query(&format!("{text} é"));
+            let ascii = normalize_query(text);
+            assert_eq!(unicode.trim_end_matches('é').trim_end(), ascii, "{text:?}");
+        }
     }
 
     #[test]

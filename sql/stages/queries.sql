@@ -21,9 +21,12 @@ SELECT lrem_query_id(p.query)                                  AS query_id,
        CASE WHEN sum(p.impressions) > 0
             THEN CAST(sum(p.clicks) AS DOUBLE) / sum(p.impressions)
             ELSE 0.0 END                                       AS ctr,
+       -- array_agg(item_id ORDER BY orders DESC, clicks DESC, item_id), written as a sort of
+       -- structs: DataFusion's ordered array_agg is not vectorised (see lrem_list_field).
        coalesce(
-           array_agg(p.item_id ORDER BY p.orders DESC, p.clicks DESC, p.item_id)
-               FILTER (WHERE p.clicks + p.orders > 0),
+           lrem_list_field(array_sort(
+               array_agg(named_struct('orders', -p.orders, 'clicks', -p.clicks, 'item_id', p.item_id))
+                   FILTER (WHERE p.clicks + p.orders > 0)), 'item_id'),
            make_array())                                       AS engaged_items
 FROM per_item p JOIN per_query q ON p.query = q.query
 GROUP BY p.query, q.days

@@ -3,38 +3,66 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Float64Array, StringArray, UInt64Array};
+use arrow::array::{Array, ArrayRef, AsArray, Float64Array, StringBuilder, UInt64Array};
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use arrow::datatypes::UInt64Type;
 use datafusion::error::Result;
-use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Volatility, create_udf};
+use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Signature, SimpleScalarUDF, Volatility, create_udf};
 use datafusion::prelude::SessionContext;
 
-/// Registers `lrem_normalize(text)`, `lrem_query_id(text)` and `lrem_bucket(query_id, seed)`.
+/// Registers `lrem_normalize(text)`, `lrem_query_id(text)`, `lrem_bucket(query_id, seed)` and
+/// `lrem_list_field(list_of_structs, 'name')`.
 pub fn register(ctx: &SessionContext) {
     ctx.register_udf(bucket_udf());
+    ctx.register_udf(ScalarUDF::from(super::list_field::ListField::new()));
     ctx.register_udf(string_udf("lrem_normalize", DataType::Utf8, |texts| {
-        Arc::new(texts.iter().map(|t| t.map(lrem_schemas::normalize_query)).collect::<StringArray>())
+        let mut out = StringBuilder::with_capacity(texts.len(), texts.len() * 16);
+        let mut buffer = String::new();
+        for text in texts {
+            match text {
+                Some(t) => {
+                    lrem_schemas::normalize_query_into(t, &mut buffer);
+                    out.append_value(&buffer);
+                }
+                None => out.append_null(),
+            }
+        }
+        Arc::new(out.finish())
     }));
     ctx.register_udf(string_udf("lrem_query_id", DataType::UInt64, |texts| {
-        Arc::new(texts.iter().map(|t| t.map(lrem_schemas::query_id)).collect::<UInt64Array>())
+        let mut buffer = String::new();
+        Arc::new(texts.map(|t| t.map(|t| lrem_schemas::query_id_with(t, &mut buffer))).collect::<UInt64Array>())
     }));
 }
 
-fn string_udf(name: &str, returns: DataType, f: fn(&StringArray) -> ArrayRef) -> ScalarUDF {
+/// A text column as an iterator of optional `&str`, whichever string type DataFusion hands over
+/// (Parquet strings arrive as `Utf8View`; casting them would copy every row).
+type Texts<'a> = Box<dyn ExactSizeIterator<Item = Option<&'a str>> + 'a>;
+
+fn texts(array: &ArrayRef) -> Result<Texts<'_>> {
+    Ok(match array.data_type() {
+        DataType::Utf8View => Box::new(array.as_string_view().iter()),
+        DataType::Utf8 => Box::new(array.as_string::<i32>().iter()),
+        DataType::LargeUtf8 => Box::new(array.as_string::<i64>().iter()),
+        other => return datafusion::common::exec_err!("expected a text argument, got {other}"),
+    })
+}
+
+fn string_udf(name: &str, returns: DataType, f: fn(Texts<'_>) -> ArrayRef) -> ScalarUDF {
     let body = move |args: &[ColumnarValue]| -> Result<ColumnarValue> {
         let scalar = args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
         let arrays = ColumnarValue::values_to_arrays(args)?;
-        let texts = cast(&arrays[0], &DataType::Utf8)?;
-        let out = f(texts.as_string::<i32>());
+        let out = f(texts(&arrays[0])?);
         Ok(if scalar && out.len() == 1 {
             ColumnarValue::Scalar(datafusion::scalar::ScalarValue::try_from_array(&out, 0)?)
         } else {
             ColumnarValue::Array(out)
         })
     };
-    create_udf(name, vec![DataType::Utf8], returns, Volatility::Immutable, Arc::new(body))
+    let accepts = vec![DataType::Utf8View, DataType::Utf8, DataType::LargeUtf8];
+    let signature = Signature::uniform(1, accepts, Volatility::Immutable);
+    ScalarUDF::from(SimpleScalarUDF::new_with_signature(name, signature, returns, Arc::new(body)))
 }
 
 /// `lrem_bucket(query_id, seed)`: a uniform number in [0, 1) fixed by the query and the seed,

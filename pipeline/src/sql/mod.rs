@@ -7,6 +7,7 @@
 //!   than failing on a missing name.
 
 mod functions;
+mod list_field;
 mod readonly;
 mod render;
 
@@ -230,6 +231,23 @@ mod tests {
             inspector.query("select lrem_query_id('  Green TEA ') as id, lrem_normalize('Ｔｅａ') as n").await.unwrap();
         let expected = format!("id,n\n{},tea\n", lrem_schemas::query_id("green tea"));
         assert_eq!(render(&out[0], OutputFormat::Csv).unwrap(), expected);
+    }
+
+    #[tokio::test]
+    async fn list_field_orders_an_aggregate_like_array_agg_order_by() {
+        let dir = tempfile::tempdir().unwrap();
+        let inspector = Inspector::open(dir.path()).await.unwrap();
+        let rows = "(VALUES (1, 0, 30), (1, 2, 10), (2, 0, 20), (1, 2, 5)) AS t(orders, clicks, item_id)";
+        let sql = format!(
+            "select array_to_string(lrem_list_field(array_sort(array_agg(named_struct('orders', -orders, \
+             'clicks', -clicks, 'item_id', item_id))), 'item_id'), ' ') as by_struct, \
+             array_to_string(array_agg(item_id order by orders desc, clicks desc, item_id), ' ') as by_order \
+             from {rows}"
+        );
+        let out = inspector.query(&sql).await.unwrap();
+        assert_eq!(render(&out[0], OutputFormat::Csv).unwrap(), "by_struct,by_order\n20 5 10 30,20 5 10 30\n");
+        let err = inspector.query("select lrem_list_field(make_array(named_struct('a', 1)), 'b')").await;
+        assert!(err.unwrap_err().to_string().contains("the structs have no field `b`"));
     }
 
     #[tokio::test]
