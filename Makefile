@@ -39,7 +39,7 @@ build:
 # The Python peers (transformers, torch, sentence-transformers), outside the clone: never needed
 # by make test or make triples.
 py-venv:
-	python3 -m venv $(PY_VENV) && $(PY_VENV)/bin/pip install -q torch transformers gguf sentence-transformers accelerate httpx
+	python3 -m venv $(PY_VENV) && $(PY_VENV)/bin/pip install -q torch transformers gguf sentence-transformers accelerate httpx duckdb polars pyarrow xxhash
 
 # The model-core parity tests on CUDA (needs an NVIDIA GPU and cargo; CI only checks that it compiles).
 gpu-check: models
@@ -99,7 +99,8 @@ datagen: build
 train: triples
 	@BIN=$(TARGET_DIR)/debug MODELS=$(MODELS) scripts/train.sh
 
-# P1 (orchestration overhead vs wrk and Python asyncio+httpx), P2 (saturation), P4 (SmolLM2 on
+# P1 (orchestration overhead vs wrk and Python asyncio+httpx), P2 (saturation), P3 (relational
+# stages at 1M and 10M log rows vs DuckDB and Polars; the worlds are kept in runs/), P4 (SmolLM2 on
 # Burn vs PyTorch), P5 (serving vs llama.cpp's llama-server, built from PyPI's llama-cpp-python
 # sdist into ~/.cache/lrem-llama) and P6 (make triples wall time): peers measured in the same run.
 bench: build models
@@ -111,10 +112,11 @@ bench: build models
 	@$(TARGET_DIR)/debug/examples/bench_saturation > /dev/null
 	@BIN=$(TARGET_DIR)/debug PY=$(PY_VENV)/bin/python MODELS=$(MODELS) scripts/bench_models.sh
 	@BIN=$(TARGET_DIR)/debug PY=$(PY_VENV)/bin/python MODELS=$(MODELS) scripts/bench_serve.sh
+	@BIN=$(TARGET_DIR)/debug PY=$(PY_VENV)/bin/python scripts/bench_relational.sh
 	@BIN=$(TARGET_DIR)/debug MODELS=$(MODELS) scripts/bench_triples.sh
 	@cat runs/bench.md
 	@echo
-	@echo "Written to runs/bench.md. Not built yet: P3 (relational stages at 10M log rows vs DuckDB and Polars)."
+	@echo "Written to runs/bench.md."
 
 # Precision and recall against qrels of the two relevance filters (MiniLM similarity, SmolLM2
 # judge) on the gain pairs of the sample run; the README's table comes from here.
