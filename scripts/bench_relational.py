@@ -6,7 +6,9 @@ or Polars on the files `bench_relational prepare` wrote, in the steps the pipeli
                                       # correlated NOT EXISTS or ordered/filtered array_agg)
     bench_relational.py report ROOT   # Markdown rows for runs/bench.md from ROOT/*/{engine}.json
 
-Prints one JSON line: seconds and rows per stage, peak RSS. Outputs go to DIR/out-<engine>/ as
+Each engine takes the pipeline's steps: the counts a stage reports, and its writes; where the
+pipeline evaluates a query once for several outputs, the peers materialise it once (a DuckDB
+temporary table, a collected Polars frame). Prints one JSON line: seconds and rows per stage, peak RSS. Outputs go to DIR/out-<engine>/ as
 zstd-6 Parquet, the pipeline's codec. Our UDFs become each engine's native equivalents:
 lrem_normalize -> lower-case + whitespace squeeze (identical on datagen's ASCII queries; the row
 counts are compared by scripts/bench_relational.sh), lrem_query_id -> XXH3-64 from the `xxhash`
@@ -55,6 +57,15 @@ def duckdb_dialect(sql):
     return sql.replace("regexp_like(", "regexp_matches(")
 
 
+# DuckDB's faster form of sql/stages/gain.sql (7.3 s against 8.9 s for the pipeline's list
+# lookup at 56M rows per set): the peer runs its best plan, not ours.
+GAIN_NOT_EXISTS = """
+SELECT r2.query_id, r2.item_id, r2.rank, r2.score
+FROM retrieval_2 r2
+WHERE NOT EXISTS (SELECT 1 FROM retrieval_1 r1 WHERE r1.query_id = r2.query_id AND r1.item_id = r2.item_id)
+"""
+
+
 def run_duckdb(d, params, out, stage):
     import duckdb
 
@@ -83,16 +94,18 @@ def run_duckdb(d, params, out, stage):
         count("SELECT count(*) FROM query_log")
         s["rows"] = write(sql("queries"), "queries")
     with stage("hard_queries") as s:
-        con.execute(f"CREATE VIEW judged AS {sql('hard_queries')}")
+        # The pipeline evaluates the mining query once (counting verdicts as it writes): here, a
+        # temporary table, then the count and the write from it.
+        con.execute(f"CREATE TEMP TABLE judged AS {sql('hard_queries')}")
         con.execute("SELECT verdict, count(*) FROM judged GROUP BY verdict").fetchall()
         s["rows"] = write("SELECT * EXCLUDE (verdict) FROM judged WHERE verdict = 'hard'", "hard_queries")
     with stage("gain") as s:
         count("SELECT count(*) FROM retrieval_2")
-        s["rows"] = write(sql("gain"), "gain")
+        s["rows"] = write(GAIN_NOT_EXISTS, "gain")
     with stage("split") as s:
         count("SELECT count(*) FROM relevance")
         count("SELECT count(*) FROM relevance WHERE relevant")
-        con.execute(f"CREATE VIEW split AS {sql('triples')}")
+        con.execute(f"CREATE TEMP TABLE split AS {sql('triples')}")
         s["rows"] = write("SELECT * FROM split", "triples")
         write("SELECT * FROM split WHERE NOT rl", "triples_cold_start")
         s["rl_rows"] = write("SELECT * FROM split WHERE rl", "triples_rl")
@@ -167,8 +180,9 @@ def run_polars(d, params, out, stage):
             pattern=pl.lit(None, dtype=pl.String),
             verdict=verdict,
         )
-        judged.group_by("verdict").len().collect()
-        s["rows"] = write(judged.filter(pl.col("verdict") == "hard").drop("verdict"), "hard_queries")
+        judged = judged.collect()
+        judged.group_by("verdict").len()
+        s["rows"] = write(judged.lazy().filter(pl.col("verdict") == "hard").drop("verdict"), "hard_queries")
     with stage("gain") as s:
         r2 = scan("retrieval_2")
         r2.select(pl.len()).collect()
@@ -186,6 +200,7 @@ def run_polars(d, params, out, stage):
             .select("query_id", "query", "cot", "item_id", "title", relevance="score",
                     rl=bucket < params["rl_fraction"])
         )
+        split = split.collect().lazy()
         s["rows"] = write(split, "triples")
         write(split.filter(~pl.col("rl")), "triples_cold_start")
         s["rl_rows"] = write(split.filter(pl.col("rl")), "triples_rl")

@@ -170,7 +170,7 @@ async fn prepare(dir: &Path, log_rows: usize, queries: usize, items: usize, k: u
     let params = json!({
         "min_days": m.min_days, "min_impressions": m.min_impressions, "max_ctr": m.max_ctr,
         "min_missed_items": m.min_missed_items, "min_missed_share": m.min_missed_share,
-        "max_queries": m.max_queries, "pattern_case": "CAST(NULL AS VARCHAR)", "shard_filter": "TRUE",
+        "max_queries": m.max_queries, "pattern_case": "CAST(NULL AS VARCHAR)", "shard_filter": "TRUE", "shard_filter_1": "TRUE",
         "seed": config.stages.split.seed, "rl_fraction": config.stages.split.rl_fraction,
         "log_rows": log_rows, "tables": written,
     });

@@ -6,7 +6,8 @@ WITH engaged AS (
     SELECT query_id, unnest(engaged_items) AS item_id FROM queries
 ),
 missed AS (
-    SELECT e.query_id, array_agg(e.item_id ORDER BY e.item_id) AS missed_items, count(*) AS missed
+    -- array_sort over array_agg, not array_agg(… ORDER BY …): see queries.sql.
+    SELECT e.query_id, array_sort(array_agg(e.item_id)) AS missed_items, count(*) AS missed
     FROM engaged e
     WHERE NOT EXISTS (
         SELECT 1 FROM retrieval_1 r WHERE r.query_id = e.query_id AND r.item_id = e.item_id

@@ -3,10 +3,15 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, RecordBatch, new_null_array};
-use arrow::compute::cast;
-use arrow::datatypes::SchemaRef;
-use datafusion::prelude::{DataFrame, col, lit};
+use std::collections::BTreeMap;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, new_null_array};
+use arrow::compute::kernels::boolean::not;
+use arrow::compute::kernels::cmp::eq;
+use arrow::compute::{cast, filter_record_batch};
+use arrow::datatypes::{DataType, SchemaRef};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::prelude::DataFrame;
 use futures::StreamExt;
 use serde_json::json;
 
@@ -39,27 +44,39 @@ pub async fn hard_queries(ctx: &StageCtx) -> Result<Counts, Error> {
             "pattern_case": pattern_case(&m.patterns),
         }),
     )?;
-    let judged = ctx.tables.frame(&sql).await?;
-    let mut counts = Counts::default();
-    let verdicts = judged
-        .clone()
-        .aggregate(vec![col("verdict")], vec![datafusion::functions_aggregate::count::count(lit(1)).alias("n")])?;
-    for batch in verdicts.collect().await? {
-        let names = cast(batch.column(0), &arrow::datatypes::DataType::Utf8)?;
-        let names = names.as_any().downcast_ref::<arrow::array::StringArray>().expect("utf8");
-        let n = batch.column(1).as_any().downcast_ref::<arrow::array::Int64Array>().expect("count is int64");
-        for i in 0..batch.num_rows() {
-            let (verdict, rows) = (names.value(i).to_string(), n.value(i) as u64);
-            counts.rows_in += rows;
-            if verdict == "hard" {
-                counts.rows_out += rows;
-            } else {
-                counts.filtered.insert(verdict, rows);
+    // One pass: every verdict is counted and the hard rows written as the judged rows stream by
+    // (a count query and then a filtered write would evaluate the mining query twice).
+    let frame = ctx.tables.frame(&sql).await?;
+    let partitions = per_partition(frame, |partition, mut stream| {
+        let mut out = TableWriter::create(ctx, "hard_queries", partition)?;
+        Ok(async move {
+            let mut verdicts: BTreeMap<String, u64> = BTreeMap::new();
+            while let Some(batch) = stream.next().await {
+                let batch = batch?;
+                let verdict = cast(batch.column_by_name("verdict").expect("the SQL names `verdict`"), &DataType::Utf8)?;
+                let verdict = verdict.as_string::<i32>();
+                for v in verdict.iter().flatten() {
+                    match verdicts.get_mut(v) {
+                        Some(n) => *n += 1,
+                        None => _ = verdicts.insert(v.to_string(), 1),
+                    }
+                }
+                out.write(&filter_record_batch(&batch, &eq(verdict, &StringArray::new_scalar("hard"))?)?)?;
             }
+            Ok((verdicts, out.finish()?))
+        })
+    })
+    .await?;
+    let mut counts = Counts::default();
+    for (verdict, rows) in partitions.iter().flat_map(|(verdicts, _)| verdicts) {
+        counts.rows_in += rows;
+        if verdict == "hard" {
+            counts.rows_out += rows;
+        } else {
+            *counts.filtered.entry(verdict.clone()).or_default() += rows;
         }
     }
-    let hard = judged.filter(col("verdict").eq(lit("hard")))?;
-    counts.rows_written = write_table(ctx, hard, "hard_queries").await?;
+    counts.rows_written = partitions.iter().map(|(_, written)| written).sum();
     Ok(counts)
 }
 
@@ -79,7 +96,7 @@ fn pattern_case(patterns: &std::collections::BTreeMap<String, String>) -> String
 pub async fn gain(ctx: &StageCtx) -> Result<Counts, Error> {
     let only = ctx.shard_filter("r2.query_id");
     let rows_in = super::count_rows(ctx, &format!("select count(*) from retrieval_2 r2 where {only}")).await?;
-    let sql = render(GAIN_SQL, json!({ "shard_filter": only }))?;
+    let sql = render(GAIN_SQL, json!({ "shard_filter": only, "shard_filter_1": ctx.shard_filter("query_id") }))?;
     let written = write_table(ctx, ctx.tables.frame(&sql).await?, "gain").await?;
     let mut counts = Counts { rows_in, rows_out: written, rows_written: written, ..Counts::default() };
     counts.filtered.insert("already_in_set_1".into(), rows_in - written);
@@ -94,15 +111,32 @@ pub async fn triples(ctx: &StageCtx) -> Result<Counts, Error> {
     let rows_in = super::count_rows(ctx, &format!("select count(*) from relevance r where {only}")).await?;
     let relevant =
         super::count_rows(ctx, &format!("select count(*) from relevance r where r.relevant and {only}")).await?;
-    let all = ctx.tables.frame(&sql).await?;
-    let written = write_table(ctx, all.clone(), "triples").await?;
+    // One pass over the join: each batch goes to `triples` and, split by `rl`, to one of the two.
+    let frame = ctx.tables.frame(&sql).await?;
+    let partitions = per_partition(frame, |partition, mut stream| {
+        let mut all = TableWriter::create(ctx, "triples", partition)?;
+        let mut cold_start = TableWriter::create(ctx, "triples_cold_start", partition)?;
+        let mut rl = TableWriter::create(ctx, "triples_rl", partition)?;
+        Ok(async move {
+            while let Some(batch) = stream.next().await {
+                let batch = batch?;
+                let to_rl = batch.column_by_name("rl").expect("the SQL names `rl`").as_boolean().clone();
+                all.write(&batch)?;
+                rl.write(&filter_record_batch(&batch, &to_rl)?)?;
+                cold_start.write(&filter_record_batch(&batch, &not(&to_rl)?)?)?;
+            }
+            cold_start.finish()?;
+            rl.finish()?;
+            all.finish()
+        })
+    })
+    .await?;
+    let written: u64 = partitions.into_iter().sum();
     if written != relevant {
         return Err(Error::Internal(format!(
             "{relevant} relevant pairs but {written} triples: a pair lost its query or item"
         )));
     }
-    write_table(ctx, all.clone().filter(col("rl").eq(lit(false)))?, "triples_cold_start").await?;
-    write_table(ctx, all.filter(col("rl"))?, "triples_rl").await?;
     let mut counts = Counts { rows_in, rows_out: relevant, rows_written: written, ..Counts::default() };
     counts.filtered.insert("below_threshold".into(), rows_in - relevant);
     Ok(counts)
@@ -110,26 +144,85 @@ pub async fn triples(ctx: &StageCtx) -> Result<Counts, Error> {
 
 /// Streams `frame` into `tables/<table>/part-*.parquet` in the table's schema.
 pub async fn write_table(ctx: &StageCtx, frame: DataFrame, table: &'static str) -> Result<u64, Error> {
-    let dir = ctx.table_dir(table);
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    let schema = lrem_schemas::table(table)?.schema();
-    let mut stream = frame.execute_stream().await?;
-    let (mut part, mut rows_in_part, mut written) = (0, 0, 0u64);
-    let mut out = ParquetFile::create(&dir.join(format!("part-{part:05}.parquet")), schema.clone())?;
-    while let Some(batch) = stream.next().await {
-        let batch = conform(&batch?, &schema, table)?;
-        if rows_in_part >= PART_ROWS {
-            out.finish()?;
-            part += 1;
-            rows_in_part = 0;
-            out = ParquetFile::create(&dir.join(format!("part-{part:05}.parquet")), schema.clone())?;
-        }
-        rows_in_part += batch.num_rows();
-        written += batch.num_rows() as u64;
-        out.write(&batch)?;
+    let written = per_partition(frame, |partition, mut stream| {
+        let mut out = TableWriter::create(ctx, table, partition)?;
+        Ok(async move {
+            while let Some(batch) = stream.next().await {
+                out.write(&batch?)?;
+            }
+            out.finish()
+        })
+    })
+    .await?;
+    Ok(written.into_iter().sum())
+}
+
+/// Runs `consume` on each output partition of `frame` as its own task, so that what the stage
+/// does with the rows (Parquet encoding above all) runs on every core, not on one.
+async fn per_partition<T, F, Fut>(frame: DataFrame, mut consume: F) -> Result<Vec<T>, Error>
+where
+    T: Send + 'static,
+    F: FnMut(usize, SendableRecordBatchStream) -> Result<Fut, Error>,
+    Fut: Future<Output = Result<T, Error>> + Send + 'static,
+{
+    let mut tasks = tokio::task::JoinSet::new();
+    for (partition, stream) in frame.execute_stream_partitioned().await?.into_iter().enumerate() {
+        tasks.spawn(consume(partition, stream)?);
     }
-    out.finish()?;
-    Ok(written)
+    let mut results = Vec::new();
+    while let Some(result) = tasks.join_next().await {
+        results.push(result.map_err(|e| Error::Internal(format!("a partition's task failed: {e}")))??);
+    }
+    Ok(results)
+}
+
+/// A stage table (or one partition of it) being written: Parquet parts of at most [`PART_ROWS`]
+/// rows in the table's schema. The first part exists even when no row comes, so an empty table is
+/// still a table.
+struct TableWriter {
+    table: &'static str,
+    dir: std::path::PathBuf,
+    schema: SchemaRef,
+    file: ParquetFile,
+    partition: usize,
+    part: usize,
+    rows_in_part: usize,
+    written: u64,
+}
+
+impl TableWriter {
+    fn create(ctx: &StageCtx, table: &'static str, partition: usize) -> Result<Self, Error> {
+        let dir = ctx.table_dir(table);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        let schema = lrem_schemas::table(table)?.schema();
+        let file = ParquetFile::create(&dir.join(Self::name(partition, 0)), schema.clone())?;
+        Ok(Self { table, dir, schema, file, partition, part: 0, rows_in_part: 0, written: 0 })
+    }
+
+    fn name(partition: usize, part: usize) -> String {
+        format!("part-{partition:03}-{part:05}.parquet")
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), Error> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let batch = conform(batch, &self.schema, self.table)?;
+        if self.rows_in_part >= PART_ROWS {
+            self.part += 1;
+            let next = ParquetFile::create(&self.dir.join(Self::name(self.partition, self.part)), self.schema.clone())?;
+            std::mem::replace(&mut self.file, next).finish()?;
+            self.rows_in_part = 0;
+        }
+        self.rows_in_part += batch.num_rows();
+        self.written += batch.num_rows() as u64;
+        self.file.write(&batch)
+    }
+
+    fn finish(self) -> Result<u64, Error> {
+        self.file.finish()?;
+        Ok(self.written)
+    }
 }
 
 /// Casts a result batch to the table's schema (column order, types, nullability).
