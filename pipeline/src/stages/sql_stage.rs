@@ -1,9 +1,8 @@
 //! Relational stages: SQL text from `sql/stages/`, rendered with the config's thresholds (numbers
 //! only; pattern regexes are quoted), run by DataFusion, streamed into Parquet parts.
 
-use std::sync::Arc;
-
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, new_null_array};
 use arrow::compute::kernels::boolean::not;
@@ -81,7 +80,7 @@ pub async fn hard_queries(ctx: &StageCtx) -> Result<Counts, Error> {
 }
 
 /// `CASE WHEN regexp_like(query, '…') THEN 'name' … END`, or NULL without priors.
-fn pattern_case(patterns: &std::collections::BTreeMap<String, String>) -> String {
+fn pattern_case(patterns: &BTreeMap<String, String>) -> String {
     if patterns.is_empty() {
         return "CAST(NULL AS VARCHAR)".into();
     }
