@@ -268,9 +268,8 @@ def main():
 
     start = time.perf_counter()
     {"duckdb": run_duckdb, "polars": run_polars}[engine](d, params, out, stage)
-    versions = {"duckdb": lambda: __import__("duckdb").__version__, "polars": lambda: __import__("polars").__version__}
     print(json.dumps({
-        "engine": f"{engine} {versions[engine]()}",
+        "engine": f"{engine} {__import__(engine).__version__}",
         "seconds": time.perf_counter() - start,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "stages": stages,

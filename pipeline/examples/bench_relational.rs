@@ -22,7 +22,7 @@ use lrem_pipeline::Error;
 use lrem_pipeline::parquet_out::ParquetFile;
 use lrem_pipeline::progress::Progress;
 use lrem_pipeline::sql::Inspector;
-use lrem_pipeline::stages::{Counts, Prompts, StageCtx, sql_stage};
+use lrem_pipeline::stages::{Counts, Prompts, StageCtx, count_rows, sql_stage};
 use lrem_schemas::config::PipelineConfig;
 use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
@@ -117,7 +117,7 @@ async fn run(dir: &Path) -> Result<(), Error> {
         }
         stages.insert(name.into(), json!({ "seconds": t.elapsed().as_secs_f64(), "rows": counts.rows_written }));
     }
-    let rl = count(&ctx, "select count(*) from triples_rl").await?;
+    let rl = count_rows(&ctx, "select count(*) from triples_rl").await?;
     stages["split"]["rl_rows"] = json!(rl);
     let report = json!({
         "engine": "pipeline (DataFusion)",
@@ -127,11 +127,6 @@ async fn run(dir: &Path) -> Result<(), Error> {
     });
     println!("{report}");
     Ok(())
-}
-
-async fn count(ctx: &StageCtx, sql: &str) -> Result<u64, Error> {
-    let batches = ctx.tables.frame(sql).await?.collect().await?;
-    Ok(batches[0].column(0).as_primitive::<Int64Type>().value(0) as u64)
 }
 
 /// Peak resident set size of this process (VmHWM), in MiB.
@@ -151,9 +146,8 @@ async fn prepare(dir: &Path, log_rows: usize, queries: usize, items: usize, k: u
 
     // The queries stage once, untimed, for the query ids and engaged items the sets are built on.
     let scratch = dir.join("prepare");
-    let ctx = stage_ctx(dir, &scratch).await?;
-    sql_stage::queries(&ctx).await?;
     let mut ctx = stage_ctx(dir, &scratch).await?;
+    sql_stage::queries(&ctx).await?;
     ctx.tables.refresh("queries").await?;
     let item_ids = column_i64(&ctx, "select item_id from items order by item_id").await?;
     let mut sets = SyntheticSets::create(&dir.join("run/tables"), k)?;

@@ -20,30 +20,27 @@ pub fn normalize_query(text: &str) -> String {
 pub fn normalize_query_into(text: &str, out: &mut String) {
     out.clear();
     // ASCII is NFKC already and folds to its lower case: the common case skips both passes.
-    if text.is_ascii() {
-        // `split_whitespace`, not `split_ascii_whitespace`: the latter keeps U+000B inside words.
-        for word in text.split_whitespace() {
-            if !out.is_empty() {
-                out.push(' ');
-            }
-            out.extend(word.chars().map(|c| c.to_ascii_lowercase()));
-        }
-        return;
-    }
-    let nfkc: String = text.nfkc().collect();
-    let folded = caseless::default_case_fold_str(&nfkc);
-    let renormalized: String = folded.nfkc().collect();
-    for word in renormalized.split_whitespace() {
+    let ascii = text.is_ascii();
+    let folded: std::borrow::Cow<str> = if ascii {
+        text.into()
+    } else {
+        let nfkc: String = text.nfkc().collect();
+        caseless::default_case_fold_str(&nfkc).nfkc().collect::<String>().into()
+    };
+    for word in folded.split_whitespace() {
         if !out.is_empty() {
             out.push(' ');
         }
         out.push_str(word);
     }
+    if ascii {
+        out.make_ascii_lowercase();
+    }
 }
 
 /// Stable 64-bit id of a query: XXH3-64 of [`normalize_query`].
 pub fn query_id(text: &str) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(normalize_query(text).as_bytes())
+    query_id_with(text, &mut String::new())
 }
 
 /// [`query_id`] with a caller-owned buffer for the normalised text.
