@@ -8,7 +8,10 @@ CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 # Built with --all-targets, as `make test` builds: cargo then resolves features once (dev
 # dependencies included), and DataFusion is compiled once for both targets instead of twice.
-BUILD := $(CARGO) build --quiet --workspace --all-targets
+# Not --quiet: a first build takes most of an hour on 2 cores, and cargo's own progress (a bar on
+# a terminal, a line per crate otherwise) is what tells a slow build from a hang.
+BUILD := $(CARGO) build --workspace --all-targets
+BUILD_NOTE := building the workspace (a first build on a 2-core machine takes about 40 minutes; later builds reuse it)
 PIPELINE := $(TARGET_DIR)/debug/lrem-pipeline
 RUN ?= data_samples
 FORMAT ?= table
@@ -34,6 +37,7 @@ help:
 	@echo "make clean     remove run directories and build outputs"
 
 build:
+	@echo "$(BUILD_NOTE)"
 	@$(BUILD)
 
 # The Python peers (transformers, torch, sentence-transformers), outside the clone: never needed
@@ -48,10 +52,10 @@ gpu-check: models
 # Binaries for a GPU machine without Rust or network: the CUDA decoder tests and the
 # training-step bench, stripped, in gpu-bin/; run there with scripts/gpu_bench.sh.
 gpu-build:
-	CARGO_TARGET_DIR=$(TARGET_DIR)-cuda $(CARGO) build --quiet -p lrem-trainer --features cuda --example bench_train_step --test decoder --bins
+	CARGO_TARGET_DIR=$(TARGET_DIR)-cuda $(CARGO) build --quiet -p lrem-trainer --features cuda --example bench_train_step --test trainer --bins
 	@rm -rf gpu-bin && mkdir -p gpu-bin
 	@cp $(TARGET_DIR)-cuda/debug/examples/bench_train_step gpu-bin/
-	@cp $$(ls -t $$(find $(TARGET_DIR)-cuda/debug/deps -maxdepth 1 -name 'decoder-*' -type f -executable) | head -1) gpu-bin/decoder
+	@cp $$(ls -t $$(find $(TARGET_DIR)-cuda/debug/deps -maxdepth 1 -name 'trainer-*' -type f -executable) | head -1) gpu-bin/trainer-tests
 	@strip gpu-bin/*
 	@ls -la gpu-bin
 
@@ -78,7 +82,9 @@ triples: models validate
 validate: build
 	@$(PIPELINE) validate --run $(RUN)
 
-test:
+# The models first: the trainer's and the workspace's tests run on them.
+test: models
+	@echo "$(BUILD_NOTE)"
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) fmt --all --check
 	@# The halves share only lrem-schemas; the tree holds one arrow.

@@ -9,7 +9,7 @@ bin=${1:-gpu-bin}
 peak=${2:-989} # H100 SXM dense bf16 (the H200 has the same tensor cores)
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 echo "## decoder tests on CUDA"
-"$bin/decoder" --test-threads 1 2>&1 | tail -4
+"$bin/trainer-tests" decoder:: --test-threads 1 2>&1 | tail -4
 echo "## training step (cold-start loss, AdamW), random weights"
 run() { timeout 200 "$bin/bench_train_step" "$@" --peak-tflops "$peak" 2>&1 | tail -3; }
 run --shape qwen2.5-3b --backend cuda-bf16 --batch 16 --seq 256 --steps 3

@@ -10,7 +10,7 @@ cargo build --quiet -p lrem-trainer --features cuda --all-targets
 echo "build: $(( $(date +%s) - start ))s"
 status=0
 for t in parity decoder; do
-    if cargo test --quiet -p lrem-trainer --features cuda --test "$t" 2>&1 | tail -3; then
+    if cargo test --quiet -p lrem-trainer --features cuda --test trainer "$t::" 2>&1 | tail -3; then
         echo "| $t | pass |"
     else
         echo "| $t | FAIL |"; status=1

@@ -10,7 +10,7 @@
 //! The endpoint runs in a child process (this binary with `endpoint`), so a client's CPU time is
 //! its own. `make bench` runs it with `PY` set to the bench venv's Python.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/pipeline/common.rs"]
 mod common;
 
 use std::io::{BufRead, Write};

@@ -4,7 +4,7 @@
 //!
 //! `make bench` runs it; it prints a Markdown table row and appends it to `runs/bench.md`.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/pipeline/common.rs"]
 mod common;
 
 use std::io::Write;

@@ -1,13 +1,11 @@
 //! Kill the CLI (SIGKILL) at several instants of a run, resume it, and compare with a run that
 //! was never interrupted: same tables, and no request re-sent beyond what was in flight.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::Endpoint;
+use crate::common::{self, Endpoint};
 use lrem_pipeline::sql::{Inspector, OutputFormat, render};
 
 fn config(dir: &Path, world: &Path, run: &str, base_url: &str) -> std::path::PathBuf {

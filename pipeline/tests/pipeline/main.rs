@@ -1,0 +1,7 @@
+//! The pipeline's integration tests, as one binary (one link of DataFusion instead of four).
+
+mod cli;
+mod common;
+mod engine;
+mod prompts;
+mod resume;
