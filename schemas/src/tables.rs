@@ -51,6 +51,19 @@ impl TableSpec {
         Arc::new(Schema::new(fields))
     }
 
+    /// Counts an input's rows must respect: columns that are never negative, and (part, whole)
+    /// pairs where the part never exceeds the whole. A log that breaks them (a CTR above 1) is
+    /// reported by validation like any other problem.
+    pub fn count_rules(&self) -> CountRules {
+        match self.name {
+            "query_log" => CountRules {
+                non_negative: &["impressions", "clicks", "orders"],
+                at_most: &[("clicks", "impressions"), ("orders", "impressions")],
+            },
+            _ => CountRules { non_negative: &[], at_most: &[] },
+        }
+    }
+
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
     }
@@ -66,6 +79,13 @@ impl TableSpec {
         }
         out
     }
+}
+
+/// See [`TableSpec::count_rules`].
+#[derive(Debug, Clone, Copy)]
+pub struct CountRules {
+    pub non_negative: &'static [&'static str],
+    pub at_most: &'static [(&'static str, &'static str)],
 }
 
 /// Short human name of an Arrow type, as written in docs and error messages.
@@ -146,7 +166,12 @@ pub fn all_tables() -> Vec<TableSpec> {
             columns: vec![
                 item_id("Catalogue identifier of the item."),
                 col("title", Utf8, false, "Item title as shown to shoppers."),
-                col("category_path", Utf8, false, "Category path, levels separated by \" > \"."),
+                col(
+                    "category_path",
+                    Utf8,
+                    true,
+                    "Category path, levels separated by \" > \" (optional: no stage reads it).",
+                ),
                 col("brand", Utf8, true, "Brand name."),
                 col("price", Float64, true, "Price in the shop's currency."),
             ],
@@ -160,9 +185,9 @@ pub fn all_tables() -> Vec<TableSpec> {
                 col("query", Utf8, false, "Query text as typed (normalised by the `queries` stage)."),
                 item_id("Item shown for the query."),
                 col("day", Date32, false, "Day of the impressions."),
-                col("impressions", Int64, false, "Times the item was shown for the query that day."),
-                col("clicks", Int64, false, "Clicks on the item from that query that day."),
-                col("orders", Int64, false, "Orders of the item that followed the query that day."),
+                col("impressions", Int64, false, "Times the item was shown for the query that day (≥ 0)."),
+                col("clicks", Int64, false, "Clicks on the item from that query that day (0 to impressions)."),
+                col("orders", Int64, false, "Orders of the item that followed the query that day (0 to impressions)."),
             ],
             unique_key: &["query", "item_id", "day"],
         },
@@ -259,6 +284,7 @@ pub fn all_tables() -> Vec<TableSpec> {
             doc: "Keywords extracted from query + reasoning by the extractor model (a JSON list).",
             columns: vec![
                 query_id(),
+                query_text(),
                 col(
                     "keywords",
                     list_of(Utf8),
@@ -274,7 +300,7 @@ pub fn all_tables() -> Vec<TableSpec> {
         TableSpec {
             name: "cot",
             kind: TableKind::Stage,
-            doc: "Post-processed keywords: normalised, deduplicated, query words and banned terms dropped, at most 16.",
+            doc: "Post-processed keywords: normalised, deduplicated, degenerate ones, query words, prompt echoes and banned terms dropped, at most 16.",
             columns: vec![
                 query_id(),
                 query_text(),
@@ -284,7 +310,7 @@ pub fn all_tables() -> Vec<TableSpec> {
                     "dropped",
                     Int32,
                     false,
-                    "Keywords dropped (duplicate, only query words, banned, or over the limit).",
+                    "Keywords dropped (degenerate, duplicate, only query words, only the prompt's own words, banned, or over the limit).",
                 ),
             ],
             unique_key: &["query_id"],

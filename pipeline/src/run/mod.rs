@@ -133,6 +133,9 @@ pub async fn run(config_path: &Path, options: RunOptions) -> Result<(PathBuf, Ma
 
 async fn run_one(stage: StageId, ctx: &mut StageCtx, fingerprint: String) -> Result<StageRecord, Error> {
     let started = Instant::now();
+    // Said before the work, not only after: without a terminal there is no progress bar, and a
+    // model stage can run for minutes.
+    tracing::info!(stage = stage.name(), "stage started");
     let before: BTreeMap<String, serde_json::Value> =
         ctx.clients.iter().map(|(n, c)| (n.clone(), c.stats.snapshot())).collect();
     let counts = stages::run_stage(stage, ctx).await?;

@@ -1,7 +1,9 @@
 //! Read-only SQL over a run directory (`lrem-pipeline sql --run DIR`).
 //!
 //! Every table of the DAG is registered, so a query or an inspection file works on any directory:
-//! - inputs (`items`, `query_log`, `qrels`) from `DIR/<name>.{parquet,csv,jsonl}` or `DIR/<name>/`;
+//! - inputs (`items`, `query_log`, `qrels`) from `DIR/<name>.{parquet,csv,jsonl}` or `DIR/<name>/`,
+//!   seen through their schema: columns found by name (a CSV header in any order), optional
+//!   columns a file lacks read as NULL, extra columns ignored;
 //! - stage tables from `DIR/tables/<name>/` (Parquet parts, shards `shard=i/` included);
 //! - a table not produced yet is registered empty with its schema, so `funnel.sql` shows 0 rather
 //!   than failing on a missing name.
@@ -16,10 +18,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Field, Schema};
+use datafusion::common::ScalarValue;
 use datafusion::datasource::MemTable;
 use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::{
-    CsvReadOptions, DataFrame, JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext,
+    CsvReadOptions, DataFrame, JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext, cast, ident, lit,
 };
 use lrem_schemas::{TableKind, TableSpec, all_tables};
 
@@ -196,17 +200,58 @@ async fn register(ctx: &SessionContext, spec: &TableSpec, source: &Source) -> Re
         Source::Files(p) => p,
     };
     let location = if path.is_dir() { format!("{}/", path.display()) } else { path.display().to_string() };
-    let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("parquet");
-    match extension {
+    if spec.kind == TableKind::Input {
+        return register_input(ctx, spec, path, &location).await;
+    }
+    ctx.register_parquet(spec.name, &location, ParquetReadOptions::default()).await?;
+    Ok(())
+}
+
+/// An input file as the user wrote it, registered under a hidden name, and the table itself as a
+/// view of it with exactly the spec's columns, in the spec's order and types.
+async fn register_input(ctx: &SessionContext, spec: &TableSpec, path: &Path, location: &str) -> Result<(), Error> {
+    let raw = format!("__input_{}", spec.name);
+    ctx.deregister_table(&raw)?;
+    match path.extension().and_then(|e| e.to_str()).unwrap_or("parquet") {
         "csv" => {
-            ctx.register_csv(spec.name, &location, CsvReadOptions::new().schema(&schema).file_extension(".csv")).await?
+            // DataFusion reads CSV columns by position: give it the header's own names, each
+            // typed as the spec types it (other columns as text).
+            let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+            let (header, _) = arrow::csv::reader::Format::default().with_header(true).infer_schema(file, Some(0))?;
+            let fields: Vec<Field> = header
+                .fields()
+                .iter()
+                .map(|f| {
+                    Field::new(f.name(), spec.column(f.name()).map_or(DataType::Utf8, |c| c.data_type.clone()), true)
+                })
+                .collect();
+            let schema = Schema::new(fields);
+            ctx.register_csv(&raw, location, CsvReadOptions::new().schema(&schema).file_extension(".csv")).await?
         }
         "jsonl" => {
-            ctx.register_json(spec.name, &location, JsonReadOptions::default().schema(&schema).file_extension(".jsonl"))
-                .await?
+            ctx.register_json(
+                &raw,
+                location,
+                JsonReadOptions::default().schema(&spec.schema()).file_extension(".jsonl"),
+            )
+            .await?
         }
-        _ => ctx.register_parquet(spec.name, &location, ParquetReadOptions::default()).await?,
+        _ => ctx.register_parquet(&raw, location, ParquetReadOptions::default()).await?,
     }
+    let frame = ctx.table(raw.as_str()).await?;
+    // Text stays in the file's own string type: Parquet strings arrive as Utf8View, which the
+    // stages' functions read without a copy.
+    let text = |t: &DataType| matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View);
+    let mut columns = Vec::with_capacity(spec.columns.len());
+    for c in &spec.columns {
+        let value = match frame.schema().field_with_unqualified_name(c.name) {
+            Ok(f) if f.data_type() == &c.data_type || (text(f.data_type()) && text(&c.data_type)) => ident(c.name),
+            Ok(_) => cast(ident(c.name), c.data_type.clone()),
+            Err(_) => lit(ScalarValue::try_from(&c.data_type)?),
+        };
+        columns.push(value.alias(c.name));
+    }
+    ctx.register_table(spec.name, frame.select(columns)?.into_view())?;
     Ok(())
 }
 
@@ -248,6 +293,20 @@ mod tests {
         assert_eq!(render(&out[0], OutputFormat::Csv).unwrap(), "by_struct,by_order\n20 5 10 30,20 5 10 30\n");
         let err = inspector.query("select lrem_list_field(make_array(named_struct('a', 1)), 'b')").await;
         assert!(err.unwrap_err().to_string().contains("the structs have no field `b`"));
+    }
+
+    #[tokio::test]
+    async fn inputs_are_read_by_column_name_with_optional_columns_null() {
+        let dir = tempfile::tempdir().unwrap();
+        // No category_path, no brand; the header's order is not the schema's.
+        std::fs::write(dir.path().join("items.csv"), "price,title,item_id,colour\n4.5,Green tea,7,green\n,Mug,8,\n")
+            .unwrap();
+        let inspector = Inspector::open(dir.path()).await.unwrap();
+        let out = inspector.query("select * from items order by item_id").await.unwrap();
+        assert_eq!(
+            render(&out[0], OutputFormat::Csv).unwrap(),
+            "item_id,title,category_path,brand,price\n7,Green tea,,,4.5\n8,Mug,,,\n"
+        );
     }
 
     #[tokio::test]

@@ -89,6 +89,7 @@ pub async fn reasoning(ctx: &StageCtx) -> Result<Counts, Error> {
 
 struct Extracted {
     query_id: u64,
+    query: String,
     keywords: Vec<String>,
     reply: String,
     parse: &'static str,
@@ -102,7 +103,10 @@ fn keyword_schema() -> serde_json::Value {
         "json_schema": {
             "name": "keywords",
             "strict": true,
-            "schema": {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1, "maxItems": 16},
+            // maxLength: a reply that runs one string on (`"+++…"`) is closed early instead of
+            // spending the whole token budget.
+            "schema": {"type": "array", "items": {"type": "string", "minLength": 1, "maxLength": 48},
+                       "minItems": 1, "maxItems": 16},
         },
     })
 }
@@ -125,7 +129,7 @@ pub async fn keywords(ctx: &StageCtx) -> Result<Counts, Error> {
         let (client, prompt, repair, settings) = (client.clone(), prompt.clone(), repair.clone(), settings.clone());
         async move {
             let mut request = ChatRequest {
-                messages: vec![Message::user(render(&prompt, json!({ "query": query, "reasoning": reasoning }))?)],
+                messages: vec![Message::user(render(&prompt, json!({ "query": &query, "reasoning": reasoning }))?)],
                 temperature: settings.temperature,
                 max_tokens: settings.max_tokens,
                 seed: Some(0),
@@ -160,7 +164,7 @@ pub async fn keywords(ctx: &StageCtx) -> Result<Counts, Error> {
             match parsed {
                 Some((keywords, parse, reply)) => {
                     result.passed = 1;
-                    result.rows.push(Extracted { query_id, keywords, reply, parse, attempts });
+                    result.rows.push(Extracted { query_id, query, keywords, reply, parse, attempts });
                 }
                 None => result.failed.push(FailureRow {
                     key: query_id.to_string(),
@@ -179,6 +183,7 @@ pub async fn keywords(ctx: &StageCtx) -> Result<Counts, Error> {
         let keywords = string_list_array(&sink.schema, "keywords", rows.iter().map(|r| &r.keywords))?;
         let columns: Vec<ArrayRef> = vec![
             Arc::new(UInt64Array::from_iter_values(rows.iter().map(|r| r.query_id))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.query))),
             keywords,
             Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.reply))),
             Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.parse))),

@@ -1,5 +1,6 @@
 //! Stage `cot`: the extracted keywords post-processed into the chain of thought (see
-//! [`super::cot_rules`]). A query left with no keyword is filtered (`no_keyword_left`).
+//! [`super::cot_rules`]). A query left with no keyword is filtered: `prompt_echo` when every
+//! keyword was copied from the prompt, `no_keyword_left` otherwise.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray, UInt64Array};
 
 use super::columns::{string_list_array, string_lists, strings, u64s};
-use super::cot_rules::{normalize_keyword, postprocess};
+use super::cot_rules::{Dropped, Rules, normalize_keyword, postprocess, template_words};
 use super::parts::{PartSink, UnitResult, run_parts};
 use super::{Counts, StageCtx, rows};
 use crate::Error;
@@ -22,7 +23,10 @@ struct CotRow {
 pub async fn cot(ctx: &StageCtx) -> Result<Counts, Error> {
     let settings = ctx.config.stages.cot.clone();
     let banned: HashSet<String> = settings.banned.iter().map(|b| normalize_keyword(b)).collect();
-    let max = settings.max_keywords as usize;
+    let p = &ctx.prompts;
+    let template_words = template_words([&p.reasoning, &p.keywords, &p.keywords_repair].map(String::as_str));
+    let rules = Rules { banned, template_words, max_keywords: settings.max_keywords as usize };
+    let all_dropped = std::sync::Mutex::new(Dropped::default());
     let only = ctx.shard_filter("k.query_id");
     let total = super::count_rows(ctx, &format!("select count(*) from keywords k where {only}")).await?;
     let bar = ctx.progress.stage("cot", total);
@@ -37,11 +41,14 @@ pub async fn cot(ctx: &StageCtx) -> Result<Counts, Error> {
     .await?;
     let sink = PartSink::new(ctx, "cot", "cot")?;
     let process = |(query_id, query, keywords): (u64, String, Vec<String>)| {
-        let banned = &banned;
+        let (rules, all_dropped) = (&rules, &all_dropped);
         async move {
             let mut result = UnitResult::new(1);
-            let (kept, dropped) = postprocess(&query, &keywords, banned, max);
-            if kept.is_empty() {
+            let (kept, dropped) = postprocess(&query, &keywords, rules);
+            all_dropped.lock().unwrap().add(&dropped);
+            if kept.is_empty() && dropped.prompt_echo == dropped.total() {
+                result.filter("prompt_echo");
+            } else if kept.is_empty() {
                 result.filter("no_keyword_left");
             } else {
                 result.passed = 1;
@@ -62,6 +69,18 @@ pub async fn cot(ctx: &StageCtx) -> Result<Counts, Error> {
         Ok(RecordBatch::try_new(sink.schema.clone(), columns)?)
     };
     let counts = run_parts(&sink, input, 4096, 64, process, to_batch, |c| bar.update(c.rows_in, None)).await?;
-    bar.finish(format!("{} CoTs, {} left without keywords", counts.rows_out, counts.filtered.values().sum::<u64>()));
+    let d = all_dropped.into_inner().unwrap();
+    bar.finish(format!(
+        "{} CoTs, {} left without keywords; keywords dropped: {} degenerate, {} duplicate, {} query words, \
+         {} prompt echoes, {} banned, {} over the limit",
+        counts.rows_out,
+        counts.filtered.values().sum::<u64>(),
+        d.degenerate,
+        d.duplicate,
+        d.in_query,
+        d.prompt_echo,
+        d.banned,
+        d.over_limit
+    ));
     Ok(counts)
 }

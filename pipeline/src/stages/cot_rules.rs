@@ -1,6 +1,9 @@
 //! Post-processing of extracted keywords into the CoT: normalise (NFKC, case-fold, trim
-//! punctuation), drop duplicates, drop keywords whose words all occur in the query, drop banned
-//! terms, keep at most `max_keywords`. Each drop is counted by reason.
+//! punctuation), drop degenerate ones (no letter or digit, one word repeated, longer than a
+//! keyword), duplicates, keywords whose words all occur in the query, keywords whose words all
+//! come from the prompt templates themselves (a small model lists the prompt's own words:
+//! "materials, features, ingredients"), banned terms, and keep at most `max_keywords`. Each drop
+//! is counted by reason.
 
 use std::collections::HashSet;
 
@@ -8,16 +11,54 @@ use lrem_schemas::normalize_query;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Dropped {
+    pub degenerate: u32,
     pub duplicate: u32,
     pub in_query: u32,
+    pub prompt_echo: u32,
     pub banned: u32,
     pub over_limit: u32,
 }
 
 impl Dropped {
     pub fn total(&self) -> u32 {
-        self.duplicate + self.in_query + self.banned + self.over_limit
+        self.degenerate + self.duplicate + self.in_query + self.prompt_echo + self.banned + self.over_limit
     }
+
+    pub fn add(&mut self, other: &Dropped) {
+        self.degenerate += other.degenerate;
+        self.duplicate += other.duplicate;
+        self.in_query += other.in_query;
+        self.prompt_echo += other.prompt_echo;
+        self.banned += other.banned;
+        self.over_limit += other.over_limit;
+    }
+}
+
+/// Words a keyword may have at most: longer is a sentence, not a keyword.
+const MAX_KEYWORD_WORDS: usize = 6;
+
+/// The words of prompt templates, their `{{ … }}` variables left out: what a keyword made only
+/// of them was copied from.
+pub fn template_words<'a>(templates: impl IntoIterator<Item = &'a str>) -> HashSet<String> {
+    let mut out = HashSet::new();
+    for template in templates {
+        let mut rest = template;
+        while !rest.is_empty() {
+            let (text, after) = match rest.find("{{") {
+                Some(at) => (&rest[..at], rest[at..].find("}}").map_or("", |end| &rest[at + end + 2..])),
+                None => (rest, ""),
+            };
+            out.extend(words(&normalize_query(text)).map(str::to_string));
+            rest = after;
+        }
+    }
+    out
+}
+
+/// No letter or digit, one word said again and again, or too many words for a keyword.
+fn degenerate(keyword: &str) -> bool {
+    let ws: Vec<&str> = words(keyword).collect();
+    ws.is_empty() || ws.len() > MAX_KEYWORD_WORDS || (ws.len() > 1 && ws.iter().all(|w| *w == ws[0]))
 }
 
 /// Keywords normalised like queries, with punctuation trimmed from both ends.
@@ -29,12 +70,14 @@ fn words(text: &str) -> impl Iterator<Item = &str> {
     text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty())
 }
 
-pub fn postprocess(
-    query: &str,
-    keywords: &[String],
-    banned: &HashSet<String>,
-    max_keywords: usize,
-) -> (Vec<String>, Dropped) {
+/// What the rules hold besides the query: banned terms, the prompt templates' words, the limit.
+pub struct Rules {
+    pub banned: HashSet<String>,
+    pub template_words: HashSet<String>,
+    pub max_keywords: usize,
+}
+
+pub fn postprocess(query: &str, keywords: &[String], rules: &Rules) -> (Vec<String>, Dropped) {
     let query = normalize_query(query);
     let query_words: HashSet<&str> = words(&query).collect();
     let mut seen = HashSet::new();
@@ -42,13 +85,17 @@ pub fn postprocess(
     let mut dropped = Dropped::default();
     for raw in keywords {
         let k = normalize_keyword(raw);
-        if k.is_empty() || !seen.insert(k.clone()) {
+        if degenerate(&k) {
+            dropped.degenerate += 1;
+        } else if !seen.insert(k.clone()) {
             dropped.duplicate += 1;
         } else if words(&k).all(|w| query_words.contains(w)) {
             dropped.in_query += 1;
-        } else if banned.contains(&k) {
+        } else if words(&k).all(|w| rules.template_words.contains(w)) {
+            dropped.prompt_echo += 1;
+        } else if rules.banned.contains(&k) {
             dropped.banned += 1;
-        } else if kept.len() >= max_keywords {
+        } else if kept.len() >= rules.max_keywords {
             dropped.over_limit += 1;
         } else {
             kept.push(k);
@@ -64,7 +111,8 @@ mod tests {
     fn run(query: &str, keywords: &[&str], banned: &[&str], max: usize) -> (Vec<String>, Dropped) {
         let kws: Vec<String> = keywords.iter().map(|s| s.to_string()).collect();
         let banned = banned.iter().map(|s| normalize_keyword(s)).collect();
-        postprocess(query, &kws, &banned, max)
+        let template_words = template_words(["List the {{ query }} features and materials, {{x}} as JSON."]);
+        postprocess(query, &kws, &Rules { banned, template_words, max_keywords: max })
     }
 
     #[test]
@@ -77,7 +125,7 @@ mod tests {
         );
         // "energy drink" stays: one of its words is new. "guarana" is over the limit of 3.
         assert_eq!(kept, ["coffee", "espresso", "energy drink"]);
-        assert_eq!(dropped, Dropped { duplicate: 1, in_query: 2, banned: 1, over_limit: 1 });
+        assert_eq!(dropped, Dropped { duplicate: 1, in_query: 2, banned: 1, over_limit: 1, ..Dropped::default() });
         assert_eq!(dropped.total() as usize + kept.len(), 8);
     }
 
@@ -89,9 +137,21 @@ mod tests {
     }
 
     #[test]
-    fn punctuation_only_keyword_is_dropped() {
-        let (kept, dropped) = run("gift", &["...", "mug"], &[], 16);
-        assert_eq!(kept, ["mug"]);
-        assert_eq!(dropped.duplicate, 1);
+    fn degenerate_keywords_are_dropped() {
+        let long = "one two three four five six seven";
+        let (kept, dropped) = run("gift", &["...", "++++++++", "mug mug mug", long, "mug", "tea towel"], &[], 16);
+        assert_eq!(kept, ["mug", "tea towel"]);
+        assert_eq!(dropped.degenerate, 4);
+    }
+
+    #[test]
+    fn keywords_made_of_the_prompt_s_own_words_are_echoes() {
+        // "materials" and "features, materials" come from the template; "query" is a variable
+        // name, not template text; "steel materials" has a word of its own.
+        let (kept, dropped) = run("gift", &["Materials", "features, materials", "query", "steel materials"], &[], 16);
+        assert_eq!(kept, ["query", "steel materials"]);
+        assert_eq!(dropped.prompt_echo, 2);
+        let words = template_words(["a {{ b }} c {{ d"]);
+        assert_eq!(words, ["a", "c"].into_iter().map(String::from).collect());
     }
 }

@@ -3,7 +3,9 @@
 //! Strict first (the reply is a JSON array of strings, or an object with a `keywords` array),
 //! then tolerant: code fences and chatter around the first JSON array, then a plain numbered or
 //! bulleted list. A reply none of these read is `None`: the caller retries with a repair prompt
-//! and then records a failure. An empty list is never a result.
+//! and then records a failure. An empty list is never a result, and neither is a list of
+//! punctuation (`["+++++"]`, which even a constrained decoder can emit): items without a letter
+//! or digit are not keywords.
 
 use serde_json::Value;
 
@@ -32,7 +34,7 @@ pub fn parse_keywords(reply: &str) -> Option<(Vec<String>, ParseMode)> {
     plain_list(reply).map(|l| (l, ParseMode::Tolerant))
 }
 
-/// A non-empty list of non-empty strings, from an array or `{"keywords": [...]}`.
+/// A non-empty list of strings with a letter or digit, from an array or `{"keywords": [...]}`.
 fn strings(value: &Value) -> Option<Vec<String>> {
     let array = match value {
         Value::Array(a) => a,
@@ -44,7 +46,7 @@ fn strings(value: &Value) -> Option<Vec<String>> {
         .map(|v| v.as_str().map(|s| s.trim().to_string()))
         .collect::<Option<Vec<_>>>()?
         .into_iter()
-        .filter(|s| !s.is_empty())
+        .filter(|s| s.chars().any(char::is_alphanumeric))
         .collect();
     (!list.is_empty()).then_some(list)
 }
@@ -77,7 +79,7 @@ fn plain_list(reply: &str) -> Option<Vec<String>> {
                     .map(|(_, r)| r)
             })?;
             let item = rest.trim().trim_matches(['"', '\'', ',']).trim();
-            (!item.is_empty() && item.split_whitespace().count() <= 6).then(|| item.to_string())
+            (item.chars().any(char::is_alphanumeric) && item.split_whitespace().count() <= 6).then(|| item.to_string())
         })
         .collect();
     (items.len() >= 2).then_some(items)
@@ -120,7 +122,10 @@ mod tests {
 
     #[test]
     fn unreadable_or_empty_is_none_never_an_empty_list() {
-        for reply in ["", "[]", "[\"\"]", "I cannot help with that.", "[1, 2]", "{\"keywords\": []}", "[\"coffee\""] {
+        let punctuation = "[\"++++++++\", \"...\", \" - \"]";
+        for reply in
+            ["", "[]", "[\"\"]", "I cannot help with that.", "[1, 2]", "{\"keywords\": []}", "[\"coffee\"", punctuation]
+        {
             assert_eq!(parse_keywords(reply), None, "{reply:?}");
         }
     }

@@ -150,7 +150,10 @@ impl StageId {
                 "generation": s.keywords, "model": model_of(&s.keywords.endpoint),
                 "prompt": prompts.keywords, "repair": prompts.keywords_repair,
             }),
-            StageId::Cot => json!({ "cot": s.cot }),
+            // The prompts' own words are what `prompt_echo` drops.
+            StageId::Cot => json!({
+                "cot": s.cot, "templates": [&prompts.reasoning, &prompts.keywords, &prompts.keywords_repair],
+            }),
             StageId::Gain => json!({}),
             StageId::Relevance => json!({
                 "relevance": s.relevance, "model": model_of(&s.relevance.endpoint), "prompt": prompts.relevance_judge,
@@ -184,8 +187,8 @@ impl Prompts {
         };
         let s = &config.stages;
         Ok(Self {
-            reasoning: read(&s.reasoning.prompt, include_str!("../../prompts/reasoning.v1.txt"))?,
-            keywords: read(&s.keywords.prompt, include_str!("../../prompts/keywords.v2.txt"))?,
+            reasoning: read(&s.reasoning.prompt, include_str!("../../prompts/reasoning.v2.txt"))?,
+            keywords: read(&s.keywords.prompt, include_str!("../../prompts/keywords.v3.txt"))?,
             keywords_repair: include_str!("../../prompts/keywords_repair.v2.txt").to_string(),
             relevance_judge: read(&s.relevance.prompt, include_str!("../../prompts/relevance_judge.v1.txt"))?,
         })

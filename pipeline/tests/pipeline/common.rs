@@ -270,9 +270,10 @@ async fn chat(State(ep): State<Endpoint>, headers: HeaderMap, body: String) -> R
             finish = "length";
             c.clone()
         }
-        _ if prompt.contains("Think about what the shopper") => reasoning_for(&quoted(prompt)),
+        _ if prompt.contains("A shopper typed this search query") => reasoning_for(&quoted(prompt)),
         _ if prompt.contains("JSON array") => {
-            let notes = prompt.split("needs:").nth(1).unwrap_or("");
+            // The notes, and the prompt's own words after them, as a small model answers.
+            let notes = prompt.split("Notes:").nth(1).unwrap_or("");
             let list: Vec<String> =
                 words(notes).into_iter().filter(|w| w.len() > 3 && w != "products" && w != "like").collect();
             serde_json::to_string(&list).unwrap()

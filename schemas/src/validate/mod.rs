@@ -44,6 +44,10 @@ pub enum ProblemKind {
     TooLong,
     Duplicate,
     RaggedRow,
+    /// A count below zero.
+    Negative,
+    /// A count above the count it is part of (more clicks than impressions).
+    AboveWhole,
 }
 
 /// One kind of problem in one column of one file, with its first occurrence.
@@ -189,6 +193,9 @@ pub(crate) struct Checker<'s> {
     rows_in_file: u64,
     total_rows: u64,
     key_columns: Vec<usize>,
+    /// Positions of the columns of [`TableSpec::count_rules`].
+    non_negative: Vec<usize>,
+    at_most: Vec<(usize, usize)>,
     /// Hash of each key seen → (file index, row) where it was first seen.
     seen_keys: HashMap<u128, (PathBuf, u64)>,
     problems: Vec<Problem>,
@@ -202,6 +209,8 @@ impl<'s> Checker<'s> {
             .iter()
             .map(|k| spec.columns.iter().position(|c| c.name == *k).expect("key is a column"))
             .collect();
+        let at = |name: &str| spec.columns.iter().position(|c| c.name == name).expect("a count rule names a column");
+        let rules = spec.count_rules();
         Self {
             spec,
             options,
@@ -209,6 +218,8 @@ impl<'s> Checker<'s> {
             rows_in_file: 0,
             total_rows: 0,
             key_columns,
+            non_negative: rules.non_negative.iter().map(|c| at(c)).collect(),
+            at_most: rules.at_most.iter().map(|(part, whole)| (at(part), at(whole))).collect(),
             seen_keys: HashMap::new(),
             problems: Vec::new(),
             index: HashMap::new(),
@@ -270,7 +281,32 @@ impl<'s> Checker<'s> {
                 _ => {}
             }
         }
+        self.check_counts(cells, row);
         self.check_key(cells, row);
+    }
+
+    fn check_counts(&mut self, cells: &[Cell<'_>], row: u64) {
+        let columns = &self.spec.columns;
+        for i in self.non_negative.clone() {
+            if let Cell::Int(v) = cells[i]
+                && v < 0
+            {
+                self.problem(Some(columns[i].name), ProblemKind::Negative, Some(row), || {
+                    format!("value {v} is negative; a count cannot be")
+                });
+            }
+        }
+        for (part, whole) in self.at_most.clone() {
+            if let (Cell::Int(p), Cell::Int(w)) = (cells[part], cells[whole])
+                && p > w
+                && w >= 0
+            {
+                let (pn, wn) = (columns[part].name, columns[whole].name);
+                self.problem(Some(pn), ProblemKind::AboveWhole, Some(row), || {
+                    format!("{pn} {p} > {wn} {w}: a row cannot have more {pn} than {wn}")
+                });
+            }
+        }
     }
 
     fn check_key(&mut self, cells: &[Cell<'_>], row: u64) {

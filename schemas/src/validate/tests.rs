@@ -223,3 +223,41 @@ fn unknown_extension() {
             .contains("unsupported file type")
     );
 }
+
+#[test]
+fn impossible_counts_are_reported_with_column_and_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let header = "query,item_id,day,impressions,clicks,orders\n";
+    let rows = "tea,1,2026-01-01,10,2,1\n\
+                tea,2,2026-01-01,-3,0,0\n\
+                tea,3,2026-01-01,5,6,0\n\
+                tea,4,2026-01-01,5,1,9\n\
+                tea,5,2026-01-01,5,7,0\n\
+                tea,6,2026-01-01,5,0,-1\n";
+    let p = write(dir.path(), "query_log.csv", format!("{header}{rows}").as_bytes());
+    let found: Vec<String> = problems(&p, "query_log").iter().map(ToString::to_string).collect();
+    let at = p.display();
+    assert_eq!(
+        found,
+        [
+            format!("{at}: column \"impressions\", row 2: value -3 is negative; a count cannot be"),
+            format!(
+                "{at}: column \"clicks\", row 3: clicks 6 > impressions 5: a row cannot have more clicks than \
+                 impressions (2 rows in all)"
+            ),
+            format!(
+                "{at}: column \"orders\", row 4: orders 9 > impressions 5: a row cannot have more orders than impressions"
+            ),
+            format!("{at}: column \"orders\", row 6: value -1 is negative; a count cannot be"),
+        ]
+    );
+}
+
+#[test]
+fn a_catalogue_without_categories_is_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = write(dir.path(), "items.csv", b"item_id,title\n1,Green tea 500g\n2,Mug\n");
+    assert_eq!(validate(&p, &table("items").unwrap(), &ValidateOptions::default()).unwrap(), 2);
+    let p = write(dir.path(), "items.jsonl", b"{\"item_id\": 1, \"title\": \"Mug\", \"category_path\": null}\n");
+    assert_eq!(validate(&p, &table("items").unwrap(), &ValidateOptions::default()).unwrap(), 1);
+}

