@@ -97,9 +97,15 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = matches!(cli.command, Command::Run { log_json: true, .. });
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| if json { "info".into() } else { "warn".into() });
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Without a terminal there are no progress bars: the stages' start and end lines say what
+    // the run is doing instead (CI logs, `make triples | tee`).
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| match (json, terminal) {
+        (true, _) => "info".into(),
+        (false, false) => "lrem_pipeline=info,warn".into(),
+        (false, true) => "warn".into(),
+    });
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(terminal);
     if json {
         logs.json().init();
     } else {

@@ -70,6 +70,15 @@ pub async fn cot(ctx: &StageCtx) -> Result<Counts, Error> {
     };
     let counts = run_parts(&sink, input, 4096, 64, process, to_batch, |c| bar.update(c.rows_in, None)).await?;
     let d = all_dropped.into_inner().unwrap();
+    tracing::info!(
+        degenerate = d.degenerate,
+        duplicate = d.duplicate,
+        in_query = d.in_query,
+        prompt_echo = d.prompt_echo,
+        banned = d.banned,
+        over_limit = d.over_limit,
+        "cot: keywords dropped"
+    );
     bar.finish(format!(
         "{} CoTs, {} left without keywords; keywords dropped: {} degenerate, {} duplicate, {} query words, \
          {} prompt echoes, {} banned, {} over the limit",

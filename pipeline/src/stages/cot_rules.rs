@@ -55,15 +55,24 @@ pub fn template_words<'a>(templates: impl IntoIterator<Item = &'a str>) -> HashS
     out
 }
 
-/// No letter or digit, one word said again and again, or too many words for a keyword.
+/// No letter or digit, too many words for a keyword, or words that repeat a shorter run of them
+/// ("mug mug mug", "wool shirt: wool shirt"), as a looping decoder writes.
 fn degenerate(keyword: &str) -> bool {
     let ws: Vec<&str> = words(keyword).collect();
-    ws.is_empty() || ws.len() > MAX_KEYWORD_WORDS || (ws.len() > 1 && ws.iter().all(|w| *w == ws[0]))
+    let n = ws.len();
+    let repeats = |p: usize| n % p == 0 && ws.chunks(p).all(|c| c == &ws[..p]);
+    n == 0 || n > MAX_KEYWORD_WORDS || (1..n).any(repeats)
 }
 
-/// Keywords normalised like queries, with punctuation trimmed from both ends.
+/// Keywords normalised like queries, with punctuation trimmed from both ends and a list's
+/// numbering ("2. ", "3) ") from the start.
 pub fn normalize_keyword(keyword: &str) -> String {
-    normalize_query(keyword).trim_matches(|c: char| !c.is_alphanumeric()).to_string()
+    let k = normalize_query(keyword);
+    let numbered = k
+        .split_once(['.', ')'])
+        .filter(|(n, rest)| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()) && rest.starts_with(' '));
+    let k = numbered.map_or(k.as_str(), |(_, rest)| rest);
+    k.trim_matches(|c: char| !c.is_alphanumeric()).to_string()
 }
 
 fn words(text: &str) -> impl Iterator<Item = &str> {
@@ -130,6 +139,12 @@ mod tests {
     }
 
     #[test]
+    fn list_numbering_is_not_part_of_a_keyword() {
+        let (kept, _) = run("gift", &["1. Travel mug:", "2) tea towel", "3.5 inch screen", "10. 3-pack"], &[], 16);
+        assert_eq!(kept, ["travel mug", "tea towel", "3.5 inch screen", "3-pack"]);
+    }
+
+    #[test]
     fn width_and_case_variants_are_duplicates() {
         let (kept, dropped) = run("gift", &["ＣＯＦＦＥＥ", "coffee"], &[], 16);
         assert_eq!(kept, ["coffee"]);
@@ -139,9 +154,14 @@ mod tests {
     #[test]
     fn degenerate_keywords_are_dropped() {
         let long = "one two three four five six seven";
-        let (kept, dropped) = run("gift", &["...", "++++++++", "mug mug mug", long, "mug", "tea towel"], &[], 16);
+        let (kept, dropped) = run(
+            "gift",
+            &["...", "++++++++", "mug mug mug", long, "wool shirt: wool shirt", "mug", "tea towel"],
+            &[],
+            16,
+        );
         assert_eq!(kept, ["mug", "tea towel"]);
-        assert_eq!(dropped.degenerate, 4);
+        assert_eq!(dropped.degenerate, 5);
     }
 
     #[test]

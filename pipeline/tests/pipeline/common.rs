@@ -241,7 +241,7 @@ fn quoted(prompt: &str) -> String {
 }
 
 /// A deterministic "reasoning": words related to the query's words by hash.
-fn reasoning_for(query: &str) -> String {
+pub fn reasoning_for(query: &str) -> String {
     const VOCAB: [&str; 12] =
         ["coffee", "blanket", "charger", "spray", "cushion", "lamp", "bottle", "filter", "brush", "case", "gel", "mat"];
     let picks: Vec<&str> = words(query).iter().map(|w| VOCAB[(hash(w) % VOCAB.len() as u64) as usize]).collect();
@@ -270,10 +270,10 @@ async fn chat(State(ep): State<Endpoint>, headers: HeaderMap, body: String) -> R
             finish = "length";
             c.clone()
         }
-        _ if prompt.contains("A shopper typed this search query") => reasoning_for(&quoted(prompt)),
+        _ if prompt.contains("Which products would help") => reasoning_for(&quoted(prompt)),
         _ if prompt.contains("JSON array") => {
-            // The notes, and the prompt's own words after them, as a small model answers.
-            let notes = prompt.split("Notes:").nth(1).unwrap_or("");
+            // The reasoning, and the prompt's own words after it, as a small model answers.
+            let notes = prompt.split("Text:").nth(1).unwrap_or("");
             let list: Vec<String> =
                 words(notes).into_iter().filter(|w| w.len() > 3 && w != "products" && w != "like").collect();
             serde_json::to_string(&list).unwrap()

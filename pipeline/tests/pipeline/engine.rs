@@ -217,14 +217,12 @@ async fn rows_that_fail_for_good_land_in_failures_with_their_reason() {
     let quoted = |s: &str| format!("\\\"{s}\\\"");
     endpoint.rule(&quoted(&q[0]), Fault::EmptyContent, 100);
     endpoint.rule(&quoted(&q[1]), Fault::Status { code: 500, retry_after: None }, 100);
-    // Keyword replies for q[2] are prose, even after the repair prompt.
-    endpoint.rule(
-        &format!("Search query: {}", quoted(&q[2])),
-        Fault::Content("I would say coffee is nice".into()),
-        100,
-    );
+    // Keyword replies for q[2] are prose, even after the repair prompt. (The keyword prompt
+    // holds the reasoning, not the query: it is matched by the reasoning the endpoint wrote.)
+    let keyword_prompt = |q: &str| format!("Text: {}", common::reasoning_for(q));
+    endpoint.rule(&keyword_prompt(&q[2]), Fault::Content("I would say coffee is nice".into()), 100);
     // A truncated keyword list for q[3] is repaired by the second prompt.
-    endpoint.rule(&format!("Search query: {}", quoted(&q[3])), Fault::Truncated("[\"coff".into()), 1);
+    endpoint.rule(&keyword_prompt(&q[3]), Fault::Truncated("[\"coff".into()), 1);
     let (run_dir, manifest) = run(&config, quiet()).await.unwrap();
     let failures = sql(&run_dir, "select stage, error_kind, attempts from failures order by stage, error_kind").await;
     assert_eq!(
