@@ -11,7 +11,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 # Not --quiet: a first build takes most of an hour on 2 cores, and cargo's own progress (a bar on
 # a terminal, a line per crate otherwise) is what tells a slow build from a hang.
 BUILD := $(CARGO) build --workspace --all-targets
-BUILD_NOTE := building the workspace (a first build on a 2-core machine takes about 40 minutes; later builds reuse it)
+BUILD_NOTE := building the workspace (a first build on a 2-core machine takes about 30 minutes; later builds reuse it)
 PIPELINE := $(TARGET_DIR)/debug/lrem-pipeline
 RUN ?= data_samples
 FORMAT ?= table
@@ -137,7 +137,7 @@ bench: build models
 
 # The keyword measures of the README, on the sample world's hard queries: the log cut to the
 # queries of world.toml's needs (the 357 phrasings; 355 occur in the log), mining rules that let
-# every one through, the whole pipeline against the embedded models (~15 minutes on 2 cores),
+# every one through, the whole pipeline against the embedded models (~20 minutes on 2 cores),
 # then keyword_quality.py against world.toml (a measure, never a training signal).
 HARD := runs/hard-queries
 keyword-quality: models validate

@@ -1,9 +1,9 @@
 //! Post-processing of extracted keywords into the CoT: normalise (NFKC, case-fold, trim
-//! punctuation), drop degenerate ones (no letter or digit, one word repeated, longer than a
-//! keyword), duplicates, keywords whose words all occur in the query, keywords whose words all
-//! come from the prompt templates themselves (a small model lists the prompt's own words:
-//! "materials, features, ingredients"), banned terms, and keep at most `max_keywords`. Each drop
-//! is counted by reason.
+//! punctuation and a list's numbering), drop degenerate ones (no letter or digit, a run of words
+//! repeated, longer than a keyword), duplicates, keywords whose words all occur in the query,
+//! keywords whose words all come from the prompt templates themselves (a small model lists the
+//! prompt's own words: "materials, features, ingredients"), banned terms, and keep at most
+//! `max_keywords`. Each drop is counted by reason.
 
 use std::collections::HashSet;
 
