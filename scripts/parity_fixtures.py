@@ -2,7 +2,7 @@
 
 HF transformers + torch run SmolLM2 from the same GGUF file (dequantised by the `gguf` package),
 sentence-transformers runs all-MiniLM-L6-v2 from the same safetensors. The JSON written here is
-committed under trainer/tests/fixtures/; the parity tests in trainer/tests/parity.rs compare
+committed under trainer/tests/fixtures/; the parity tests in trainer/tests/trainer/parity.rs compare
 against it. CI does not run this script (it needs torch); `make parity-fixtures` does.
 
     python scripts/parity_fixtures.py --models .models --out trainer/tests/fixtures
