@@ -69,27 +69,10 @@ pub async fn cot(ctx: &StageCtx) -> Result<Counts, Error> {
         Ok(RecordBatch::try_new(sink.schema.clone(), columns)?)
     };
     let counts = run_parts(&sink, input, 4096, 64, process, to_batch, |c| bar.update(c.rows_in, None)).await?;
-    let d = all_dropped.into_inner().unwrap();
-    tracing::info!(
-        degenerate = d.degenerate,
-        duplicate = d.duplicate,
-        in_query = d.in_query,
-        prompt_echo = d.prompt_echo,
-        banned = d.banned,
-        over_limit = d.over_limit,
-        "cot: keywords dropped"
-    );
-    bar.finish(format!(
-        "{} CoTs, {} left without keywords; keywords dropped: {} degenerate, {} duplicate, {} query words, \
-         {} prompt echoes, {} banned, {} over the limit",
-        counts.rows_out,
-        counts.filtered.values().sum::<u64>(),
-        d.degenerate,
-        d.duplicate,
-        d.in_query,
-        d.prompt_echo,
-        d.banned,
-        d.over_limit
-    ));
+    // One summary, for the log (no terminal) and the progress bar (a terminal).
+    let dropped = all_dropped.into_inner().unwrap();
+    tracing::info!(%dropped, "cot: keywords dropped");
+    let left_without = counts.filtered.values().sum::<u64>();
+    bar.finish(format!("{} CoTs, {left_without} left without keywords; keywords dropped: {dropped}", counts.rows_out));
     Ok(counts)
 }

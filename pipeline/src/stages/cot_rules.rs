@@ -34,6 +34,16 @@ impl Dropped {
     }
 }
 
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} degenerate, {} duplicate, {} query words, {} prompt echoes, {} banned, {} over the limit",
+            self.degenerate, self.duplicate, self.in_query, self.prompt_echo, self.banned, self.over_limit
+        )
+    }
+}
+
 /// Words a keyword may have at most: longer is a sentence, not a keyword.
 const MAX_KEYWORD_WORDS: usize = 6;
 
