@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use lrem_pipeline::run::{RunOptions, run};
-use lrem_pipeline::stages::StageId;
+use lrem_pipeline::stages;
 
 const CONCURRENCY: usize = 64;
 
@@ -77,10 +77,12 @@ fn measure(base: &str, py: &str) -> Vec<String> {
     let config = common::chat_bench_config(dir.path(), base, CONCURRENCY);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let quiet = RunOptions { quiet: true, ..RunOptions::default() };
-    runtime.block_on(run(&config, RunOptions { until: Some(StageId::HardQueries), ..quiet.clone() })).unwrap();
+    runtime
+        .block_on(run(&config, RunOptions { until: Some(stages::find("hard_queries").unwrap()), ..quiet.clone() }))
+        .unwrap();
     let (cpu, wall) = (cpu_seconds(), Instant::now());
     let (run_dir, manifest) =
-        runtime.block_on(run(&config, RunOptions { until: Some(StageId::Keywords), ..quiet })).unwrap();
+        runtime.block_on(run(&config, RunOptions { until: Some(stages::find("keywords").unwrap()), ..quiet })).unwrap();
     let (cpu, wall) = (cpu_seconds() - cpu, wall.elapsed().as_secs_f64());
     let mut requests = 0u64;
     for stage in ["reasoning", "keywords"] {

@@ -22,7 +22,8 @@ use lrem_pipeline::Error;
 use lrem_pipeline::parquet_out::ParquetFile;
 use lrem_pipeline::progress::Progress;
 use lrem_pipeline::sql::Inspector;
-use lrem_pipeline::stages::{Counts, Prompts, StageCtx, count_rows, sql_stage};
+use lrem_pipeline::stages::{self, Prompts, StageCtx};
+use lrem_schemas::RunDir;
 use lrem_schemas::config::PipelineConfig;
 use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
@@ -74,7 +75,7 @@ async fn stage_ctx(dir: &Path, run_dir: &Path) -> Result<StageCtx, Error> {
         .collect();
     Ok(StageCtx {
         shard: None,
-        run_dir: run_dir.to_owned(),
+        run_dir: RunDir::new(run_dir),
         prompts: Prompts::load(&config, Path::new("."))?,
         config,
         tables: Inspector::open_with_inputs(run_dir, inputs).await?,
@@ -102,22 +103,17 @@ async fn run(dir: &Path) -> Result<(), Error> {
     let start = Instant::now();
     let mut ctx = stage_ctx(dir, &run_dir).await?;
     let mut stages = serde_json::Map::new();
-    type Stage = for<'a> fn(&'a StageCtx) -> futures::future::BoxFuture<'a, Result<Counts, Error>>;
-    let plan: [(&str, Stage, &[&str]); 4] = [
-        ("queries", |c| Box::pin(sql_stage::queries(c)), &["queries"]),
-        ("hard_queries", |c| Box::pin(sql_stage::hard_queries(c)), &["hard_queries"]),
-        ("gain", |c| Box::pin(sql_stage::gain(c)), &["gain"]),
-        ("split", |c| Box::pin(sql_stage::triples(c)), &["triples", "triples_cold_start", "triples_rl"]),
-    ];
-    for (name, stage, tables) in plan {
+    let plan = [("queries", "queries"), ("hard_queries", "hard_queries"), ("gain", "gain"), ("split", "triples")];
+    for (name, stage) in plan {
+        let stage = stages::find(stage)?;
         let t = Instant::now();
-        let counts = stage(&ctx).await?;
-        for table in tables {
+        let counts = stage.run(&ctx).await?;
+        for table in stage.tables() {
             ctx.tables.refresh(table).await?;
         }
         stages.insert(name.into(), json!({ "seconds": t.elapsed().as_secs_f64(), "rows": counts.rows_written }));
     }
-    let rl = count_rows(&ctx, "select count(*) from triples_rl").await?;
+    let rl = ctx.count("select count(*) from triples_rl").await?;
     stages["split"]["rl_rows"] = json!(rl);
     let report = json!({
         "engine": "pipeline (DataFusion)",
@@ -147,7 +143,7 @@ async fn prepare(dir: &Path, log_rows: usize, queries: usize, items: usize, k: u
     // The queries stage once, untimed, for the query ids and engaged items the sets are built on.
     let scratch = dir.join("prepare");
     let mut ctx = stage_ctx(dir, &scratch).await?;
-    sql_stage::queries(&ctx).await?;
+    stages::find("queries")?.run(&ctx).await?;
     ctx.tables.refresh("queries").await?;
     let item_ids = column_i64(&ctx, "select item_id from items order by item_id").await?;
     let mut sets = SyntheticSets::create(&dir.join("run/tables"), k)?;
@@ -202,7 +198,10 @@ impl SyntheticSets {
         let file = |table: &str| -> Result<ParquetFile, Error> {
             let dir = tables.join(table);
             std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-            ParquetFile::create(&dir.join("part-00000.parquet"), lrem_schemas::table(table)?.schema())
+            ParquetFile::create(
+                &dir.join(lrem_schemas::Part { writer: 0, seq: 0 }.file_name()),
+                lrem_schemas::table(table)?.schema(),
+            )
         };
         Ok(Self {
             k,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lrem_pipeline::run::{RunOptions, run};
-use lrem_pipeline::stages::StageId;
+use lrem_pipeline::stages;
 
 const SLOTS: usize = 64;
 const LATENCY: Duration = Duration::from_millis(50);
@@ -27,8 +27,9 @@ async fn main() {
     let base = endpoint.start().await;
     let config = common::chat_bench_config(dir.path(), &base, SLOTS);
     let quiet = RunOptions { quiet: true, ..RunOptions::default() };
-    run(&config, RunOptions { until: Some(StageId::HardQueries), ..quiet.clone() }).await.unwrap();
-    let (_, manifest) = run(&config, RunOptions { until: Some(StageId::Keywords), ..quiet }).await.unwrap();
+    run(&config, RunOptions { until: Some(stages::find("hard_queries").unwrap()), ..quiet.clone() }).await.unwrap();
+    let (_, manifest) =
+        run(&config, RunOptions { until: Some(stages::find("keywords").unwrap()), ..quiet }).await.unwrap();
     let (mut requests, mut seconds) = (0u64, 0f64);
     for stage in ["reasoning", "keywords"] {
         let r = &manifest.stages[stage];

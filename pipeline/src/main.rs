@@ -10,7 +10,8 @@ use lrem_pipeline::datagen;
 use lrem_pipeline::run::RunOptions;
 use lrem_pipeline::run::manifest::Manifest;
 use lrem_pipeline::sql::{Inspector, OutputFormat, render};
-use lrem_pipeline::stages::{Shard, StageId};
+use lrem_pipeline::stages::{self, DAG, Shard};
+use lrem_schemas::RunDir;
 use lrem_schemas::ValidateOptions;
 
 #[derive(Parser)]
@@ -158,10 +159,10 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Run { config, run_dir, until, only, shard, quiet, log_json } => {
             let options = RunOptions {
-                shard: shard.as_deref().map(Shard::parse).transpose()?,
+                shard: shard.as_deref().map(|s| Shard::parse(s).map_err(lrem_pipeline::Error::Usage)).transpose()?,
                 run_dir,
-                until: until.as_deref().map(StageId::parse).transpose()?,
-                only: only.as_deref().map(StageId::parse).transpose()?,
+                until: until.as_deref().map(stages::find).transpose()?,
+                only: only.as_deref().map(stages::find).transpose()?,
                 quiet: quiet || log_json,
             };
             let runtime = tokio::runtime::Runtime::new()?;
@@ -172,19 +173,13 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Status { run } => {
-            let manifest = Manifest::load(&run)?
+            let layout = RunDir::new(&run);
+            let manifest = Manifest::load(&layout, None)?
                 .with_context(|| format!("{}: no manifest.json (not a run directory)", run.display()))?;
             print!("{}", funnel(&manifest));
             // Shard manifests of the per-query stages, in name order.
-            let mut shards: Vec<PathBuf> = std::fs::read_dir(&run)?
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("manifest.shard-")))
-                .collect();
-            shards.sort();
-            for path in shards {
-                let text = std::fs::read(&path)?;
-                let shard: Manifest = serde_json::from_slice(&text).with_context(|| format!("{}", path.display()))?;
+            for path in layout.shard_manifests()? {
+                let shard = Manifest::load_from(&path)?.with_context(|| format!("{}", path.display()))?;
                 println!("\n{}", path.file_name().unwrap_or_default().to_string_lossy());
                 print!("{}", funnel(&shard));
             }
@@ -272,7 +267,7 @@ fn funnel(manifest: &Manifest) -> String {
         "{:<18} {:>8} {:>10} {:>8} {:>8} {:>8} {:>9} {:>10}  filtered by reason\n",
         "stage", "state", "in", "out", "failed", "seconds", "requests", "cache hits"
     );
-    for stage in StageId::ALL {
+    for stage in DAG {
         let Some(r) = manifest.stages.get(stage.name()) else { continue };
         let sum = |k: &str| r.usage.values().map(|u| u[k].as_u64().unwrap_or(0)).sum::<u64>();
         let reasons: Vec<String> = r.filtered.iter().map(|(k, v)| format!("{k}={v}")).collect();

@@ -229,6 +229,11 @@ impl Default for Split {
 }
 
 impl PipelineConfig {
+    /// The model an endpoint serves, by the endpoint's name (what enters the stages' fingerprints).
+    pub fn model_of(&self, endpoint: &str) -> Option<String> {
+        self.endpoints.get(endpoint).map(|e| e.model.clone())
+    }
+
     /// Read and check a config file; errors name the file, the key and what was expected.
     pub fn load(path: &Path) -> Result<Self, Error> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_owned(), source })?;

@@ -6,4 +6,4 @@ SELECT c.query_id, c.query, c.cot, r.item_id, i.title, r.score AS relevance,
 FROM relevance r
 JOIN cot c ON c.query_id = r.query_id
 JOIN items i ON i.item_id = r.item_id
-WHERE r.relevant AND {{ shard_filter }}
+WHERE r.relevant AND {{ shard_filter("r.query_id") }}

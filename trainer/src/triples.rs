@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Float32Type, Int64Type, UInt64Type};
+use lrem_schemas::{Part, RunDir};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 /// One `<query, CoT, item>` training example.
@@ -44,7 +45,7 @@ impl Split {
 /// Reads every triple of `split` in `run_dir`, checking each file against the schema contract.
 pub fn read(run_dir: &Path, split: Split) -> Result<Vec<Triple>, Error> {
     let table = split.table();
-    let files = lrem_schemas::validate::input_files(&run_dir.join("tables").join(table), table)?;
+    let files = lrem_schemas::validate::input_files(&RunDir::new(run_dir).table(table), table)?;
     let expected = lrem_schemas::table(table)?.schema();
     let mut out = Vec::new();
     for path in files {
@@ -91,7 +92,7 @@ fn append(batch: &RecordBatch, out: &mut Vec<Triple>) {
     }
 }
 
-/// Writes `triples` as `tables/<split>/part-0.parquet` under `run_dir` (the contract's schema):
+/// Writes `triples` as the one part of table `split` under `run_dir` (the contract's schema):
 /// fixtures for tests, and small hand-made training sets.
 pub fn write(run_dir: &Path, split: Split, triples: &[Triple]) -> Result<PathBuf, Error> {
     use std::sync::Arc;
@@ -99,8 +100,8 @@ pub fn write(run_dir: &Path, split: Split, triples: &[Triple]) -> Result<PathBuf
     use arrow::array::{ArrayRef, Float32Array, Int64Array, StringArray, UInt64Array};
     use parquet::arrow::ArrowWriter;
 
-    let dir = run_dir.join("tables").join(split.table());
-    let path = dir.join("part-0.parquet");
+    let dir = RunDir::new(run_dir).table(split.table());
+    let path = dir.join(Part { writer: 0, seq: 0 }.file_name());
     let err = |message: String| Error::Read { path: path.clone(), message };
     std::fs::create_dir_all(&dir).map_err(|e| err(e.to_string()))?;
     let schema = lrem_schemas::table(split.table())?.schema();
@@ -136,11 +137,12 @@ mod tests {
                 title: "Casa Oro dark roast ground coffee 500g".into(),
                 relevance: 0.9,
             };
-            let shard_dir = dir.path().join(format!("shard={shard}"));
-            write(&shard_dir, Split::Rl, &[triple]).unwrap();
-            let part = dir.path().join(format!("tables/triples_rl/shard={shard}"));
+            let alone = dir.path().join(format!("alone-{shard}"));
+            let written = write(&alone, Split::Rl, &[triple]).unwrap();
+            let shard = Some(lrem_schemas::Shard { index: shard as u32, count: 2 });
+            let part = RunDir::new(dir.path()).table_of("triples_rl", shard);
             std::fs::create_dir_all(&part).unwrap();
-            std::fs::rename(shard_dir.join("tables/triples_rl/part-0.parquet"), part.join("part-0.parquet")).unwrap();
+            std::fs::rename(&written, part.join(written.file_name().unwrap())).unwrap();
         }
         let triples = read(dir.path(), Split::Rl).unwrap();
         assert_eq!(triples.iter().map(|t| t.item_id).collect::<Vec<_>>(), [10, 11]);

@@ -5,10 +5,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use lrem_schemas::{RunDir, Shard};
+
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::stages::Shard;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {
@@ -50,45 +51,26 @@ impl StageRecord {
 }
 
 impl Manifest {
-    pub fn path(run_dir: &Path) -> PathBuf {
-        run_dir.join("manifest.json")
+    /// The manifest of the shared stages (`None`) or of one shard's per-query stages, if any.
+    pub fn load(run: &RunDir, shard: Option<Shard>) -> Result<Option<Self>, Error> {
+        Self::load_from(&run.manifest(shard))
     }
 
-    pub fn load(run_dir: &Path) -> Result<Option<Self>, Error> {
-        Self::load_from(&Self::path(run_dir))
-    }
-
-    fn load_from(path: &Path) -> Result<Option<Self>, Error> {
-        let path = path.to_owned();
-        match std::fs::read(&path) {
+    pub fn load_from(path: &Path) -> Result<Option<Self>, Error> {
+        match std::fs::read(path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
                 .map_err(|e| Error::Usage(format!("{}: not a manifest this version can read: {e}", path.display()))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(&path, e)),
+            Err(e) => Err(Error::io(path, e)),
         }
     }
 
-    /// The manifest of one shard's per-query stages (`manifest.shard-i-of-n.json`).
-    pub fn shard_path(run_dir: &Path, shard: Shard) -> PathBuf {
-        run_dir.join(format!("manifest.shard-{}-of-{}.json", shard.index, shard.count))
-    }
-
-    pub fn load_shard(run_dir: &Path, shard: Shard) -> Result<Option<Self>, Error> {
-        Self::load_from(&Self::shard_path(run_dir, shard))
-    }
-
-    pub fn save(&self, run_dir: &Path) -> Result<(), Error> {
-        self.save_as(run_dir, None)
-    }
-
-    pub fn save_as(&self, run_dir: &Path, shard: Option<Shard>) -> Result<(), Error> {
-        let path = match shard {
-            None => Self::path(run_dir),
-            Some(s) => Self::shard_path(run_dir, s),
-        };
+    /// Writes the manifest atomically (a temporary file renamed over it).
+    pub fn save(&self, run: &RunDir, shard: Option<Shard>) -> Result<(), Error> {
+        let path = run.manifest(shard);
         let name = path.file_name().expect("file name").to_string_lossy().into_owned();
-        let temp = run_dir.join(format!(".{name}.tmp"));
+        let temp = run.root().join(format!(".{name}.tmp"));
         let bytes = serde_json::to_vec_pretty(self).map_err(|e| Error::Internal(e.to_string()))?;
         std::fs::write(&temp, bytes).map_err(|e| Error::io(&temp, e))?;
         std::fs::rename(&temp, &path).map_err(|e| Error::io(&path, e))

@@ -18,24 +18,20 @@ use crate::client::ModelClient;
 use crate::client::cache::Cache;
 use crate::progress::Progress;
 use crate::sql::Inspector;
-use crate::stages::{self, Prompts, Shard, StageCtx, StageId, is_shared};
+use crate::stages::{self, DAG, Prompts, Scope, Shard, Stage, StageCtx};
+use lrem_schemas::RunDir;
 use manifest::{Manifest, StageRecord, StageState};
 
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
     pub run_dir: Option<PathBuf>,
     /// Run the stages up to and including this one.
-    pub until: Option<StageId>,
+    pub until: Option<&'static dyn Stage>,
     /// Run only this stage (its upstream must be done).
-    pub only: Option<StageId>,
+    pub only: Option<&'static dyn Stage>,
     /// Run only the per-query stages of this shard (the shared stages must be done).
     pub shard: Option<Shard>,
     pub quiet: bool,
-}
-
-/// Stages that commit parts as they go and resume from them.
-fn resumable(stage: StageId) -> bool {
-    !matches!(stage, StageId::Queries | StageId::HardQueries | StageId::Gain | StageId::Triples)
 }
 
 pub async fn run(config_path: &Path, options: RunOptions) -> Result<(PathBuf, Manifest), Error> {
@@ -47,31 +43,29 @@ pub async fn run(config_path: &Path, options: RunOptions) -> Result<(PathBuf, Ma
             run_dir.display()
         )));
     }
-    let mut selected: Vec<StageId> = match (options.only, options.until) {
+    let mut selected: Vec<&'static dyn Stage> = match (options.only, options.until) {
         (Some(only), _) => vec![only],
-        (None, Some(until)) => StageId::ALL.into_iter().filter(|s| *s <= until).collect(),
-        (None, None) => StageId::ALL.to_vec(),
+        (None, Some(until)) => {
+            DAG.iter().copied().filter(|s| stages::position(*s) <= stages::position(until)).collect()
+        }
+        (None, None) => DAG.to_vec(),
     };
     if options.shard.is_some() {
-        selected.retain(|s| !is_shared(*s));
+        selected.retain(|s| s.scope() != Scope::Shared);
     }
     let inputs = validate_inputs(&config)?;
     let prompts = Prompts::load(&config, Path::new("."))?;
     let clients = connect(&config, &selected).await?;
     // Everything that can be checked was: from here on, the run directory is written.
     std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
-    // Shards run at once, possibly on other machines: each keeps its own cache file.
-    let cache_file = match options.shard {
-        None => "cache.redb".to_string(),
-        Some(s) => format!("cache.shard-{}-of-{}.redb", s.index, s.count),
-    };
-    let cache = Cache::open(&run_dir.join(cache_file))?;
+    let layout = RunDir::new(&run_dir);
+    let cache = Cache::open(&layout.cache(options.shard))?;
     let clients = clients.into_iter().map(|(name, c)| (name, Arc::new(c.with_cache(cache.clone())))).collect();
 
-    let shared = Manifest::load(&run_dir)?.unwrap_or_default();
+    let shared = Manifest::load(&layout, None)?.unwrap_or_default();
     let mut manifest = match options.shard {
         None => shared.clone(),
-        Some(s) => Manifest::load_shard(&run_dir, s)?.unwrap_or_default(),
+        Some(s) => Manifest::load(&layout, Some(s))?.unwrap_or_default(),
     };
     manifest.version = 1;
     manifest.inputs = inputs.clone();
@@ -80,7 +74,7 @@ pub async fn run(config_path: &Path, options: RunOptions) -> Result<(PathBuf, Ma
     let tables = Inspector::open_with_inputs(&run_dir, inputs).await?;
     let mut ctx = StageCtx {
         shard: options.shard,
-        run_dir: run_dir.clone(),
+        run_dir: layout.clone(),
         config,
         prompts,
         tables,
@@ -89,19 +83,20 @@ pub async fn run(config_path: &Path, options: RunOptions) -> Result<(PathBuf, Ma
     };
 
     for stage in selected {
-        let fingerprint = fingerprints[&stage].clone();
+        let fingerprint = fingerprints[stage.name()].clone();
         let previous = manifest.stages.get(stage.name()).cloned().unwrap_or_default();
         if previous.state == StageState::Done && previous.fingerprint == fingerprint {
             tracing::info!(stage = stage.name(), "up to date");
             continue;
         }
         for upstream in stage.upstream() {
-            let records = if options.shard.is_some() && is_shared(*upstream) { &shared } else { &manifest };
+            let shared_upstream = stages::find(upstream)?.scope() == Scope::Shared;
+            let records = if options.shard.is_some() && shared_upstream { &shared } else { &manifest };
             let done = records
                 .stages
-                .get(upstream.name())
-                .is_some_and(|r| r.state == StageState::Done && r.fingerprint == fingerprints[upstream]);
-            if !done && options.shard.is_some() && is_shared(*upstream) {
+                .get(*upstream)
+                .is_some_and(|r| r.state == StageState::Done && r.fingerprint == fingerprints[*upstream]);
+            if !done && options.shard.is_some() && shared_upstream {
                 return Err(Error::Usage(format!(
                     "shards need the shared stages done first: run `lrem-pipeline run --config {} --until hard_queries` once",
                     config_path.display()
@@ -111,35 +106,35 @@ pub async fn run(config_path: &Path, options: RunOptions) -> Result<(PathBuf, Ma
                 return Err(Error::Usage(format!(
                     "stage `{}` needs `{}` to be done with the current config; run without --only (or with --until {})",
                     stage.name(),
-                    upstream.name(),
+                    upstream,
                     stage.name()
                 )));
             }
         }
-        if previous.fingerprint != fingerprint || !resumable(stage) {
+        if previous.fingerprint != fingerprint || !stage.resumable() {
             clear(&ctx, stage)?;
         }
         manifest.stages.insert(
             stage.name().into(),
             StageRecord { fingerprint: fingerprint.clone(), state: StageState::Running, ..Default::default() },
         );
-        manifest.save_as(&run_dir, options.shard)?;
+        manifest.save(&layout, options.shard)?;
         let record = run_one(stage, &mut ctx, fingerprint).await?;
         manifest.stages.insert(stage.name().into(), record);
-        manifest.save_as(&run_dir, options.shard)?;
+        manifest.save(&layout, options.shard)?;
     }
     Ok((run_dir, manifest))
 }
 
-async fn run_one(stage: StageId, ctx: &mut StageCtx, fingerprint: String) -> Result<StageRecord, Error> {
+async fn run_one(stage: &dyn Stage, ctx: &mut StageCtx, fingerprint: String) -> Result<StageRecord, Error> {
     let started = Instant::now();
     // Said before the work, not only after: without a terminal there is no progress bar, and a
     // model stage can run for minutes.
     tracing::info!(stage = stage.name(), "stage started");
     let before: BTreeMap<String, serde_json::Value> =
         ctx.clients.iter().map(|(n, c)| (n.clone(), c.stats.snapshot())).collect();
-    let counts = stages::run_stage(stage, ctx).await?;
-    for table in stage.tables().iter().chain(["failures"].iter()) {
+    let counts = stage.run(ctx).await?;
+    for table in stage.tables().into_iter().chain(["failures"]) {
         ctx.tables.refresh(table).await?;
     }
     let usage = stage
@@ -184,17 +179,17 @@ fn difference(after: &serde_json::Value, before: &serde_json::Value) -> serde_js
     serde_json::Value::Object(out)
 }
 
-fn all_fingerprints(config: &PipelineConfig, prompts: &Prompts) -> BTreeMap<StageId, String> {
-    let mut out: BTreeMap<StageId, String> = BTreeMap::new();
-    for stage in StageId::ALL {
+fn all_fingerprints(config: &PipelineConfig, prompts: &Prompts) -> BTreeMap<&'static str, String> {
+    let mut out: BTreeMap<&'static str, String> = BTreeMap::new();
+    for stage in DAG {
         let upstream: Vec<String> = stage.upstream().iter().map(|u| out[u].clone()).collect();
-        out.insert(stage, stages::fingerprint(stage, config, prompts, &upstream));
+        out.insert(stage.name(), stages::fingerprint(stage, config, prompts, &upstream));
     }
     out
 }
 
 /// Removes a stage's tables and failures, of this shard only (before a rerun).
-fn clear(ctx: &StageCtx, stage: StageId) -> Result<(), Error> {
+fn clear(ctx: &StageCtx, stage: &dyn Stage) -> Result<(), Error> {
     let mut dirs: Vec<PathBuf> = stage.tables().iter().map(|t| ctx.table_dir(t)).collect();
     dirs.push(ctx.failures_dir(stage.name()));
     for dir in dirs {
@@ -221,7 +216,10 @@ fn validate_inputs(config: &PipelineConfig) -> Result<BTreeMap<String, PathBuf>,
 }
 
 /// Clients for the endpoints the selected stages call, each checked against `GET /models`.
-async fn connect(config: &PipelineConfig, selected: &[StageId]) -> Result<BTreeMap<String, ModelClient>, Error> {
+async fn connect(
+    config: &PipelineConfig,
+    selected: &[&'static dyn Stage],
+) -> Result<BTreeMap<String, ModelClient>, Error> {
     let mut clients = BTreeMap::new();
     for name in selected.iter().flat_map(|s| s.endpoints(config)) {
         if clients.contains_key(&name) {

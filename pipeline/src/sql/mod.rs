@@ -25,7 +25,7 @@ use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::{
     CsvReadOptions, DataFrame, JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext, cast, ident, lit,
 };
-use lrem_schemas::{TableKind, TableSpec, all_tables};
+use lrem_schemas::{RunDir, TableKind, TableSpec, all_tables};
 
 use crate::Error;
 use crate::run::manifest::Manifest;
@@ -54,7 +54,7 @@ impl Inspector {
         if !dir.is_dir() {
             return Err(Error::Usage(format!("--run {}: no such directory", dir.display())));
         }
-        let inputs = Manifest::load(dir)?.map(|m| m.inputs).unwrap_or_default();
+        let inputs = Manifest::load(&RunDir::new(dir), None)?.map(|m| m.inputs).unwrap_or_default();
         let inspector = Self::open_with_inputs(dir, inputs).await?;
         inspector.register_cache()?;
         Ok(inspector)
@@ -73,7 +73,7 @@ impl Inspector {
             Field::new("response", DataType::Utf8, false),
             Field::new("created_at", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false),
         ]));
-        let path = self.dir.join("cache.redb");
+        let path = RunDir::new(&self.dir).cache(None);
         let entries = if path.exists() {
             match crate::client::cache::Cache::open(&path).and_then(|c| c.entries()) {
                 Ok(entries) => entries,
@@ -175,13 +175,10 @@ impl Inspector {
 }
 
 fn locate(dir: &Path, spec: &TableSpec) -> Source {
+    let run = RunDir::new(dir);
     let candidates: Vec<PathBuf> = match spec.kind {
-        TableKind::Input => ["parquet", "csv", "jsonl"]
-            .iter()
-            .map(|ext| dir.join(format!("{}.{ext}", spec.name)))
-            .chain([dir.join(spec.name), dir.join("inputs").join(spec.name)])
-            .collect(),
-        TableKind::Stage => vec![dir.join("tables").join(spec.name)],
+        TableKind::Input => run.input_candidates(spec.name),
+        TableKind::Stage => vec![run.table(spec.name)],
     };
     candidates
         .into_iter()

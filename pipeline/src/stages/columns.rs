@@ -2,7 +2,7 @@
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::compute::cast;
-use arrow::datatypes::{DataType, Field, Float32Type, Int64Type, UInt64Type};
+use arrow::datatypes::{DataType, Field, FieldRef, Float32Type, Int64Type, UInt64Type};
 
 use crate::Error;
 
@@ -49,16 +49,22 @@ pub fn f32_lists(batch: &RecordBatch, name: &str) -> Result<Vec<Vec<f32>>, Error
         .collect())
 }
 
+/// The item field of a list column of `table_schema` (what a list built for it must carry).
+pub fn list_item_field(table_schema: &arrow::datatypes::Schema, column: &str) -> Result<FieldRef, Error> {
+    match table_schema.field_with_name(column)?.data_type() {
+        DataType::List(item) => Ok(item.clone()),
+        _ => Err(Error::Internal(format!("{column} is not a list column"))),
+    }
+}
+
 /// A list column of `table_schema` built from `rows`, with the schema's exact item field.
 pub fn string_list_array<'a>(
     table_schema: &arrow::datatypes::Schema,
     column: &str,
     rows: impl Iterator<Item = &'a Vec<String>>,
 ) -> Result<std::sync::Arc<dyn Array>, Error> {
-    let DataType::List(item) = table_schema.field_with_name(column)?.data_type() else {
-        return Err(Error::Internal(format!("{column} is not a list column")));
-    };
-    let mut list = arrow::array::ListBuilder::new(arrow::array::StringBuilder::new()).with_field(item.clone());
+    let item = list_item_field(table_schema, column)?;
+    let mut list = arrow::array::ListBuilder::new(arrow::array::StringBuilder::new()).with_field(item);
     for keywords in rows {
         list.append_value(keywords.iter().map(Some));
     }

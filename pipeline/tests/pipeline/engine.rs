@@ -6,7 +6,7 @@ use crate::common::{self, Endpoint, Fault};
 use lrem_pipeline::run::manifest::{Manifest, StageState};
 use lrem_pipeline::run::{RunOptions, run};
 use lrem_pipeline::sql::{Inspector, OutputFormat, render};
-use lrem_pipeline::stages::StageId;
+use lrem_pipeline::stages;
 
 struct World {
     _dir: tempfile::TempDir,
@@ -93,7 +93,7 @@ async fn number(run_dir: &Path, query: &str) -> i64 {
 
 /// The first mined hard query texts (runs the DAG up to mining).
 async fn hard_queries(world: &World, config: &Path, n: usize) -> Vec<String> {
-    run(config, RunOptions { until: Some(StageId::HardQueries), ..quiet() }).await.unwrap();
+    run(config, RunOptions { until: Some(stages::find("hard_queries").unwrap()), ..quiet() }).await.unwrap();
     let csv = sql(&world.run_dir(), &format!("select query from hard_queries order by query_id limit {n}")).await;
     let found: Vec<String> = csv.lines().skip(1).map(|l| l.trim_matches('"').to_string()).collect();
     assert_eq!(found.len(), n, "the small world mines at least {n} hard queries");
@@ -106,7 +106,7 @@ async fn whole_dag_writes_valid_triples_and_reconciles() {
     let endpoint = Endpoint::default();
     let config = world.config(&endpoint.start().await, "");
     let (run_dir, manifest) = run(&config, quiet()).await.unwrap();
-    for stage in StageId::ALL {
+    for stage in stages::DAG {
         let record = &manifest.stages[stage.name()];
         assert_eq!(record.state, StageState::Done, "{}", stage.name());
         assert!(record.reconciles(), "{}: {record:?}", stage.name());
@@ -307,7 +307,7 @@ async fn the_api_key_never_reaches_failures_or_the_manifest() {
     let failures = sql(&run_dir, "select message from failures").await;
     assert!(failures.contains("upstream failed for request with Bearer [redacted]"), "{failures}");
     assert!(!failures.contains(KEY));
-    let manifest = std::fs::read_to_string(Manifest::path(&run_dir)).unwrap();
+    let manifest = std::fs::read_to_string(lrem_schemas::RunDir::new(&run_dir).manifest(None)).unwrap();
     assert!(manifest.contains("LREM_TEST_SECRET_KEY") && !manifest.contains(KEY));
 }
 
@@ -327,14 +327,17 @@ async fn shards_together_equal_one_unsharded_run() {
     let shard = |i| RunOptions { shard: Some(lrem_pipeline::stages::Shard { index: i, count: 3 }), ..quiet() };
     let err = run(&sharded, shard(0)).await.err().unwrap().to_string();
     assert!(err.contains("shards need the shared stages done first"), "{err}");
-    run(&sharded, RunOptions { until: Some(StageId::HardQueries), ..quiet() }).await.unwrap();
+    run(&sharded, RunOptions { until: Some(stages::find("hard_queries").unwrap()), ..quiet() }).await.unwrap();
     for i in 0..3 {
         run(&sharded, shard(i)).await.unwrap();
         assert!(world.run_dir().join(format!("tables/triples/shard={i}")).is_dir());
         assert!(
-            Manifest::load_shard(&world.run_dir(), lrem_pipeline::stages::Shard { index: i, count: 3 })
-                .unwrap()
-                .is_some()
+            Manifest::load(
+                &lrem_schemas::RunDir::new(world.run_dir()),
+                Some(lrem_pipeline::stages::Shard { index: i, count: 3 })
+            )
+            .unwrap()
+            .is_some()
         );
     }
     for table in ["reasoning", "cot", "gain", "relevance", "triples", "triples_rl", "triples_cold_start"] {

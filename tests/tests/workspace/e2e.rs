@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use lrem_pipeline::run::manifest::StageState;
 use lrem_pipeline::run::{RunOptions, run};
 use lrem_pipeline::sql::{Inspector, OutputFormat, render};
-use lrem_pipeline::stages::StageId;
+use lrem_pipeline::stages;
 use lrem_trainer::serve::{ServeConfig, bind};
 
 fn root() -> PathBuf {
@@ -63,7 +63,7 @@ async fn pipeline_on_the_embedded_models_writes_valid_triples() {
     std::fs::write(&config_path, config).unwrap();
 
     let (run_dir, manifest) = run(&config_path, RunOptions { quiet: true, ..Default::default() }).await.unwrap();
-    for stage in StageId::ALL {
+    for stage in stages::DAG {
         let record = &manifest.stages[stage.name()];
         assert_eq!(record.state, StageState::Done, "{}", stage.name());
         assert!(record.reconciles(), "{}: {record:?}", stage.name());

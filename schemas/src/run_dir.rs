@@ -1,0 +1,179 @@
+//! The layout of a run directory, in one place: both halves find tables, parts, shards,
+//! manifests and the response cache through [`RunDir`] and never spell a path themselves.
+//!
+//! ```text
+//! <run>/manifest.json                      shared stages (and the whole run when not sharded)
+//! <run>/manifest.shard-<i>-of-<n>.json     one shard's per-query stages
+//! <run>/cache.redb | cache.shard-<i>-of-<n>.redb
+//! <run>/tables/<table>/[shard=<i>/]part-<writer>-<seq>.parquet
+//! <run>/tables/<table>/[shard=<i>/]_part-<writer>-<seq>.json    counts of a committed part
+//! <run>/tables/failures/stage=<stage>/[shard=<i>/]part-<writer>-<seq>.parquet
+//! <run>/<input>.{parquet,csv,jsonl} | <run>/<input>/ | <run>/inputs/<input>/
+//! ```
+//!
+//! A second storage backend (an object store) changes this type: its callers ask it for
+//! locations by meaning (a table, a part, a manifest) and never join path segments.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// One of `count` shards of the per-query stages: the queries with `query_id % count == index`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    /// Parses `i/n` (0 <= i < n).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = || format!("--shard {text}: expected i/n with 0 <= i < n, e.g. 0/8");
+        let (i, n) = text.split_once('/').ok_or_else(bad)?;
+        let (index, count): (u32, u32) = (i.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+        if count == 0 || index >= count {
+            return Err(bad());
+        }
+        Ok(Self { index, count })
+    }
+}
+
+impl fmt::Display for Shard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+/// A part of a table: written by one writer (a partition of a SQL stage; 0 for a streaming
+/// stage), numbered in the order it was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Part {
+    pub writer: usize,
+    pub seq: usize,
+}
+
+impl Part {
+    pub fn file_name(self) -> String {
+        format!("part-{:03}-{:05}.parquet", self.writer, self.seq)
+    }
+
+    /// Counts of the part, written before the part itself (so a part on disk always has them).
+    pub fn sidecar_name(self) -> String {
+        format!("_part-{:03}-{:05}.json", self.writer, self.seq)
+    }
+
+    /// The part a file name names, if it names one.
+    pub fn parse(file_name: &str) -> Option<Self> {
+        let (writer, seq) = file_name.strip_prefix("part-")?.strip_suffix(".parquet")?.split_once('-')?;
+        Some(Self { writer: writer.parse().ok()?, seq: seq.parse().ok()? })
+    }
+}
+
+/// Where the pieces of one run live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunDir {
+    root: PathBuf,
+}
+
+/// Input files are looked for with these extensions, in this order.
+pub const INPUT_EXTENSIONS: [&str; 3] = ["parquet", "csv", "jsonl"];
+
+impl RunDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The directory of a table: all of its shards below it.
+    pub fn table(&self, table: &str) -> PathBuf {
+        self.root.join("tables").join(table)
+    }
+
+    /// Where one shard (or the unsharded run) writes `table`.
+    pub fn table_of(&self, table: &str, shard: Option<Shard>) -> PathBuf {
+        shard_dir(self.table(table), shard)
+    }
+
+    /// Where one shard (or the unsharded run) writes the failures of `stage`.
+    pub fn failures_of(&self, stage: &str, shard: Option<Shard>) -> PathBuf {
+        shard_dir(self.table("failures").join(format!("stage={stage}")), shard)
+    }
+
+    /// The manifest of the shared stages (`None`) or of one shard's per-query stages.
+    pub fn manifest(&self, shard: Option<Shard>) -> PathBuf {
+        match shard {
+            None => self.root.join("manifest.json"),
+            Some(s) => self.root.join(format!("manifest.shard-{}-of-{}.json", s.index, s.count)),
+        }
+    }
+
+    /// The shard manifests present, in name order.
+    pub fn shard_manifests(&self) -> std::io::Result<Vec<PathBuf>> {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(&self.root)?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("manifest.shard-")))
+            .collect();
+        found.sort();
+        Ok(found)
+    }
+
+    /// The response cache; shards run at once, possibly on other machines, so each has its own.
+    pub fn cache(&self, shard: Option<Shard>) -> PathBuf {
+        match shard {
+            None => self.root.join("cache.redb"),
+            Some(s) => self.root.join(format!("cache.shard-{}-of-{}.redb", s.index, s.count)),
+        }
+    }
+
+    /// Where an input table may lie in the directory, in the order they are tried.
+    pub fn input_candidates(&self, table: &str) -> Vec<PathBuf> {
+        INPUT_EXTENSIONS
+            .iter()
+            .map(|ext| self.root.join(format!("{table}.{ext}")))
+            .chain([self.root.join(table), self.root.join("inputs").join(table)])
+            .collect()
+    }
+}
+
+fn shard_dir(dir: PathBuf, shard: Option<Shard>) -> PathBuf {
+    match shard {
+        None => dir,
+        Some(s) => dir.join(format!("shard={}", s.index)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_names_round_trip_and_sort_in_write_order() {
+        let parts = [Part { writer: 0, seq: 2 }, Part { writer: 0, seq: 10 }, Part { writer: 1, seq: 0 }];
+        let mut names: Vec<String> = parts.iter().map(|p| p.file_name()).collect();
+        names.sort();
+        assert_eq!(names.iter().map(|n| Part::parse(n).unwrap()).collect::<Vec<_>>(), parts);
+        assert_eq!(Part::parse("_part-000-00001.json"), None);
+        assert_eq!(Part::parse("part-0.parquet"), None);
+    }
+
+    #[test]
+    fn shards_have_their_own_tables_manifest_and_cache() {
+        let run = RunDir::new("/r");
+        let s = Some(Shard { index: 2, count: 8 });
+        assert_eq!(run.table_of("cot", s), Path::new("/r/tables/cot/shard=2"));
+        assert_eq!(run.failures_of("cot", None), Path::new("/r/tables/failures/stage=cot"));
+        assert_eq!(run.manifest(s), Path::new("/r/manifest.shard-2-of-8.json"));
+        assert_eq!(run.cache(s), Path::new("/r/cache.shard-2-of-8.redb"));
+    }
+
+    #[test]
+    fn shard_parse_names_the_flag() {
+        assert_eq!(Shard::parse("3/8"), Ok(Shard { index: 3, count: 8 }));
+        for bad in ["8/8", "1", "a/2", "0/0"] {
+            assert!(Shard::parse(bad).unwrap_err().starts_with(&format!("--shard {bad}:")));
+        }
+    }
+}
