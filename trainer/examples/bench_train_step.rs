@@ -14,10 +14,11 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use burn::optim::Optimizer;
 use burn::tensor::backend::AutodiffBackend;
+use lrem_trainer::format::QuerySequence;
 use lrem_trainer::model::decoder::{Decoder, DecoderConfig};
 use lrem_trainer::model::weights::{HostTensor, WeightSource};
 use lrem_trainer::train::config::{LossConfig, OptimConfig};
-use lrem_trainer::train::data::{Example, QuerySequence};
+use lrem_trainer::train::data::Example;
 use lrem_trainer::train::optim::{adamw, clip_global_norm};
 use lrem_trainer::train::step::batch_gradients;
 

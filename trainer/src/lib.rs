@@ -9,6 +9,7 @@
 
 pub mod backend;
 pub mod eval;
+pub mod format;
 pub mod lrem;
 pub mod model;
 pub mod plot;

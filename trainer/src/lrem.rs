@@ -7,11 +7,9 @@ use std::path::Path;
 use anyhow::{Context, Result, anyhow};
 use burn::tensor::backend::Backend;
 
-use crate::eval::pool_last;
+use crate::format::{EMB, END_THINK, LremSettings, Prompting, pool_last};
 use crate::model::LanguageModel;
 use crate::model::generate::{SamplingParams, generate};
-use crate::train::LremSettings;
-use crate::train::data::Prompting;
 
 pub struct LremModel<B: Backend> {
     pub lm: LanguageModel<B>,
@@ -38,7 +36,7 @@ impl<B: Backend> LremModel<B> {
         .with_context(|| path.display().to_string())?;
         let token =
             |s: &str| lm.tokenizer.token_id(s).ok_or_else(|| anyhow!("{}: the tokenizer lacks {s}", dir.display()));
-        let (end_think, emb) = (token("</think>")?, token("<emb>")?);
+        let (end_think, emb) = (token(END_THINK)?, token(EMB)?);
         Ok(Self { lm, settings, end_think, emb })
     }
 

@@ -103,6 +103,26 @@ fn main() -> ExitCode {
     }
 }
 
+/// A flag the first Ctrl-C sets (training checkpoints after the step in progress and stops);
+/// a second Ctrl-C exits at once.
+fn on_ctrl_c() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let set = flag.clone();
+    std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_io().build() else { return };
+        runtime.block_on(async {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("\ninterrupt: checkpointing after the step in progress (Ctrl-C again to quit now)");
+                set.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            if tokio::signal::ctrl_c().await.is_ok() {
+                std::process::exit(130);
+            }
+        });
+    });
+    flag
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Data { run, show } => {
@@ -150,8 +170,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(w) = ntp_weight {
                 config.loss.ntp_weight = w;
             }
-            let options = RunOptions { resume, stop_after, progress: true };
+            let options = RunOptions { resume, stop_after, interrupt: Some(on_ctrl_c()), progress: true };
             let outcome = cold_start::<Train>(&config, &run_dir, &options, &Default::default())?;
+            if outcome.interrupted {
+                eprintln!(
+                    "interrupted at step {} of {}: checkpointed in {}/checkpoints; continue with --resume",
+                    outcome.state.step,
+                    outcome.state.total_steps,
+                    run_dir.display()
+                );
+                std::process::exit(130);
+            }
             let last = outcome.records.last();
             println!(
                 "cold start: {} of {} steps{}; metrics {}/metrics.jsonl, curves {}/curves.svg",

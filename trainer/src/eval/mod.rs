@@ -17,13 +17,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use crate::format::{Prompting, normalised, pool_last};
 use crate::lrem::LremModel;
 use crate::model::LanguageModel;
 use crate::model::bert::SentenceEncoder;
-use crate::model::decoder::Decoder;
-use crate::model::layers::host;
-use crate::train::data::Prompting;
-use crate::train::loss::last_hidden;
 use crate::triples::{self, Split};
 use inputs::JudgedQuery;
 
@@ -89,33 +86,6 @@ pub struct EvalResult {
     pub retrievers: Vec<RetrieverResult>,
     /// A few generated CoTs of the first trained model: (query, CoT).
     pub cot_examples: Vec<(String, String)>,
-}
-
-/// Unit-length rows on the host.
-fn normalised(rows: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
-    rows.into_iter()
-        .map(|v| {
-            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-            v.into_iter().map(|x| x / n).collect()
-        })
-        .collect()
-}
-
-/// The last position's hidden state of each sequence, batched by length.
-pub fn pool_last<B: Backend>(model: &Decoder<B>, seqs: &[Vec<u32>], batch: usize) -> Vec<Vec<f32>> {
-    let mut order: Vec<usize> = (0..seqs.len()).collect();
-    order.sort_by_key(|&i| seqs[i].len());
-    let mut out = vec![Vec::new(); seqs.len()];
-    for chunk in order.chunks(batch.max(1)) {
-        let refs: Vec<&[u32]> = chunk.iter().map(|&i| seqs[i].as_slice()).collect();
-        let (emb, _) = last_hidden(model, &refs);
-        let h = emb.dims()[1];
-        let values = host(emb);
-        for (r, &i) in chunk.iter().enumerate() {
-            out[i] = values[r * h..(r + 1) * h].to_vec();
-        }
-    }
-    normalised(out)
 }
 
 fn score(

@@ -45,12 +45,4 @@ impl<B: Backend> LanguageModel<B> {
         let model = Decoder::load(&config, &mut hf::SafetensorsFolder::open(path)?, device)?;
         Ok(Self { config, model, tokenizer })
     }
-
-    /// Adds `<think>`, `</think>`, `<emb>` to the tokenizer and grows the embedding to match.
-    pub fn add_lrem_tokens(mut self) -> Self {
-        let added = self.tokenizer.add_special_tokens(&tokenizer::LREM_TOKENS);
-        self.model = self.model.grow_vocab(added);
-        self.config.vocab_size += added;
-        self
-    }
 }

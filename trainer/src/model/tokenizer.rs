@@ -13,7 +13,6 @@ use tokenizers::{AddedToken, Tokenizer};
 use super::gguf::GgufFile;
 
 /// The tokens LREM adds: the model thinks between the first two and embeds at the third.
-pub const LREM_TOKENS: [&str; 3] = ["<think>", "</think>", "<emb>"];
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ChatMessage {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::backend::Inference;
-use crate::eval::pool_last;
+use crate::format::pool_last;
 use crate::lrem::LremModel;
 use crate::model::LanguageModel;
 use crate::model::bert::SentenceEncoder;

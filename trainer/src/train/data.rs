@@ -11,61 +11,8 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use crate::model::tokenizer::{ChatMessage, TextTokenizer};
+use crate::format::{Prompting, QuerySequence};
 use crate::triples::Triple;
-
-/// How texts become sequences for one model: its tokenizer, template and system turn.
-pub struct Prompting<'t> {
-    pub tokenizer: &'t TextTokenizer,
-    pub system_prompt: Option<String>,
-}
-
-/// A query sequence and where its trained continuation starts.
-#[derive(Debug, Clone, PartialEq)]
-pub struct QuerySequence {
-    pub ids: Vec<u32>,
-    /// Index of the first NTP target: the token after `<think>`. Targets run to the end
-    /// (the CoT, `</think>`, `<emb>`).
-    pub first_target: usize,
-}
-
-impl Prompting<'_> {
-    fn messages(&self, user: String) -> Vec<ChatMessage> {
-        let mut messages = Vec::new();
-        if let Some(system) = &self.system_prompt {
-            messages.push(ChatMessage { role: "system".into(), content: system.clone() });
-        }
-        messages.push(ChatMessage { role: "user".into(), content: user });
-        messages
-    }
-
-    /// The prompt a model continues from at inference: the template's generation prompt
-    /// followed by `<think>`.
-    pub fn query_prompt(&self, query: &str) -> Result<Vec<u32>> {
-        let text = self.tokenizer.render_chat(&self.messages(query.to_string()), true)?;
-        self.tokenizer.encode(&format!("{text}<think>"), false)
-    }
-
-    /// `prompt<think>cot</think><emb>`.
-    pub fn query_sequence(&self, query: &str, cot: &str) -> Result<QuerySequence> {
-        let mut ids = self.query_prompt(query)?;
-        let first_target = ids.len();
-        ids.extend(self.tokenizer.encode(&format!("{cot}</think><emb>"), false)?);
-        Ok(QuerySequence { ids, first_target })
-    }
-
-    /// `prompt<emb>` for an item title.
-    pub fn item_sequence(&self, title: &str) -> Result<Vec<u32>> {
-        let text = self.tokenizer.render_chat(&self.messages(format!("Item: {title}")), true)?;
-        self.tokenizer.encode(&format!("{text}<emb>"), false)
-    }
-
-    /// A plain rendering with no LREM tokens (the base decoder's last-token pooling baseline).
-    pub fn plain_sequence(&self, user: &str) -> Result<Vec<u32>> {
-        let text = self.tokenizer.render_chat(&self.messages(user.to_string()), true)?;
-        self.tokenizer.encode(&text, false)
-    }
-}
 
 /// One training pair, tokenised.
 #[derive(Debug, Clone, PartialEq)]

@@ -8,23 +8,6 @@ use burn::tensor::{Int, Tensor, TensorData};
 use crate::model::decoder::Decoder;
 use crate::model::layers::tensor;
 
-/// Left-pads sequences to one length; `valid` marks real tokens.
-pub fn left_pad(seqs: &[&[u32]]) -> (Vec<Vec<u32>>, Vec<Vec<bool>>) {
-    let t = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
-    let ids = seqs.iter().map(|s| std::iter::repeat_n(0, t - s.len()).chain(s.iter().copied()).collect()).collect();
-    let valid = seqs.iter().map(|s| (0..t).map(|i| i >= t - s.len()).collect()).collect();
-    (ids, valid)
-}
-
-/// Runs sequences (each ending in the pooled token) and returns the last position's hidden
-/// state `[batch, hidden]` and all hidden states `[batch, t, hidden]`.
-pub fn last_hidden<B: Backend>(model: &Decoder<B>, seqs: &[&[u32]]) -> (Tensor<B, 2>, Tensor<B, 3>) {
-    let (ids, valid) = left_pad(seqs);
-    let hidden = model.forward(&ids, &valid, None);
-    let [b, t, h] = hidden.dims();
-    (hidden.clone().narrow(1, t - 1, 1).reshape([b, h]), hidden)
-}
-
 /// The NTP targets of left-padded sequences: for each target token, its row in the flattened
 /// `[batch · t]` hidden states (the position before it) and its id.
 pub fn ntp_targets(seqs: &[(&[u32], usize)]) -> (Vec<i64>, Vec<i64>) {

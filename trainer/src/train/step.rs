@@ -15,7 +15,8 @@ use burn::tensor::backend::AutodiffBackend;
 
 use super::config::LossConfig;
 use super::data::Example;
-use super::loss::{info_nce, last_hidden, ntp_sum, ntp_targets};
+use super::loss::{info_nce, ntp_sum, ntp_targets};
+use crate::format::last_hidden;
 use crate::model::decoder::Decoder;
 
 /// The loss of one batch, split into its parts (values, not graphs).

@@ -256,7 +256,7 @@ fn server_answers_real_requests_and_every_bad_input() {
 #[test]
 fn json_schema_output_and_decoder_embeddings() {
     use lrem_trainer::backend::Inference;
-    use lrem_trainer::eval::pool_last;
+    use lrem_trainer::format::pool_last;
     use lrem_trainer::model::LanguageModel;
 
     let gguf = smollm2();
@@ -332,11 +332,12 @@ fn json_schema_output_and_decoder_embeddings() {
 #[test]
 fn lrem_model_embeds_queries_after_a_cot() {
     use lrem_trainer::backend::Inference;
+    use lrem_trainer::format::TOKENS as LREM_TOKENS;
     use lrem_trainer::lrem::LremModel;
     use lrem_trainer::model::decoder::DecoderConfig;
     use lrem_trainer::model::export::export_random_decoder;
     use lrem_trainer::model::gguf::GgufFile;
-    use lrem_trainer::model::tokenizer::{LREM_TOKENS, TextTokenizer};
+    use lrem_trainer::model::tokenizer::TextTokenizer;
 
     let gguf = smollm2();
     let mut tokenizer = TextTokenizer::from_gguf(&GgufFile::open(&gguf).unwrap()).unwrap();

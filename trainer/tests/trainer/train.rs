@@ -9,14 +9,16 @@ use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
 use lrem_trainer::backend::{Cpu, CpuAutodiff};
+use lrem_trainer::format::TOKENS as LREM_TOKENS;
+use lrem_trainer::format::{Prompting, QuerySequence};
 use lrem_trainer::model::LanguageModel;
 use lrem_trainer::model::decoder::DecoderConfig;
 use lrem_trainer::model::export::export_random_decoder;
 use lrem_trainer::model::gguf::GgufFile;
 use lrem_trainer::model::layers::{host, tensor};
-use lrem_trainer::model::tokenizer::{LREM_TOKENS, TextTokenizer};
+use lrem_trainer::model::tokenizer::TextTokenizer;
 use lrem_trainer::train::config::TrainConfig;
-use lrem_trainer::train::data::{Example, Prompting, QuerySequence, epoch_batches, prepare};
+use lrem_trainer::train::data::{Example, epoch_batches, prepare};
 use lrem_trainer::train::loss::{info_nce, ntp_targets};
 use lrem_trainer::train::step::batch_gradients;
 use lrem_trainer::train::{RunOptions, cold_start};
@@ -274,4 +276,44 @@ fn a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint() {
     assert!(err.contains("non-finite loss at step 3") && err.contains("step-000002"), "{err}");
     assert!(!run.join("checkpoints/step-000003").exists());
     assert!(run.join("checkpoints/step-000002/state.json").exists());
+}
+
+#[test]
+fn ctrl_c_checkpoints_the_step_in_progress_and_exits_130() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = toy_config(dir.path());
+    // Long enough that the interrupt lands mid-run; checkpoints only at the end otherwise.
+    config.optim.epochs = 10_000;
+    config.checkpoint.every_steps = 1_000_000;
+    let config_path = dir.path().join("train.toml");
+    std::fs::write(&config_path, toml::to_string(&config).unwrap()).unwrap();
+    let run = dir.path().join("run");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lrem-train"))
+        .args(["cold-start", "--config"])
+        .arg(&config_path)
+        .arg("--run-dir")
+        .arg(&run)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let metrics = run.join("metrics.jsonl");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while std::fs::read_to_string(&metrics).map_or(0, |m| m.lines().count()) < 2 {
+        assert!(std::time::Instant::now() < deadline, "no training step within 120 s");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let kill = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("continue with --resume"), "{stderr}");
+    // The checkpoint holds the last step written to the metrics, and the run resumes from it.
+    let steps = std::fs::read_to_string(&metrics).unwrap().lines().count();
+    let saved = lrem_trainer::train::checkpoint::list(&run).unwrap();
+    assert!(saved.last().unwrap().ends_with(format!("step-{steps:06}")), "{saved:?} after {steps} steps");
+    let options = RunOptions { resume: true, stop_after: Some(steps + 1), ..Default::default() };
+    let resumed = cold_start::<CpuAutodiff>(&config, &run, &options, &Default::default()).unwrap();
+    assert_eq!(resumed.state.step, steps + 1);
 }

@@ -1,0 +1,132 @@
+//! The LREM sequence format, in one place: the tokens it adds, how a query, a query with its
+//! CoT, an item and a plain text become token sequences (chat template, `<think>…</think><emb>`),
+//! what an exported model records about it (`lrem.json`), and how the `<emb>` state is pooled.
+//! Training, evaluation, serving and [`crate::lrem`] all go through here.
+
+use anyhow::Result;
+use burn::tensor::Tensor;
+use burn::tensor::backend::Backend;
+
+use crate::model::LanguageModel;
+use crate::model::decoder::Decoder;
+use crate::model::layers::host;
+use crate::model::tokenizer::{ChatMessage, TextTokenizer};
+
+pub const THINK: &str = "<think>";
+pub const END_THINK: &str = "</think>";
+pub const EMB: &str = "<emb>";
+/// The tokens LREM adds to a base decoder's vocabulary.
+pub const TOKENS: [&str; 3] = [THINK, END_THINK, EMB];
+
+impl<B: Backend> LanguageModel<B> {
+    /// Adds `<think>`, `</think>`, `<emb>` to the tokenizer and grows the embedding to match.
+    pub fn add_lrem_tokens(mut self) -> Self {
+        let added = self.tokenizer.add_special_tokens(&TOKENS);
+        self.model = self.model.grow_vocab(added);
+        self.config.vocab_size += added;
+        self
+    }
+}
+
+/// The `lrem.json` beside an exported model: how its sequences are rendered.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct LremSettings {
+    pub system_prompt: Option<String>,
+}
+
+/// How texts become sequences for one model: its tokenizer, template and system turn.
+pub struct Prompting<'t> {
+    pub tokenizer: &'t TextTokenizer,
+    pub system_prompt: Option<String>,
+}
+
+/// A query sequence and where its trained continuation starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuerySequence {
+    pub ids: Vec<u32>,
+    /// Index of the first NTP target: the token after `<think>`. Targets run to the end
+    /// (the CoT, `</think>`, `<emb>`).
+    pub first_target: usize,
+}
+
+impl Prompting<'_> {
+    fn messages(&self, user: String) -> Vec<ChatMessage> {
+        let mut messages = Vec::new();
+        if let Some(system) = &self.system_prompt {
+            messages.push(ChatMessage { role: "system".into(), content: system.clone() });
+        }
+        messages.push(ChatMessage { role: "user".into(), content: user });
+        messages
+    }
+
+    /// The prompt a model continues from at inference: the template's generation prompt
+    /// followed by `<think>`.
+    pub fn query_prompt(&self, query: &str) -> Result<Vec<u32>> {
+        let text = self.tokenizer.render_chat(&self.messages(query.to_string()), true)?;
+        self.tokenizer.encode(&format!("{text}{THINK}"), false)
+    }
+
+    /// `prompt<think>cot</think><emb>`.
+    pub fn query_sequence(&self, query: &str, cot: &str) -> Result<QuerySequence> {
+        let mut ids = self.query_prompt(query)?;
+        let first_target = ids.len();
+        ids.extend(self.tokenizer.encode(&format!("{cot}{END_THINK}{EMB}"), false)?);
+        Ok(QuerySequence { ids, first_target })
+    }
+
+    /// `prompt<emb>` for an item title.
+    pub fn item_sequence(&self, title: &str) -> Result<Vec<u32>> {
+        let text = self.tokenizer.render_chat(&self.messages(format!("Item: {title}")), true)?;
+        self.tokenizer.encode(&format!("{text}{EMB}"), false)
+    }
+
+    /// A plain rendering with no LREM tokens (the base decoder's last-token pooling baseline).
+    pub fn plain_sequence(&self, user: &str) -> Result<Vec<u32>> {
+        let text = self.tokenizer.render_chat(&self.messages(user.to_string()), true)?;
+        self.tokenizer.encode(&text, false)
+    }
+}
+
+/// Unit-length rows on the host.
+pub(crate) fn normalised(rows: Vec<Vec<f32>>) -> Vec<Vec<f32>> {
+    rows.into_iter()
+        .map(|v| {
+            let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+            v.into_iter().map(|x| x / n).collect()
+        })
+        .collect()
+}
+
+/// The last position's hidden state of each sequence, batched by length.
+pub fn pool_last<B: Backend>(model: &Decoder<B>, seqs: &[Vec<u32>], batch: usize) -> Vec<Vec<f32>> {
+    let mut order: Vec<usize> = (0..seqs.len()).collect();
+    order.sort_by_key(|&i| seqs[i].len());
+    let mut out = vec![Vec::new(); seqs.len()];
+    for chunk in order.chunks(batch.max(1)) {
+        let refs: Vec<&[u32]> = chunk.iter().map(|&i| seqs[i].as_slice()).collect();
+        let (emb, _) = last_hidden(model, &refs);
+        let h = emb.dims()[1];
+        let values = host(emb);
+        for (r, &i) in chunk.iter().enumerate() {
+            out[i] = values[r * h..(r + 1) * h].to_vec();
+        }
+    }
+    normalised(out)
+}
+
+/// Left-pads sequences to one length; `valid` marks real tokens.
+pub fn left_pad(seqs: &[&[u32]]) -> (Vec<Vec<u32>>, Vec<Vec<bool>>) {
+    let t = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
+    let ids = seqs.iter().map(|s| std::iter::repeat_n(0, t - s.len()).chain(s.iter().copied()).collect()).collect();
+    let valid = seqs.iter().map(|s| (0..t).map(|i| i >= t - s.len()).collect()).collect();
+    (ids, valid)
+}
+
+/// Runs sequences (each ending in the pooled token) and returns the last position's hidden
+/// state `[batch, hidden]` and all hidden states `[batch, t, hidden]`.
+pub fn last_hidden<B: Backend>(model: &Decoder<B>, seqs: &[&[u32]]) -> (Tensor<B, 2>, Tensor<B, 3>) {
+    let (ids, valid) = left_pad(seqs);
+    let hidden = model.forward(&ids, &valid, None);
+    let [b, t, h] = hidden.dims();
+    (hidden.clone().narrow(1, t - 1, 1).reshape([b, h]), hidden)
+}

@@ -1,0 +1,98 @@
+//! What a cold-start run starts from: the base model with the LREM tokens, the prepared
+//! examples, the schedule of every epoch, and the model, optimizer and position of the newest
+//! checkpoint when resuming.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use burn::optim::AdamW;
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::tensor::backend::AutodiffBackend;
+
+use super::checkpoint::{self, TrainState};
+use super::config::TrainConfig;
+use super::data::{Example, epoch_batches, prepare};
+use super::{RunOptions, metrics, optim};
+use crate::format::Prompting;
+use crate::model::LanguageModel;
+use crate::model::decoder::{Decoder, DecoderConfig};
+use crate::model::tokenizer::TextTokenizer;
+use crate::triples::{self, Split};
+
+pub(super) type Optim<B> = OptimizerAdaptor<AdamW, Decoder<B>, B>;
+
+pub(super) struct Setup<B: AutodiffBackend> {
+    pub lm_config: DecoderConfig,
+    pub tokenizer: TextTokenizer,
+    pub examples: Vec<Example>,
+    /// The batches of every epoch, as indices into `examples`.
+    pub epochs: Vec<Vec<Vec<usize>>>,
+    pub model: Decoder<B>,
+    pub optim: Optim<B>,
+    pub state: TrainState,
+    pub last_saved: Option<PathBuf>,
+}
+
+impl<B: AutodiffBackend> Setup<B> {
+    pub fn new(config: &TrainConfig, out: &Path, options: &RunOptions, device: &B::Device) -> Result<Self> {
+        config.validate()?;
+        std::fs::create_dir_all(out).with_context(|| out.display().to_string())?;
+        let existing = checkpoint::list(out)?;
+        if !options.resume && !existing.is_empty() {
+            bail!("{}: holds checkpoints already; pass --resume to continue, or choose a new directory", out.display());
+        }
+        std::fs::write(out.join("config.toml"), toml::to_string_pretty(config)?)?;
+        let lm = LanguageModel::<B>::load(&config.model.path, device)?.add_lrem_tokens();
+        let prompting = Prompting { tokenizer: &lm.tokenizer, system_prompt: config.model.system_prompt.clone() };
+        let triples = triples::read(&config.data.run_dir, Split::ColdStart)?;
+        let prepared = prepare(&triples, &prompting, config.data.max_query_tokens, config.data.max_item_tokens)?;
+        let skipped: String = prepared
+            .skipped
+            .iter()
+            .map(|(q, i, why)| format!("{}\n", serde_json::json!({"query_id": q, "item_id": i, "reason": why})))
+            .collect();
+        std::fs::write(out.join("skipped.jsonl"), skipped)?;
+        let examples = prepared.examples;
+        let (epochs, total_steps) = schedule(&examples, config);
+
+        let mut model: Decoder<B> = lm.model;
+        let mut optim = optim::adamw(&config.optim).init::<B, Decoder<B>>();
+        let mut state = TrainState { step: 0, epoch: 0, batch_in_epoch: 0, total_steps, seed: config.data.seed };
+        let metrics_path = out.join("metrics.jsonl");
+        if options.resume
+            && let Some(last) = existing.last()
+        {
+            let (m, o, s) = checkpoint::load(last, model, optim, device)?;
+            if s.total_steps != total_steps || s.seed != config.data.seed {
+                bail!(
+                    "{}: written by a run with another schedule (steps {} vs {}, seed {} vs {})",
+                    last.display(),
+                    s.total_steps,
+                    total_steps,
+                    s.seed,
+                    config.data.seed
+                );
+            }
+            (model, optim, state) = (m, o, s);
+            metrics::truncate(&metrics_path, state.step)?;
+            eprintln!("resuming from {} (step {})", last.display(), state.step);
+        } else {
+            let _ = std::fs::remove_file(&metrics_path);
+        }
+        let last_saved = existing.last().cloned();
+        Ok(Self { lm_config: lm.config, tokenizer: lm.tokenizer, examples, epochs, model, optim, state, last_saved })
+    }
+}
+
+/// The batches of every epoch and the steps they make.
+fn schedule(examples: &[Example], config: &TrainConfig) -> (Vec<Vec<Vec<usize>>>, usize) {
+    let o = &config.optim;
+    let epochs: Vec<_> = (0..o.epochs)
+        .map(|e| epoch_batches(examples, o.batch_size, config.data.bucket_batches, config.data.seed, e))
+        .collect();
+    let mut total: usize = epochs.iter().map(|b| b.len().div_ceil(o.grad_accum)).sum();
+    if o.max_steps > 0 {
+        total = total.min(o.max_steps);
+    }
+    (epochs, total)
+}

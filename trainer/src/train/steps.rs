@@ -1,0 +1,128 @@
+//! The step loop: gradient accumulation over a group of batches, clipping, the optimizer step,
+//! a metrics line per step, and checkpoints every `every_steps`, at the last step, at
+//! `stop_after`, and when interrupted.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use burn::optim::{GradientsAccumulator, Optimizer};
+use burn::tensor::backend::AutodiffBackend;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::checkpoint::{self, TrainState};
+use super::config::TrainConfig;
+use super::data::Example;
+use super::metrics::{self, StepRecord};
+use super::setup::Setup;
+use super::step::{LossParts, batch_gradients};
+use super::{RunOptions, optim};
+use crate::model::decoder::Decoder;
+
+pub(super) struct Trained<B: AutodiffBackend> {
+    pub model: Decoder<B>,
+    pub state: TrainState,
+    pub interrupted: bool,
+}
+
+pub(super) fn train<B: AutodiffBackend>(
+    run: Setup<B>,
+    config: &TrainConfig,
+    out: &Path,
+    options: &RunOptions,
+) -> Result<Trained<B>> {
+    let Setup { examples, epochs, mut model, mut optim, mut state, mut last_saved, .. } = run;
+    let total_steps = state.total_steps;
+    let warmup = optim::warmup_steps(total_steps, config.optim.warmup_ratio);
+    let metrics_path = out.join("metrics.jsonl");
+    let bar = if options.progress { ProgressBar::new(total_steps as u64) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} step {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")
+            .expect("a valid template"),
+    );
+    bar.set_position(state.step as u64);
+    let interrupted = || options.interrupt.as_ref().is_some_and(|f| f.load(Ordering::SeqCst));
+    let started = Instant::now();
+    let mut saved_step = last_saved.as_ref().map(|_| state.step);
+    'epochs: while state.step < total_steps && state.epoch < epochs.len() {
+        let batches = &epochs[state.epoch];
+        while state.batch_in_epoch < batches.len() {
+            if state.step >= total_steps || options.stop_after.is_some_and(|s| state.step >= s) || interrupted() {
+                break 'epochs;
+            }
+            let group_end = (state.batch_in_epoch + config.optim.grad_accum).min(batches.len());
+            let group = &batches[state.batch_in_epoch..group_end];
+            let t0 = Instant::now();
+            let mut acc = GradientsAccumulator::<Decoder<B>>::new();
+            let mut parts = LossParts::default();
+            let mut examples_seen = 0;
+            for batch in group {
+                let batch: Vec<&Example> = batch.iter().map(|&i| &examples[i]).collect();
+                let scale = 1.0 / group.len() as f64;
+                let (grads, p) = batch_gradients(&model, &batch, &config.loss, config.optim.chunk_size, scale);
+                acc.accumulate(&model, grads);
+                parts.infonce += p.infonce * scale;
+                parts.ntp += p.ntp * scale;
+                parts.total += p.total * scale;
+                parts.tokens += p.tokens;
+                examples_seen += batch.len();
+            }
+            let mut grads = acc.grads();
+            let grad_norm = optim::clip_global_norm::<B, _>(&model, &mut grads, config.optim.max_grad_norm);
+            if !parts.total.is_finite() || !grad_norm.is_finite() {
+                bail!(
+                    "non-finite loss at step {} (loss {}, InfoNCE {}, NTP {}, gradient norm {}); stopped without updating. Last good checkpoint: {}",
+                    state.step + 1,
+                    parts.total,
+                    parts.infonce,
+                    parts.ntp,
+                    grad_norm,
+                    last_saved.as_ref().map_or("none".into(), |p| p.display().to_string())
+                );
+            }
+            let lr = optim::lr_at(state.step, total_steps, warmup, config.optim.lr);
+            model = optim.step(lr, model, grads);
+            state.step += 1;
+            state.batch_in_epoch = group_end;
+            if state.batch_in_epoch == batches.len() {
+                state.epoch += 1;
+                state.batch_in_epoch = 0;
+            }
+            let secs = t0.elapsed().as_secs_f64();
+            let record = StepRecord {
+                step: state.step,
+                epoch: state.epoch,
+                lr,
+                loss: parts.total,
+                infonce: parts.infonce,
+                ntp: parts.ntp,
+                grad_norm,
+                tokens_per_s: parts.tokens as f64 / secs,
+                examples_per_s: examples_seen as f64 / secs,
+                elapsed_s: started.elapsed().as_secs_f64(),
+            };
+            metrics::append(&metrics_path, &record)?;
+            bar.set_position(state.step as u64);
+            bar.set_message(format!(
+                "loss {:.4} (InfoNCE {:.4}, NTP {:.4}) {:.0} tok/s",
+                parts.total, parts.infonce, parts.ntp, record.tokens_per_s
+            ));
+            let last_step = state.step == total_steps || options.stop_after == Some(state.step) || interrupted();
+            if state.step % config.checkpoint.every_steps == 0 || last_step {
+                last_saved = Some(checkpoint::save(out, &model, &optim, &state, config.checkpoint.keep)?);
+                saved_step = Some(state.step);
+            }
+            if state.epoch >= epochs.len() {
+                break 'epochs;
+            }
+        }
+    }
+    bar.finish_and_clear();
+    let interrupted = interrupted() && state.step < total_steps;
+    if interrupted && saved_step != Some(state.step) {
+        // Interrupted between the end of a step and the start of the next.
+        checkpoint::save(out, &model, &optim, &state, config.checkpoint.keep)?;
+    }
+    Ok(Trained { model, state, interrupted })
+}
