@@ -135,7 +135,7 @@ bench: build models
 	@echo
 	@echo "Written to runs/bench.md."
 
-# The keyword measures of the README, on the sample world's hard queries: the log cut to the
+# The keyword measures of docs/pipeline.md, on the sample world's hard queries: the log cut to the
 # queries of world.toml's needs (the 357 phrasings; 355 occur in the log), mining rules that let
 # every one through, the whole pipeline against the embedded models (~20 minutes on 2 cores),
 # then keyword_quality.py against world.toml (a measure, never a training signal).
@@ -151,7 +151,7 @@ keyword-quality: models validate
 	@python3 scripts/keyword_quality.py --bin $(TARGET_DIR)/debug --run $(HARD) --json $(HARD)/keyword_quality.json
 
 # Precision and recall against qrels of the two relevance filters (MiniLM similarity, SmolLM2
-# judge) on the gain pairs of the sample run; the README's table comes from here.
+# judge) on the gain pairs of the sample run; the table in docs/pipeline.md comes from here.
 relevance-compare: triples
 	@BIN=$(TARGET_DIR)/debug MODELS=$(MODELS) scripts/relevance_compare.sh
 

@@ -68,7 +68,7 @@ impl TableSpec {
         self.columns.iter().find(|c| c.name == name)
     }
 
-    /// Markdown section documenting the table (used by the README; a test keeps them equal).
+    /// Markdown section documenting the table (docs/tables.md; a test keeps them equal).
     pub fn markdown(&self) -> String {
         let mut out =
             format!("#### `{}`\n{}\n\n| column | type | null | meaning |\n|---|---|---|---|\n", self.name, self.doc);
@@ -374,7 +374,7 @@ pub fn table(name: &str) -> Result<TableSpec, crate::Error> {
     })
 }
 
-/// Markdown documentation of every table, as embedded in the README.
+/// Markdown documentation of every table, as in docs/tables.md.
 pub fn tables_markdown() -> String {
     all_tables().iter().map(TableSpec::markdown).collect::<Vec<_>>().join("\n")
 }
