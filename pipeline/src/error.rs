@@ -13,8 +13,13 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    /// DataFusion's own error, kept whole (not marked as the source: its text is already the
+    /// message, and `{:#}` would print it twice).
     #[error("SQL: {0}")]
-    Sql(String),
+    Sql(Box<datafusion::error::DataFusionError>),
+
+    #[error("SQL: {0}")]
+    SqlSyntax(datafusion::sql::sqlparser::parser::ParserError),
 
     #[error(transparent)]
     Arrow(#[from] arrow::error::ArrowError),
@@ -40,6 +45,12 @@ impl Error {
 
 impl From<datafusion::error::DataFusionError> for Error {
     fn from(e: datafusion::error::DataFusionError) -> Self {
-        Error::Sql(e.to_string())
+        Error::Sql(Box::new(e))
+    }
+}
+
+impl From<datafusion::sql::sqlparser::parser::ParserError> for Error {
+    fn from(e: datafusion::sql::sqlparser::parser::ParserError) -> Self {
+        Error::SqlSyntax(e)
     }
 }

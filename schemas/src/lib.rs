@@ -7,17 +7,20 @@
 //!   file, column and first offending row;
 //! - [`query_id()`]: the stable key of a query, computed identically by both halves;
 //! - [`config`]: the typed TOML configuration of a pipeline run;
+//! - [`Triple`]: the row both halves exchange, with its Arrow conversions;
 //! - [`RunDir`]: the layout of a run directory (tables, parts, shards, manifests, cache).
 
 pub mod config;
 mod error;
 mod query_id;
+pub mod rows;
 pub mod run_dir;
 pub mod tables;
 pub mod validate;
 
 pub use error::Error;
 pub use query_id::{normalize_query, normalize_query_into, query_id, query_id_with};
+pub use rows::Triple;
 pub use run_dir::{Part, RunDir, Shard};
 pub use tables::{TableKind, TableSpec, all_tables, table};
 pub use validate::{ValidateOptions, validate};

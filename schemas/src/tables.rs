@@ -15,6 +15,8 @@ pub enum TableKind {
     Input,
     /// Written by one pipeline stage into the run directory.
     Stage,
+    /// Kept by the runner itself (the response cache), shown as a table by `lrem-pipeline sql`.
+    Run,
 }
 
 /// One column: name, Arrow type, nullability and what it means.
@@ -364,6 +366,25 @@ pub fn all_tables() -> Vec<TableSpec> {
             unique_key: &[],
         },
     ]
+}
+
+/// The response cache of a run (`cache.redb`), as `lrem-pipeline sql --run` shows it.
+pub fn cache_table() -> TableSpec {
+    use DataType::*;
+    TableSpec {
+        name: "cache",
+        kind: TableKind::Run,
+        doc: "Every model response of the run, keyed by the request that produced it.",
+        columns: vec![
+            col("key", Utf8, false, "XXH3-128 of (endpoint kind, model, canonical request), in hex."),
+            col("kind", Utf8, false, "Endpoint kind: `chat`, `embeddings` or `rerank`."),
+            col("model", Utf8, false, "Model name the request was sent to."),
+            col("request", Utf8, false, "The canonical request body (JSON)."),
+            col("response", Utf8, false, "The response body kept (JSON)."),
+            col("created_at", Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false, "When it was stored."),
+        ],
+        unique_key: &["key"],
+    }
 }
 
 /// The table called `name`, or an error listing the valid names.

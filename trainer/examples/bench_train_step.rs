@@ -35,10 +35,10 @@ impl WeightSource for FastRandom {
     fn contains(&self, _: &str) -> bool {
         true
     }
-    fn read(&mut self, name: &str) -> Result<HostTensor> {
-        bail!("no shape for {name}")
+    fn read(&mut self, name: &str) -> lrem_trainer::Result<HostTensor> {
+        lrem_trainer::bail!("no shape for {name}")
     }
-    fn expect(&mut self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
+    fn expect(&mut self, name: &str, shape: &[usize]) -> lrem_trainer::Result<Vec<f32>> {
         let n: usize = shape.iter().product();
         let centre = if name.contains("norm") { 1.0 } else { 0.0 };
         let mut out = Vec::with_capacity(n);

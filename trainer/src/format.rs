@@ -3,10 +3,10 @@
 //! what an exported model records about it (`lrem.json`), and how the `<emb>` state is pooled.
 //! Training, evaluation, serving and [`crate::lrem`] all go through here.
 
-use anyhow::Result;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
+use crate::error::Result;
 use crate::model::LanguageModel;
 use crate::model::decoder::Decoder;
 use crate::model::layers::host;

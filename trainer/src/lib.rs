@@ -8,6 +8,7 @@
 //! - [`backend`]: the backend aliases (CPU, CPU with gradients, CUDA).
 
 pub mod backend;
+mod error;
 pub mod eval;
 pub mod format;
 pub mod lrem;
@@ -16,3 +17,5 @@ pub mod plot;
 pub mod serve;
 pub mod train;
 pub mod triples;
+
+pub use error::{Context, Error, Result};

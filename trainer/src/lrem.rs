@@ -4,9 +4,10 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, anyhow};
 use burn::tensor::backend::Backend;
 
+use crate::err;
+use crate::error::{Context, Result};
 use crate::format::{EMB, END_THINK, LremSettings, Prompting, pool_last};
 use crate::model::LanguageModel;
 use crate::model::generate::{SamplingParams, generate};
@@ -35,7 +36,7 @@ impl<B: Backend> LremModel<B> {
         )
         .with_context(|| path.display().to_string())?;
         let token =
-            |s: &str| lm.tokenizer.token_id(s).ok_or_else(|| anyhow!("{}: the tokenizer lacks {s}", dir.display()));
+            |s: &str| lm.tokenizer.token_id(s).ok_or_else(|| err!("{}: the tokenizer lacks {s}", dir.display()));
         let (end_think, emb) = (token(END_THINK)?, token(EMB)?);
         Ok(Self { lm, settings, end_think, emb })
     }

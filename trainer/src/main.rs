@@ -94,6 +94,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // The library logs with tracing (what it serves, where it resumes, the evaluation's steps).
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "lrem_trainer=info,warn".into());
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(terminal).init();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -164,7 +169,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Serve(config) => tokio::runtime::Runtime::new()?.block_on(lrem_trainer::serve::serve(config)),
+        Command::Serve(config) => Ok(tokio::runtime::Runtime::new()?.block_on(lrem_trainer::serve::serve(config))?),
         Command::ColdStart { config, run_dir, resume, stop_after, ntp_weight } => {
             let mut config = TrainConfig::from_file(&config)?;
             if let Some(w) = ntp_weight {

@@ -2,21 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
-use arrow::array::{Array, AsArray, RecordBatch};
-use arrow::datatypes::{Float32Type, Int64Type, UInt64Type};
 use lrem_schemas::{Part, RunDir};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 /// One `<query, CoT, item>` training example.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Triple {
-    pub query_id: u64,
-    pub query: String,
-    pub cot: String,
-    pub item_id: i64,
-    pub title: String,
-    pub relevance: f32,
-}
+pub use lrem_schemas::Triple;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -67,53 +57,23 @@ pub fn read(run_dir: &Path, split: Split) -> Result<Vec<Triple>, Error> {
                     )));
                 }
             }
-            append(&batch, &mut out);
+            out.extend(Triple::from_batch(&batch).map_err(read_err)?);
         }
     }
     Ok(out)
 }
 
-fn append(batch: &RecordBatch, out: &mut Vec<Triple>) {
-    let col = |name: &str| batch.column_by_name(name).expect("checked against the schema");
-    let (query_id, item_id) =
-        (col("query_id").as_primitive::<UInt64Type>(), col("item_id").as_primitive::<Int64Type>());
-    let (query, cot, title) =
-        (col("query").as_string::<i32>(), col("cot").as_string::<i32>(), col("title").as_string::<i32>());
-    let relevance = col("relevance").as_primitive::<Float32Type>();
-    for i in 0..batch.num_rows() {
-        out.push(Triple {
-            query_id: query_id.value(i),
-            query: query.value(i).to_string(),
-            cot: cot.value(i).to_string(),
-            item_id: item_id.value(i),
-            title: title.value(i).to_string(),
-            relevance: if relevance.is_null(i) { 0.0 } else { relevance.value(i) },
-        });
-    }
-}
-
 /// Writes `triples` as the one part of table `split` under `run_dir` (the contract's schema):
 /// fixtures for tests, and small hand-made training sets.
 pub fn write(run_dir: &Path, split: Split, triples: &[Triple]) -> Result<PathBuf, Error> {
-    use std::sync::Arc;
-
-    use arrow::array::{ArrayRef, Float32Array, Int64Array, StringArray, UInt64Array};
     use parquet::arrow::ArrowWriter;
 
     let dir = RunDir::new(run_dir).table(split.table());
     let path = dir.join(Part { writer: 0, seq: 0 }.file_name());
     let err = |message: String| Error::Read { path: path.clone(), message };
     std::fs::create_dir_all(&dir).map_err(|e| err(e.to_string()))?;
-    let schema = lrem_schemas::table(split.table())?.schema();
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(UInt64Array::from_iter_values(triples.iter().map(|t| t.query_id))),
-        Arc::new(StringArray::from_iter_values(triples.iter().map(|t| &t.query))),
-        Arc::new(StringArray::from_iter_values(triples.iter().map(|t| &t.cot))),
-        Arc::new(Int64Array::from_iter_values(triples.iter().map(|t| t.item_id))),
-        Arc::new(StringArray::from_iter_values(triples.iter().map(|t| &t.title))),
-        Arc::new(Float32Array::from_iter_values(triples.iter().map(|t| t.relevance))),
-    ];
-    let batch = RecordBatch::try_new(schema.clone(), columns).map_err(|e| err(e.to_string()))?;
+    let batch = Triple::to_batch(split.table(), triples)?;
+    let schema = batch.schema();
     let file = std::fs::File::create(&path).map_err(|e| err(e.to_string()))?;
     let mut w = ArrowWriter::try_new(file, schema, None).map_err(|e| err(e.to_string()))?;
     w.write(&batch).map_err(|e| err(e.to_string()))?;

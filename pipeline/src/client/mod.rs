@@ -26,12 +26,50 @@ use crate::Error;
 use aimd::Aimd;
 use cache::Cache;
 
+/// The class of a row's failure, as written to `failures.error_kind` (`http_429`, `timeout`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The endpoint answered with this HTTP status.
+    Http(u16),
+    Timeout,
+    /// The endpoint could not be reached.
+    Connect,
+    /// The connection broke while the reply was read.
+    Body,
+    /// The reply is not JSON.
+    InvalidJson,
+    /// The reply is JSON without the fields the protocol requires.
+    InvalidResponse,
+    /// A chat reply with no text.
+    EmptyContent,
+    /// A judge's reply that is neither yes nor no.
+    UnparsableJudgement,
+    /// No keyword list in a reply, even after the repair prompt.
+    UnparsableKeywords,
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            ErrorKind::Http(status) => return write!(f, "http_{status}"),
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Connect => "connect",
+            ErrorKind::Body => "body",
+            ErrorKind::InvalidJson => "invalid_json",
+            ErrorKind::InvalidResponse => "invalid_response",
+            ErrorKind::EmptyContent => "empty_content",
+            ErrorKind::UnparsableJudgement => "unparsable_judgement",
+            ErrorKind::UnparsableKeywords => "unparsable_keywords",
+        };
+        f.write_str(name)
+    }
+}
+
 /// Why a call failed for good.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CallError {
-    /// Stable class for the `failures` table: `http_429`, `http_500`, `timeout`, `connect`,
-    /// `body`, `invalid_json`, `http_404`, …
-    pub kind: String,
+    /// Stable class for the `failures` table.
+    pub kind: ErrorKind,
     pub message: String,
     pub attempts: u32,
     /// A caller error (bad request, key or model name): retrying cannot help, and the run stops.
@@ -186,7 +224,7 @@ impl ModelClient {
         path: &str,
         body: &Value,
         estimated_tokens: u32,
-        check: impl Fn(&Value) -> Result<(), (String, String)>,
+        check: impl Fn(&Value) -> Result<(), (ErrorKind, String)>,
     ) -> Result<Reply, CallError> {
         let key = cache::key(kind, &self.model, body);
         if let Some(cache) = &self.cache
@@ -205,7 +243,7 @@ impl ModelClient {
                 self.stats.requests.fetch_add(1, Ordering::Relaxed);
                 self.send(path, body).await.and_then(|reply| match check(&reply) {
                     Ok(()) => Ok(reply),
-                    Err((kind, message)) => Err(Failure::retryable(&kind, message)),
+                    Err((kind, message)) => Err(Failure::retryable(kind, message)),
                 })
             };
             let failure = match outcome {
@@ -229,7 +267,7 @@ impl ModelClient {
                 }
                 Err(f) => f,
             };
-            if failure.error.kind == "http_429" {
+            if failure.error.kind == ErrorKind::Http(429) {
                 self.stats.throttled.fetch_add(1, Ordering::Relaxed);
                 self.concurrency.on_overload();
             }
@@ -272,7 +310,7 @@ impl ModelClient {
             return Err(Failure::status(status.as_u16(), &bytes, retry_after));
         }
         serde_json::from_slice(&bytes)
-            .map_err(|e| Failure::retryable("invalid_json", format!("response is not JSON: {e}")))
+            .map_err(|e| Failure::retryable(ErrorKind::InvalidJson, format!("response is not JSON: {e}")))
     }
 
     fn count_usage(&self, response: &Value) {
@@ -298,21 +336,21 @@ struct Failure {
 }
 
 impl Failure {
-    fn retryable(kind: &str, message: String) -> Self {
-        Self::new(kind.to_string(), message, false, None)
+    fn retryable(kind: ErrorKind, message: String) -> Self {
+        Self::new(kind, message, false, None)
     }
 
-    fn new(kind: String, message: String, fatal: bool, retry_after: Option<Duration>) -> Self {
+    fn new(kind: ErrorKind, message: String, fatal: bool, retry_after: Option<Duration>) -> Self {
         Self { error: CallError { kind, message, attempts: 0, fatal }, retry_after }
     }
 
     fn transport(e: &reqwest::Error) -> Self {
         let kind = if e.is_timeout() {
-            "timeout"
+            ErrorKind::Timeout
         } else if e.is_connect() {
-            "connect"
+            ErrorKind::Connect
         } else {
-            "body"
+            ErrorKind::Body
         };
         // reqwest's Display omits the cause ("error sending request"); the chain says what happened.
         let mut message = e.to_string();
@@ -337,7 +375,7 @@ impl Failure {
             404 => " (check base_url and the model name)",
             _ => "",
         };
-        Self::new(format!("http_{status}"), format!("HTTP {status}{hint}: {detail}"), fatal, retry_after)
+        Self::new(ErrorKind::Http(status), format!("HTTP {status}{hint}: {detail}"), fatal, retry_after)
     }
 }
 

@@ -6,7 +6,7 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::{CallError, ModelClient};
+use super::{CallError, ErrorKind, ModelClient};
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Message {
@@ -118,19 +118,19 @@ impl ModelClient {
     }
 }
 
-fn check_chat(body: &Value) -> Result<(), (String, String)> {
+fn check_chat(body: &Value) -> Result<(), (ErrorKind, String)> {
     let choice = &body["choices"][0];
     if choice.is_null() {
-        return Err(("invalid_response".into(), "reply has no choices".into()));
+        return Err((ErrorKind::InvalidResponse, "reply has no choices".into()));
     }
     match choice["message"]["content"].as_str() {
         Some(text) if !text.trim().is_empty() => Ok(()),
-        _ => Err(("empty_content".into(), "reply content is empty".into())),
+        _ => Err((ErrorKind::EmptyContent, "reply content is empty".into())),
     }
 }
 
-fn check_embeddings(body: &Value, expected: usize) -> Result<(), (String, String)> {
-    let bad = |m: String| Err(("invalid_response".into(), m));
+fn check_embeddings(body: &Value, expected: usize) -> Result<(), (ErrorKind, String)> {
+    let bad = |m: String| Err((ErrorKind::InvalidResponse, m));
     let Some(data) = body["data"].as_array() else { return bad("reply has no data array".into()) };
     if data.len() != expected {
         return bad(format!("{} embeddings for {expected} inputs", data.len()));

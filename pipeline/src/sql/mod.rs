@@ -64,15 +64,7 @@ impl Inspector {
     /// holds it).
     fn register_cache(&self) -> Result<(), Error> {
         use arrow::array::{StringArray, TimestampMillisecondArray};
-        use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("key", DataType::Utf8, false),
-            Field::new("kind", DataType::Utf8, false),
-            Field::new("model", DataType::Utf8, false),
-            Field::new("request", DataType::Utf8, false),
-            Field::new("response", DataType::Utf8, false),
-            Field::new("created_at", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false),
-        ]));
+        let schema = lrem_schemas::tables::cache_table().schema();
         let path = RunDir::new(&self.dir).cache(None);
         let entries = if path.exists() {
             match crate::client::cache::Cache::open(&path).and_then(|c| c.entries()) {
@@ -179,6 +171,7 @@ fn locate(dir: &Path, spec: &TableSpec) -> Source {
     let candidates: Vec<PathBuf> = match spec.kind {
         TableKind::Input => run.input_candidates(spec.name),
         TableKind::Stage => vec![run.table(spec.name)],
+        TableKind::Run => vec![],
     };
     candidates
         .into_iter()

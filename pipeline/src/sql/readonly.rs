@@ -8,7 +8,7 @@ use crate::Error;
 
 /// Splits `text` into statements and refuses any that would write or change state.
 pub fn read_only_statements(text: &str) -> Result<Vec<String>, Error> {
-    let statements = DFParser::parse_sql(text).map_err(|e| Error::Sql(e.to_string()))?;
+    let statements = DFParser::parse_sql(text)?;
     statements
         .into_iter()
         .map(|s| match refusal(&s) {

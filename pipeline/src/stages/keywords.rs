@@ -14,8 +14,8 @@ use super::prompts::{Prompts, render};
 use super::stage::{Counts, StageCtx, preview};
 use super::streaming::{FailureRow, Rows, Streaming, UnitResult, failures_or_abort};
 use crate::Error;
-use crate::client::ModelClient;
 use crate::client::openai::{ChatRequest, Message};
+use crate::client::{ErrorKind, ModelClient};
 
 pub struct Keywords;
 
@@ -151,7 +151,7 @@ async fn extract(state: &Extractor, row: Reasoned) -> Result<Result<Extracted, F
         Some((keywords, parse, reply)) => Ok(Extracted { query_id, query, keywords, reply, parse, attempts }),
         None => Err(FailureRow {
             key: query_id.to_string(),
-            error_kind: "unparsable_keywords".into(),
+            error_kind: ErrorKind::UnparsableKeywords,
             message: format!("no keyword list in the reply, even after a repair prompt: {:?}", preview(&first.content)),
             attempts,
         }),

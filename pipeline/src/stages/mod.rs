@@ -10,13 +10,13 @@
 //! `lrem_schemas::tables`.
 
 mod columns;
-pub mod cot_rules;
-pub mod keyword_parse;
+mod cot_rules;
+mod keyword_parse;
 mod prompts;
 mod relational;
 mod retrieval;
 mod stage;
-pub mod streaming;
+mod streaming;
 
 mod cot;
 mod gain;

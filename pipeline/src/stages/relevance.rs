@@ -14,7 +14,7 @@ use super::stage::{Counts, StageCtx, preview};
 use super::streaming::{Rows, Streaming, UnitResult};
 use crate::Error;
 use crate::client::openai::{ChatRequest, Message};
-use crate::client::{CallError, ModelClient};
+use crate::client::{CallError, ErrorKind, ModelClient};
 
 pub struct Relevance;
 
@@ -162,7 +162,7 @@ async fn judge(client: &ModelClient, prompt: &str, pair: &Pair) -> Result<Result
         Ok(0.0)
     } else {
         Err(CallError {
-            kind: "unparsable_judgement".into(),
+            kind: ErrorKind::UnparsableJudgement,
             message: format!("judge answered {:?}, neither yes nor no", preview(&reply.content)),
             attempts: reply.attempts,
             fatal: false,
@@ -191,7 +191,7 @@ async fn rerank(client: &ModelClient, pair: &Pair) -> Result<f32, CallError> {
     let body = json!({ "model": client.model, "query": pair.query, "documents": [pair.title], "top_n": 1 });
     let check = |v: &serde_json::Value| match v["results"][0]["relevance_score"].as_f64() {
         Some(_) => Ok(()),
-        None => Err(("invalid_response".to_string(), "rerank reply has no results[0].relevance_score".to_string())),
+        None => Err((ErrorKind::InvalidResponse, "rerank reply has no results[0].relevance_score".to_string())),
     };
     let reply =
         client.post("rerank", "/rerank", &body, (pair.query.len() + pair.title.len()) as u32 / 4, check).await?;

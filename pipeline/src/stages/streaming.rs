@@ -22,7 +22,7 @@ use lrem_schemas::config::PipelineConfig;
 use super::prompts::Prompts;
 use super::stage::{Counts, Scope, Stage, StageCtx};
 use crate::Error;
-use crate::client::{CallError, ModelClient};
+use crate::client::{CallError, ErrorKind, ModelClient};
 use crate::parquet_out::ParquetFile;
 
 /// A stage that streams the rows of one SQL query through `process` into one table.
@@ -116,7 +116,7 @@ impl<S: Streaming> Stage for Streamed<S> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct FailureRow {
     pub key: String,
-    pub error_kind: String,
+    pub error_kind: ErrorKind,
     pub message: String,
     pub attempts: i32,
 }
@@ -133,7 +133,7 @@ pub fn failures_or_abort(
     Ok(keys
         .map(|key| FailureRow {
             key,
-            error_kind: error.kind.clone(),
+            error_kind: error.kind,
             message: error.message.clone(),
             attempts: error.attempts as i32,
         })
@@ -299,7 +299,7 @@ fn write_failures(path: &std::path::Path, stage: &str, rows: &[FailureRow]) -> R
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from(vec![stage; n])),
         Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.key.as_str()))),
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.error_kind.as_str()))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.error_kind.to_string()))),
         Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.message.as_str()))),
         Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.attempts))),
         Arc::new(TimestampMillisecondArray::from(vec![now; n]).with_timezone("UTC")),

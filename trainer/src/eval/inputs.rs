@@ -4,24 +4,26 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use anyhow::{Context, Result, anyhow};
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Int32Type, Int64Type, UInt64Type};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::err;
+use crate::error::{Context, Result};
 
 fn batches(path: &Path) -> Result<Vec<RecordBatch>> {
     let file = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .and_then(|b| b.build())
-        .map_err(|e| anyhow!("{}: {e}", path.display()))?;
-    reader.map(|b| b.map_err(|e| anyhow!("{}: {e}", path.display()))).collect()
+        .map_err(|e| err!("{}: {e}", path.display()))?;
+    reader.map(|b| b.map_err(|e| err!("{}: {e}", path.display()))).collect()
 }
 
 fn column(path: &Path, batch: &RecordBatch, name: &str, want: &DataType) -> Result<ArrayRef> {
-    let col = batch.column_by_name(name).ok_or_else(|| anyhow!("{}: no column `{name}`", path.display()))?;
-    let col = arrow::compute::cast(col, want).map_err(|e| anyhow!("{}: column `{name}`: {e}", path.display()))?;
+    let col = batch.column_by_name(name).ok_or_else(|| err!("{}: no column `{name}`", path.display()))?;
+    let col = arrow::compute::cast(col, want).map_err(|e| err!("{}: column `{name}`: {e}", path.display()))?;
     if col.null_count() > 0 {
-        return Err(anyhow!("{}: column `{name}` has nulls", path.display()));
+        return Err(err!("{}: column `{name}` has nulls", path.display()));
     }
     Ok(col)
 }

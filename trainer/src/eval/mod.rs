@@ -10,13 +10,14 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result, anyhow};
 use burn::tensor::backend::Backend;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use crate::err;
+use crate::error::{Context, Result};
 use crate::format::{Prompting, normalised, pool_last};
 use crate::lrem::LremModel;
 use crate::model::LanguageModel;
@@ -125,7 +126,7 @@ fn score(
             },
         );
     }
-    eprintln!("  {name}: {:.1}s", seconds);
+    tracing::info!("  {name}: {:.1}s", seconds);
     RetrieverResult { name: name.to_string(), splits, seconds }
 }
 
@@ -148,7 +149,7 @@ fn choose_queries(spec: &EvalSpec) -> Result<Vec<JudgedQuery>> {
         chosen.extend(pool.into_iter().take(spec.queries_per_kind).cloned());
     }
     if chosen.is_empty() {
-        return Err(anyhow!("{}: no judged query left after holding out the training queries", qrels_path.display()));
+        return Err(err!("{}: no judged query left after holding out the training queries", qrels_path.display()));
     }
     Ok(chosen)
 }
@@ -160,7 +161,7 @@ fn choose_catalogue(
 ) -> Result<Vec<(i64, String)>> {
     let mut ids: BTreeSet<i64> = queries.iter().flat_map(|q| q.relevant.keys().copied()).collect();
     if let Some(missing) = ids.iter().find(|i| !items.contains_key(i)) {
-        return Err(anyhow!("qrels name item {missing}, which is not in items.parquet"));
+        return Err(err!("qrels name item {missing}, which is not in items.parquet"));
     }
     if spec.catalogue == 0 {
         ids.extend(items.keys().copied());
@@ -188,7 +189,7 @@ pub fn run<B: Backend>(spec: &EvalSpec, out: &Path, device: &B::Device) -> Resul
     for q in &queries {
         *counts.entry(q.kind.clone()).or_insert(0) += 1;
     }
-    eprintln!("eval: {} queries ({counts:?}), catalogue of {} items", queries.len(), catalogue.len());
+    tracing::info!("eval: {} queries ({counts:?}), catalogue of {} items", queries.len(), catalogue.len());
     let titles: Vec<&str> = catalogue.iter().map(|(_, t)| t.as_str()).collect();
     let texts: Vec<&str> = queries.iter().map(|q| q.query.as_str()).collect();
     let with_ids = |vectors: Vec<Vec<f32>>| catalogue.iter().map(|(i, _)| *i).zip(vectors).collect::<Vec<_>>();

@@ -3,9 +3,8 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use anyhow::Result;
-
 use super::{EvalResult, EvalSpec};
+use crate::error::Result;
 use crate::plot::grouped_bars;
 
 pub fn write(result: &EvalResult, spec: &EvalSpec, out: &Path) -> Result<()> {

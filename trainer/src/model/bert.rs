@@ -4,7 +4,6 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, anyhow, bail};
 use burn::module::{Module, Param};
 use burn::tensor::activation::{gelu, softmax};
 use burn::tensor::backend::Backend;
@@ -15,6 +14,8 @@ use super::hf::SafetensorsFolder;
 use super::layers::{LayerNorm, Linear, host, tensor, transpose_host};
 use super::tokenizer::TextTokenizer;
 use super::weights::WeightSource;
+use crate::error::{Context, Result};
+use crate::{bail, err};
 
 #[derive(Debug, Clone)]
 pub struct BertConfig {
@@ -170,7 +171,7 @@ impl<B: Backend> SentenceEncoder<B> {
     /// optionally `modules.json`, `1_Pooling/config.json`, `sentence_bert_config.json`).
     pub fn load(dir: &Path, device: &B::Device) -> Result<Self> {
         let config_path = dir.join("config.json");
-        let c = read_json(&config_path)?.ok_or_else(|| anyhow!("{}: no such file", config_path.display()))?;
+        let c = read_json(&config_path)?.ok_or_else(|| err!("{}: no such file", config_path.display()))?;
         if c["model_type"].as_str() != Some("bert") {
             bail!(
                 "{}: model_type {} is not supported by the encoder (supported: bert)",
@@ -179,7 +180,7 @@ impl<B: Backend> SentenceEncoder<B> {
             );
         }
         let field = |k: &str| {
-            c[k].as_u64().map(|v| v as usize).ok_or_else(|| anyhow!("{}: `{k}` is missing", config_path.display()))
+            c[k].as_u64().map(|v| v as usize).ok_or_else(|| err!("{}: `{k}` is missing", config_path.display()))
         };
         let config = BertConfig {
             vocab_size: field("vocab_size")?,
@@ -202,7 +203,7 @@ impl<B: Backend> SentenceEncoder<B> {
         tokenizer
             .inner
             .with_truncation(Some(tokenizers::TruncationParams { max_length: max_seq_length, ..Default::default() }))
-            .map_err(|e| anyhow!("{e}"))?;
+            .map_err(|e| err!("{e}"))?;
         let pooling = match read_json(&dir.join("1_Pooling/config.json"))? {
             Some(p) if p["pooling_mode_cls_token"].as_bool() == Some(true) => Pooling::Cls,
             Some(p) if p["pooling_mode_mean_tokens"].as_bool() == Some(false) => {

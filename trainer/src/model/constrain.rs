@@ -6,13 +6,14 @@
 use std::fmt;
 use std::sync::Arc;
 
-use anyhow::{Result, anyhow, bail};
 use llguidance::api::TopLevelGrammar;
 use llguidance::toktrie::{TokEnv, TokRxInfo, TokTrie, TokenId, TokenizerEnv};
 use llguidance::{Matcher, ParserFactory, token_bytes_from_tokenizer_json};
 use serde_json::Value;
 
 use super::tokenizer::TextTokenizer;
+use crate::error::Result;
+use crate::{bail, err};
 
 /// The token trie of one tokenizer and the parser factory built on it (once per model).
 pub struct Grammars {
@@ -41,7 +42,7 @@ impl TokenizerEnv for Env {
 impl Grammars {
     /// `eos` is the id that ends a completion once the document is complete.
     pub fn new(tokenizer: &TextTokenizer, eos: u32) -> Result<Self> {
-        let json: Value = serde_json::from_str(&tokenizer.inner.to_string(false).map_err(|e| anyhow!("{e}"))?)?;
+        let json: Value = serde_json::from_str(&tokenizer.inner.to_string(false).map_err(|e| err!("{e}"))?)?;
         let words = token_bytes_from_tokenizer_json(&json)?;
         let trie = TokTrie::from(&TokRxInfo::new(words.len() as u32, eos), &words);
         let env: TokEnv = Arc::new(Env { trie, tokenizer: tokenizer.inner.clone() });
@@ -85,7 +86,7 @@ impl Constraint {
     }
 
     pub fn commit(&mut self, token: u32) -> Result<()> {
-        self.0.consume_token(token)
+        Ok(self.0.consume_token(token)?)
     }
 
     /// The document is complete: nothing but EOS may follow.

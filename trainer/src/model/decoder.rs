@@ -2,7 +2,6 @@
 //! position per token (left padding works), grouped-query attention, SwiGLU MLP, optional QKV
 //! bias (Qwen2), tied or untied LM head.
 
-use anyhow::{Result, bail};
 use burn::module::{Module, Param};
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
@@ -11,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::layers::{Linear, RmsNorm, host, silu, tensor, transpose_host};
 use super::weights::WeightSource;
+use crate::bail;
+use crate::error::Result;
 
 /// The shape of a decoder, read from an HF `config.json` or GGUF metadata.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -4,7 +4,6 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, anyhow};
 use burn::tensor::backend::Backend;
 use safetensors::Dtype;
 use safetensors::tensor::TensorView;
@@ -13,6 +12,8 @@ use serde_json::json;
 use super::decoder::{Decoder, DecoderConfig};
 use super::layers::{Linear, host, transpose_host};
 use super::tokenizer::TextTokenizer;
+use crate::err;
+use crate::error::{Context, Result};
 
 pub fn export_decoder<B: Backend>(
     model: &Decoder<B>,
@@ -59,10 +60,10 @@ pub fn export_decoder<B: Backend>(
         tensors.into_iter().map(|(n, s, v)| (n, s, v.iter().flat_map(|x| x.to_le_bytes()).collect())).collect();
     let views = bytes
         .iter()
-        .map(|(n, s, b)| Ok((n.clone(), TensorView::new(Dtype::F32, s.clone(), b).map_err(|e| anyhow!("{n}: {e}"))?)))
+        .map(|(n, s, b)| Ok((n.clone(), TensorView::new(Dtype::F32, s.clone(), b).map_err(|e| err!("{n}: {e}"))?)))
         .collect::<Result<Vec<_>>>()?;
     let path = dir.join("model.safetensors");
-    safetensors::serialize_to_file(views, None, &path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+    safetensors::serialize_to_file(views, None, &path).map_err(|e| err!("{}: {e}", path.display()))?;
     let hf = json!({
         "architectures": [if config.architecture == "qwen2" { "Qwen2ForCausalLM" } else { "LlamaForCausalLM" }],
         "model_type": config.architecture,

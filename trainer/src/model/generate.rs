@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use anyhow::Result;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use rand::{Rng, SeedableRng};
@@ -15,6 +14,7 @@ use super::constrain::Constraint;
 use super::decoder::{Decoder, KvCache};
 use super::layers::host;
 use super::tokenizer::TextTokenizer;
+use crate::error::Result;
 
 #[derive(Debug, Clone)]
 pub struct SamplingParams {

@@ -7,12 +7,13 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, anyhow, bail};
 use candle_core::quantized::GgmlDType;
 use candle_core::quantized::gguf_file::{Content, Value};
 
 use super::decoder::DecoderConfig;
 use super::weights::{HostTensor, WeightSource};
+use crate::error::{Context, Result};
+use crate::{bail, err};
 
 pub struct GgufFile {
     path: PathBuf,
@@ -28,7 +29,7 @@ impl GgufFile {
     pub fn open(path: &Path) -> Result<Self> {
         let mut file = File::open(path).with_context(|| format!("{}: cannot open the GGUF file", path.display()))?;
         let content =
-            Content::read(&mut file).map_err(|e| anyhow!("{}: not a readable GGUF file: {e}", path.display()))?;
+            Content::read(&mut file).map_err(|e| err!("{}: not a readable GGUF file: {e}", path.display()))?;
         let mut me = Self {
             path: path.to_path_buf(),
             file,
@@ -50,14 +51,11 @@ impl GgufFile {
     }
 
     fn value(&self, key: &str) -> Result<&Value> {
-        self.content
-            .metadata
-            .get(key)
-            .ok_or_else(|| anyhow!("{}: metadata key `{key}` is missing", self.path.display()))
+        self.content.metadata.get(key).ok_or_else(|| err!("{}: metadata key `{key}` is missing", self.path.display()))
     }
 
     pub fn string(&self, key: &str) -> Result<String> {
-        Ok(self.value(key)?.to_string().map_err(|e| anyhow!("{}: `{key}`: {e}", self.path.display()))?.clone())
+        Ok(self.value(key)?.to_string().map_err(|e| err!("{}: `{key}`: {e}", self.path.display()))?.clone())
     }
 
     pub fn optional_string(&self, key: &str) -> Option<String> {
@@ -70,7 +68,7 @@ impl GgufFile {
             .map(|x| x as usize)
             .or_else(|_| v.to_u64().map(|x| x as usize))
             .or_else(|_| v.to_i32().map(|x| x as usize))
-            .map_err(|e| anyhow!("{}: `{key}`: {e}", self.path.display()))
+            .map_err(|e| err!("{}: `{key}`: {e}", self.path.display()))
     }
 
     pub fn optional_u32(&self, key: &str) -> Option<u32> {
@@ -80,18 +78,18 @@ impl GgufFile {
     fn f64_or(&self, key: &str, default: f64) -> Result<f64> {
         match self.content.metadata.get(key) {
             None => Ok(default),
-            Some(v) => v.to_f32().map(f64::from).or_else(|_| v.to_f64()).map_err(|e| anyhow!("`{key}`: {e}")),
+            Some(v) => v.to_f32().map(f64::from).or_else(|_| v.to_f64()).map_err(|e| err!("`{key}`: {e}")),
         }
     }
 
     pub fn strings(&self, key: &str) -> Result<Vec<String>> {
-        let list = self.value(key)?.to_vec().map_err(|e| anyhow!("{}: `{key}`: {e}", self.path.display()))?;
-        list.iter().map(|v| v.to_string().cloned().map_err(|e| anyhow!("`{key}`: {e}"))).collect()
+        let list = self.value(key)?.to_vec().map_err(|e| err!("{}: `{key}`: {e}", self.path.display()))?;
+        list.iter().map(|v| v.to_string().cloned().map_err(|e| err!("`{key}`: {e}"))).collect()
     }
 
     pub fn ints(&self, key: &str) -> Result<Vec<i32>> {
-        let list = self.value(key)?.to_vec().map_err(|e| anyhow!("{}: `{key}`: {e}", self.path.display()))?;
-        list.iter().map(|v| v.to_i32().map_err(|e| anyhow!("`{key}`: {e}"))).collect()
+        let list = self.value(key)?.to_vec().map_err(|e| err!("{}: `{key}`: {e}", self.path.display()))?;
+        list.iter().map(|v| v.to_i32().map_err(|e| err!("`{key}`: {e}"))).collect()
     }
 
     /// The decoder's shape from `<arch>.*` metadata.
@@ -163,8 +161,7 @@ impl WeightSource for GgufFile {
     }
 
     fn read(&mut self, name: &str) -> Result<HostTensor> {
-        let gguf =
-            Self::gguf_name(name).ok_or_else(|| anyhow!("{}: no GGUF name for `{name}`", self.path.display()))?;
+        let gguf = Self::gguf_name(name).ok_or_else(|| err!("{}: no GGUF name for `{name}`", self.path.display()))?;
         let info = &self.content.tensor_infos[&gguf];
         let supported =
             [GgmlDType::F32, GgmlDType::F16, GgmlDType::BF16, GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0];
@@ -178,10 +175,10 @@ impl WeightSource for GgufFile {
         let q = self
             .content
             .tensor(&mut self.file, &gguf, &candle_core::Device::Cpu)
-            .map_err(|e| anyhow!("{}: reading `{gguf}`: {e}", self.path.display()))?;
-        let t = q.dequantize(&candle_core::Device::Cpu).map_err(|e| anyhow!("dequantising `{gguf}`: {e}"))?;
+            .map_err(|e| err!("{}: reading `{gguf}`: {e}", self.path.display()))?;
+        let t = q.dequantize(&candle_core::Device::Cpu).map_err(|e| err!("dequantising `{gguf}`: {e}"))?;
         let shape = t.dims().to_vec();
-        let mut values = t.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(|e| anyhow!("`{gguf}`: {e}"))?;
+        let mut values = t.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(|e| err!("`{gguf}`: {e}"))?;
         if self.architecture == "llama" {
             let heads = if name.contains("q_proj") {
                 Some(self.num_heads)

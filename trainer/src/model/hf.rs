@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, anyhow, bail};
 use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 
 use super::decoder::DecoderConfig;
 use super::weights::{HostTensor, WeightSource};
+use crate::error::{Context, Result};
+use crate::{bail, err};
 
 pub struct SafetensorsFolder {
     dir: PathBuf,
@@ -31,7 +32,7 @@ impl SafetensorsFolder {
                 .with_context(|| index_path.display().to_string())?;
             let map = index["weight_map"]
                 .as_object()
-                .ok_or_else(|| anyhow!("{}: no `weight_map` object", index_path.display()))?;
+                .ok_or_else(|| err!("{}: no `weight_map` object", index_path.display()))?;
             let mut names: Vec<String> = map.values().filter_map(Value::as_str).map(str::to_string).collect();
             names.sort();
             names.dedup();
@@ -48,7 +49,7 @@ impl SafetensorsFolder {
             let file = File::open(&path).with_context(|| format!("{}: cannot open the shard", path.display()))?;
             // SAFETY: the file is opened read-only and only read while this struct lives.
             let mmap = unsafe { Mmap::map(&file) }.with_context(|| path.display().to_string())?;
-            let st = SafeTensors::deserialize(&mmap).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+            let st = SafeTensors::deserialize(&mmap).map_err(|e| err!("{}: {e}", path.display()))?;
             for tensor_name in st.names() {
                 index.insert(tensor_name.to_string(), i);
             }
@@ -72,10 +73,10 @@ impl WeightSource for SafetensorsFolder {
     }
 
     fn read(&mut self, name: &str) -> Result<HostTensor> {
-        let (full, i) = self.resolve(name).ok_or_else(|| anyhow!("{}: tensor `{name}` is missing", self.origin()))?;
+        let (full, i) = self.resolve(name).ok_or_else(|| err!("{}: tensor `{name}` is missing", self.origin()))?;
         let (path, mmap) = &self.files[i];
-        let st = SafeTensors::deserialize(mmap).map_err(|e| anyhow!("{}: {e}", path.display()))?;
-        let view = st.tensor(&full).map_err(|e| anyhow!("{}: `{full}`: {e}", path.display()))?;
+        let st = SafeTensors::deserialize(mmap).map_err(|e| err!("{}: {e}", path.display()))?;
+        let view = st.tensor(&full).map_err(|e| err!("{}: `{full}`: {e}", path.display()))?;
         let bytes = view.data();
         let values: Vec<f32> = match view.dtype() {
             Dtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
@@ -92,9 +93,8 @@ pub fn decoder_config(dir: &Path) -> Result<DecoderConfig> {
     let path = dir.join("config.json");
     let c: Value = serde_json::from_str(&std::fs::read_to_string(&path).with_context(|| path.display().to_string())?)
         .with_context(|| path.display().to_string())?;
-    let field = |key: &str| {
-        c[key].as_u64().map(|v| v as usize).ok_or_else(|| anyhow!("{}: `{key}` is missing", path.display()))
-    };
+    let field =
+        |key: &str| c[key].as_u64().map(|v| v as usize).ok_or_else(|| err!("{}: `{key}` is missing", path.display()));
     let arch = c["model_type"].as_str().unwrap_or_default().to_string();
     let hidden = field("hidden_size")?;
     let heads = field("num_attention_heads")?;

@@ -14,11 +14,13 @@ pub mod weights;
 
 use std::path::Path;
 
-use anyhow::{Result, bail};
 use burn::tensor::backend::Backend;
 
 use decoder::{Decoder, DecoderConfig};
 use tokenizer::TextTokenizer;
+
+use crate::bail;
+use crate::error::Result;
 
 /// A decoder with its tokenizer, from a `.gguf` file or an HF folder (`config.json`,
 /// safetensors, `tokenizer.json`).

@@ -5,12 +5,13 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, anyhow, bail};
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokenizers::{AddedToken, Tokenizer};
 
 use super::gguf::GgufFile;
+use crate::error::{Context, Result};
+use crate::{bail, err};
 
 /// The tokens LREM adds: the model thinks between the first two and embeds at the third.
 
@@ -32,7 +33,7 @@ impl TextTokenizer {
     /// `tokenizer.json` plus, when present, `tokenizer_config.json` (chat template, BOS/EOS).
     pub fn from_hf_dir(dir: &Path) -> Result<Self> {
         let path = dir.join("tokenizer.json");
-        let inner = Tokenizer::from_file(&path).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        let inner = Tokenizer::from_file(&path).map_err(|e| err!("{}: {e}", path.display()))?;
         let config_path = dir.join("tokenizer_config.json");
         let config: Value = match std::fs::read_to_string(&config_path) {
             Ok(text) => serde_json::from_str(&text).with_context(|| config_path.display().to_string())?,
@@ -111,7 +112,7 @@ impl TextTokenizer {
                       "vocab": vocab, "merges": merges},
         });
         let inner = Tokenizer::from_bytes(serde_json::to_vec(&spec)?)
-            .map_err(|e| anyhow!("{}: building the tokenizer: {e}", gguf.origin_path()))?;
+            .map_err(|e| err!("{}: building the tokenizer: {e}", gguf.origin_path()))?;
         Ok(Self {
             inner,
             chat_template: gguf.optional_string("tokenizer.chat_template"),
@@ -121,12 +122,12 @@ impl TextTokenizer {
     }
 
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>> {
-        let enc = self.inner.encode(text, add_special_tokens).map_err(|e| anyhow!("tokenizing: {e}"))?;
+        let enc = self.inner.encode(text, add_special_tokens).map_err(|e| err!("tokenizing: {e}"))?;
         Ok(enc.get_ids().to_vec())
     }
 
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
-        self.inner.decode(ids, skip_special_tokens).map_err(|e| anyhow!("detokenizing: {e}"))
+        self.inner.decode(ids, skip_special_tokens).map_err(|e| err!("detokenizing: {e}"))
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -161,7 +162,7 @@ impl TextTokenizer {
 
     /// Renders `messages` with the model's chat template, as `apply_chat_template` does.
     pub fn render_chat(&self, messages: &[ChatMessage], add_generation_prompt: bool) -> Result<String> {
-        let template = self.chat_template.as_deref().ok_or_else(|| anyhow!("this model has no chat template"))?;
+        let template = self.chat_template.as_deref().ok_or_else(|| err!("this model has no chat template"))?;
         let mut env = minijinja::Environment::new();
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
@@ -170,20 +171,20 @@ impl TextTokenizer {
         env.add_function("raise_exception", |msg: String| -> Result<String, minijinja::Error> {
             Err(minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, msg))
         });
-        env.add_template("chat", template).map_err(|e| anyhow!("chat template: {e}"))?;
+        env.add_template("chat", template).map_err(|e| err!("chat template: {e}"))?;
         let ctx = minijinja::context! {
             messages => messages,
             add_generation_prompt => add_generation_prompt,
             bos_token => self.bos_token.clone().unwrap_or_default(),
             eos_token => self.eos_token.clone().unwrap_or_default(),
         };
-        env.get_template("chat")?.render(ctx).map_err(|e| anyhow!("chat template: {e}"))
+        env.get_template("chat")?.render(ctx).map_err(|e| err!("chat template: {e}"))
     }
 
     /// Writes `tokenizer.json` and `tokenizer_config.json` (chat template, BOS/EOS) into `dir`.
     pub fn save(&self, dir: &Path) -> Result<()> {
         let path = dir.join("tokenizer.json");
-        self.inner.save(&path, false).map_err(|e| anyhow!("{}: {e}", path.display()))?;
+        self.inner.save(&path, false).map_err(|e| err!("{}: {e}", path.display()))?;
         let config =
             json!({"chat_template": self.chat_template, "bos_token": self.bos_token, "eos_token": self.eos_token});
         std::fs::write(dir.join("tokenizer_config.json"), serde_json::to_vec_pretty(&config)?)?;

@@ -1,7 +1,8 @@
 //! Where weights come from: an HF folder of safetensors or a GGUF file, both read as f32 host
 //! tensors under Hugging Face names, so each model is built from one list of names.
 
-use anyhow::{Result, bail};
+use crate::bail;
+use crate::error::Result;
 
 /// A tensor read from disk, always dequantised or converted to f32.
 pub struct HostTensor {

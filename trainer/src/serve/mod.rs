@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result, bail};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -23,6 +22,8 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::backend::Inference;
+use crate::bail;
+use crate::error::{Context, Result};
 use crate::lrem::LremModel;
 use crate::model::LanguageModel;
 use crate::model::bert::SentenceEncoder;
@@ -113,7 +114,7 @@ fn served_name(path: &std::path::Path, given: Option<String>) -> String {
 /// Loads the models, binds, and serves until Ctrl-C or SIGTERM.
 pub async fn serve(config: ServeConfig) -> Result<()> {
     let server = bind(config).await?;
-    eprintln!("serving {} on http://{}/v1", server.names.join(", "), server.addr);
+    tracing::info!("serving {} on http://{}/v1", server.names.join(", "), server.addr);
     server.run(shutdown()).await
 }
 

@@ -123,7 +123,7 @@ pub fn generation_loop(lm: LanguageModel<Inference>, mut jobs: mpsc::Receiver<Ge
 /// takes the next ones.
 fn fail_all<'m>(
     active: &mut HashMap<u64, Active>,
-    e: anyhow::Error,
+    e: crate::Error,
     lm: &'m LanguageModel<Inference>,
 ) -> Engine<'m, Inference> {
     for (_, a) in active.drain() {
@@ -134,7 +134,7 @@ fn fail_all<'m>(
 
 /// Runs a model call, turning a panic inside the backend into an error so that the thread (and
 /// the server) lives on; the caller drops the batch it was working on.
-fn guarded<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+fn guarded<T>(f: impl FnOnce() -> crate::Result<T>) -> crate::Result<T> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(result) => result,
         Err(panic) => {
@@ -143,7 +143,7 @@ fn guarded<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
                 .map(String::as_str)
                 .or_else(|| panic.downcast_ref::<&str>().copied())
                 .unwrap_or("unknown panic");
-            Err(anyhow::anyhow!("the model failed: {what}"))
+            Err(crate::err!("the model failed: {what}"))
         }
     }
 }
@@ -175,7 +175,7 @@ pub enum Embedder {
 const COT_MAX_TOKENS: usize = 16;
 
 impl Embedder {
-    fn embed(&self, jobs: &[EmbedJob]) -> anyhow::Result<Vec<(Vec<f32>, Option<String>)>> {
+    fn embed(&self, jobs: &[EmbedJob]) -> crate::Result<Vec<(Vec<f32>, Option<String>)>> {
         match self {
             Embedder::Bert(encoder) => {
                 let all: Vec<Vec<u32>> = jobs.iter().flat_map(|j| j.ids.iter().cloned()).collect();

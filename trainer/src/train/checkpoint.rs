@@ -4,13 +4,14 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, anyhow};
 use burn::module::Module;
 use burn::optim::Optimizer;
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
+use crate::err;
+use crate::error::{Context, Result};
 use crate::model::decoder::Decoder;
 
 /// Where training stands; with the seed, it fixes every later random choice (the batch order
@@ -49,8 +50,8 @@ pub fn save<B: AutodiffBackend, O: Optimizer<Decoder<B>, B>>(
     let _ = std::fs::remove_dir_all(&tmp);
     let write = || -> Result<()> {
         std::fs::create_dir_all(&tmp)?;
-        model.clone().save_file(tmp.join("model"), &recorder()).map_err(|e| anyhow!("{e}"))?;
-        recorder().record(optim.to_record(), tmp.join("optimizer")).map_err(|e| anyhow!("{e}"))?;
+        model.clone().save_file(tmp.join("model"), &recorder()).map_err(|e| err!("{e}"))?;
+        recorder().record(optim.to_record(), tmp.join("optimizer")).map_err(|e| err!("{e}"))?;
         std::fs::write(tmp.join("state.json"), serde_json::to_vec_pretty(state)?)?;
         Ok(())
     };
@@ -94,8 +95,7 @@ pub fn load<B: AutodiffBackend, O: Optimizer<Decoder<B>, B>>(
 ) -> Result<(Decoder<B>, O, TrainState)> {
     let state: TrainState = serde_json::from_slice(&std::fs::read(dir.join("state.json"))?)
         .with_context(|| dir.join("state.json").display().to_string())?;
-    let model =
-        model.load_file(dir.join("model"), &recorder(), device).map_err(|e| anyhow!("{}: {e}", dir.display()))?;
-    let record = recorder().load(dir.join("optimizer"), device).map_err(|e| anyhow!("{}: {e}", dir.display()))?;
+    let model = model.load_file(dir.join("model"), &recorder(), device).map_err(|e| err!("{}: {e}", dir.display()))?;
+    let record = recorder().load(dir.join("optimizer"), device).map_err(|e| err!("{}: {e}", dir.display()))?;
     Ok((model, optim.load_record(record), state))
 }

@@ -3,8 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
+
+use crate::bail;
+use crate::error::{Context, Result};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -138,7 +140,7 @@ impl Default for CheckpointConfig {
 impl TrainConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
-        let config: Self = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let config: Self = toml::from_str(&text).map_err(|e| crate::err!("{}: {e}", path.display()))?;
         config.validate().with_context(|| path.display().to_string())?;
         Ok(config)
     }

@@ -6,11 +6,12 @@
 
 use std::collections::HashSet;
 
-use anyhow::{Result, bail};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
+use crate::bail;
+use crate::error::Result;
 use crate::format::{Prompting, QuerySequence};
 use crate::triples::Triple;
 

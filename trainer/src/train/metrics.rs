@@ -3,9 +3,9 @@
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Context, Result};
 use crate::plot::{Panel, line_panels};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -22,9 +22,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use anyhow::Result;
 use burn::tensor::backend::AutodiffBackend;
 
+use crate::error::Result;
 use crate::format::LremSettings;
 use checkpoint::TrainState;
 use config::TrainConfig;

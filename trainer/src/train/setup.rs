@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
 use burn::optim::AdamW;
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::tensor::backend::AutodiffBackend;
@@ -13,6 +12,8 @@ use super::checkpoint::{self, TrainState};
 use super::config::TrainConfig;
 use super::data::{Example, epoch_batches, prepare};
 use super::{RunOptions, metrics, optim};
+use crate::bail;
+use crate::error::{Context, Result};
 use crate::format::Prompting;
 use crate::model::LanguageModel;
 use crate::model::decoder::{Decoder, DecoderConfig};
@@ -75,7 +76,7 @@ impl<B: AutodiffBackend> Setup<B> {
             }
             (model, optim, state) = (m, o, s);
             metrics::truncate(&metrics_path, state.step)?;
-            eprintln!("resuming from {} (step {})", last.display(), state.step);
+            tracing::info!("resuming from {} (step {})", last.display(), state.step);
         } else {
             let _ = std::fs::remove_file(&metrics_path);
         }

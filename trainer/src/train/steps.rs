@@ -6,7 +6,6 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use anyhow::{Result, bail};
 use burn::optim::{GradientsAccumulator, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -18,6 +17,8 @@ use super::metrics::{self, StepRecord};
 use super::setup::Setup;
 use super::step::{LossParts, batch_gradients};
 use super::{RunOptions, optim};
+use crate::bail;
+use crate::error::Result;
 use crate::model::decoder::Decoder;
 
 pub(super) struct Trained<B: AutodiffBackend> {
