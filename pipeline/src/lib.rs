@@ -4,7 +4,8 @@
 //!
 //! - [`datagen`]: the deterministic sample world used by tests, demos and benchmarks;
 //! - [`sql`]: read-only SQL over a run directory or the inputs (`lrem-pipeline sql`);
-//! - [`run`]: the DAG runner (`lrem-pipeline run`), its manifest and resume;
+//! - [`run`]: the DAG runner (`lrem-pipeline run`) and resume; [`manifest`]: what a run directory
+//!   holds, per stage;
 //! - [`stages`]: one module per stage; [`client`]: the HTTP model clients and response cache;
 //! - [`index`]: exact top-K vector search for retrieval sets ① and ②;
 //! - [`parquet_out`]: atomic Parquet writes shared by every stage.
@@ -13,6 +14,7 @@ pub mod client;
 pub mod datagen;
 mod error;
 pub mod index;
+pub mod manifest;
 pub mod parquet_out;
 pub mod progress;
 pub mod run;

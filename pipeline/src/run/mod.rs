@@ -4,7 +4,7 @@
 //! through their fingerprints, every stage below it); one left `running` by a killed process
 //! resumes from its committed parts.
 
-pub mod manifest;
+pub use crate::manifest;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -28,7 +28,7 @@ use datafusion::prelude::{
 use lrem_schemas::{RunDir, TableKind, TableSpec, all_tables};
 
 use crate::Error;
-use crate::run::manifest::Manifest;
+use crate::manifest::Manifest;
 pub use readonly::read_only_statements;
 pub use render::{OutputFormat, render};
 

@@ -19,7 +19,18 @@ fn batches(path: &Path) -> Result<Vec<RecordBatch>> {
     reader.map(|b| b.map_err(|e| err!("{}: {e}", path.display()))).collect()
 }
 
-fn column(path: &Path, batch: &RecordBatch, name: &str, want: &DataType) -> Result<ArrayRef> {
+/// Checks `path` against the contract's `table` (every problem named by file, column and row),
+/// then reads its batches.
+fn contract_batches(path: &Path, table: &str) -> Result<(lrem_schemas::TableSpec, Vec<RecordBatch>)> {
+    let spec = lrem_schemas::table(table)?;
+    lrem_schemas::validate(path, &spec, &Default::default())?;
+    Ok((spec, batches(path)?))
+}
+
+/// Column `name` of the contract's table, in the contract's type.
+fn column(path: &Path, spec: &lrem_schemas::TableSpec, batch: &RecordBatch, name: &str) -> Result<ArrayRef> {
+    let want = &spec.column(name).ok_or_else(|| err!("the `{}` contract has no column `{name}`", spec.name))?.data_type;
+    let want = if matches!(want, DataType::Utf8View | DataType::LargeUtf8) { &DataType::Utf8 } else { want };
     let col = batch.column_by_name(name).ok_or_else(|| err!("{}: no column `{name}`", path.display()))?;
     let col = arrow::compute::cast(col, want).map_err(|e| err!("{}: column `{name}`: {e}", path.display()))?;
     if col.null_count() > 0 {
@@ -31,9 +42,10 @@ fn column(path: &Path, batch: &RecordBatch, name: &str, want: &DataType) -> Resu
 /// Item id → title.
 pub fn read_items(path: &Path) -> Result<BTreeMap<i64, String>> {
     let mut items = BTreeMap::new();
-    for b in batches(path)? {
-        let ids = column(path, &b, "item_id", &DataType::Int64)?;
-        let titles = column(path, &b, "title", &DataType::Utf8)?;
+    let (spec, batches) = contract_batches(path, "items")?;
+    for b in batches {
+        let ids = column(path, &spec, &b, "item_id")?;
+        let titles = column(path, &spec, &b, "title")?;
         for (id, title) in ids.as_primitive::<Int64Type>().values().iter().zip(titles.as_string::<i32>().iter()) {
             items.insert(*id, title.unwrap_or_default().to_string());
         }
@@ -52,12 +64,13 @@ pub struct JudgedQuery {
 
 pub fn read_qrels(path: &Path) -> Result<Vec<JudgedQuery>> {
     let mut queries: BTreeMap<u64, JudgedQuery> = BTreeMap::new();
-    for b in batches(path)? {
-        let qid = column(path, &b, "query_id", &DataType::UInt64)?;
-        let text = column(path, &b, "query", &DataType::Utf8)?;
-        let kind = column(path, &b, "query_kind", &DataType::Utf8)?;
-        let item = column(path, &b, "item_id", &DataType::Int64)?;
-        let grade = column(path, &b, "grade", &DataType::Int32)?;
+    let (spec, batches) = contract_batches(path, "qrels")?;
+    for b in batches {
+        let qid = column(path, &spec, &b, "query_id")?;
+        let text = column(path, &spec, &b, "query")?;
+        let kind = column(path, &spec, &b, "query_kind")?;
+        let item = column(path, &spec, &b, "item_id")?;
+        let grade = column(path, &spec, &b, "grade")?;
         let (qid, text, kind) = (qid.as_primitive::<UInt64Type>(), text.as_string::<i32>(), kind.as_string::<i32>());
         let (item, grade) = (item.as_primitive::<Int64Type>(), grade.as_primitive::<Int32Type>());
         for r in 0..b.num_rows() {
