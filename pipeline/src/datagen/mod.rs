@@ -8,7 +8,8 @@
 mod catalog;
 mod log;
 mod queries;
-mod world;
+pub mod teacher;
+pub mod world;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

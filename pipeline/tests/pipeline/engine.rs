@@ -363,3 +363,50 @@ async fn the_dag_runs_on_the_approximate_index_too() {
     assert_eq!(number(&run_dir, "select count(*) from retrieval_1 where rank > 20").await, 0);
     assert!(number(&run_dir, "select count(*) from triples").await > 0);
 }
+
+/// The reference teacher over real HTTP, as the pipeline's reasoner: every keyword list it gives
+/// is exactly the relevant types of the query's need, and what it does not know ends in
+/// `failures`, never in triples.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reference_teacher_names_each_needs_types_and_refuses_what_it_does_not_know() {
+    use lrem_pipeline::datagen::teacher::{MODEL, Teacher, UNKNOWN, router};
+    use lrem_pipeline::datagen::world::{WORLD_TOML, World as Knowledge};
+    let knowledge = Knowledge::load(WORLD_TOML).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let teacher_url = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router(Teacher::new(&knowledge).unwrap())).await.unwrap() });
+
+    let world = World::new();
+    let endpoint = Endpoint::default();
+    let base = endpoint.start().await;
+    let config = edited(
+        &world.config(&base, ""),
+        &format!("[endpoints.reasoner]\nbase_url = \"{base}\"\nmodel = \"fake-chat\""),
+        &format!("[endpoints.reasoner]\nbase_url = \"{teacher_url}\"\nmodel = \"{MODEL}\""),
+    );
+    let (run_dir, manifest) = run(&config, quiet()).await.unwrap();
+    assert!(manifest.stages["keywords"].rows_out > 5, "{:?}", manifest.stages["keywords"]);
+
+    let knowledge = Knowledge::load(WORLD_TOML).unwrap();
+    let teacher = Teacher::new(&knowledge).unwrap();
+    let lists = sql(&run_dir, "select query, array_to_string(keywords, '|') as k from keywords").await;
+    for line in lists.lines().skip(1) {
+        let (query, keywords) = line.rsplit_once(',').unwrap();
+        let reasoning = teacher.answer(query.trim_matches('"'));
+        let expected: Vec<String> = serde_json::from_str(&teacher.answer(&format!("Text: {reasoning}"))).unwrap();
+        assert_eq!(keywords.split('|').collect::<Vec<_>>(), expected, "{query}");
+    }
+    // A query the world does not know: the documented reply, which the pipeline cannot read as
+    // a keyword list.
+    let failed = sql(
+        &run_dir,
+        "select count(*) as n from failures f join reasoning r on cast(r.query_id as varchar) = f.key \
+         where f.stage = 'keywords' and f.error_kind <> 'unparsable_keywords'",
+    )
+    .await;
+    assert_eq!(failed, "n\n0\n");
+    let unknown = UNKNOWN.replace('\'', "''");
+    let other = "select count(*) as n from reasoning where reasoning <> '{unknown}' and reasoning not like 'Shoppers with this need buy: %'";
+    let unknown = sql(&run_dir, &other.replace("{unknown}", &unknown)).await;
+    assert_eq!(unknown, "n\n0\n");
+}
