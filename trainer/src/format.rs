@@ -6,7 +6,7 @@
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
-use crate::error::Result;
+use crate::error::{Context, Result};
 use crate::model::LanguageModel;
 use crate::model::decoder::Decoder;
 use crate::model::layers::host;
@@ -32,6 +32,16 @@ impl<B: Backend> LanguageModel<B> {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LremSettings {
     pub system_prompt: Option<String>,
+}
+
+impl LremSettings {
+    /// The `lrem.json` of an exported model folder.
+    pub fn read(dir: &std::path::Path) -> Result<Self> {
+        let path = dir.join("lrem.json");
+        let bytes =
+            std::fs::read(&path).with_context(|| format!("{}: missing (not a cold-start model?)", path.display()))?;
+        serde_json::from_slice(&bytes).with_context(|| path.display().to_string())
+    }
 }
 
 /// How texts become sequences for one model: its tokenizer, template and system turn.

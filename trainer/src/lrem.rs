@@ -7,7 +7,7 @@ use std::path::Path;
 use burn::tensor::backend::Backend;
 
 use crate::err;
-use crate::error::{Context, Result};
+use crate::error::Result;
 use crate::format::{EMB, END_THINK, LremSettings, Prompting, pool_last};
 use crate::model::LanguageModel;
 use crate::model::generate::{SamplingParams, generate};
@@ -30,13 +30,14 @@ impl<B: Backend> LremModel<B> {
     /// An exported cold-start folder (`model/` of a training run, with `lrem.json`).
     pub fn load(dir: &Path, device: &B::Device) -> Result<Self> {
         let lm = LanguageModel::<B>::load(dir, device)?;
-        let path = dir.join("lrem.json");
-        let settings: LremSettings = serde_json::from_slice(
-            &std::fs::read(&path).with_context(|| format!("{}: missing (not a cold-start model?)", path.display()))?,
-        )
-        .with_context(|| path.display().to_string())?;
-        let token =
-            |s: &str| lm.tokenizer.token_id(s).ok_or_else(|| err!("{}: the tokenizer lacks {s}", dir.display()));
+        let settings = LremSettings::read(dir)?;
+        Self::new(lm, settings).map_err(|e| e.context(dir.display().to_string()))
+    }
+
+    /// A model that already has the LREM tokens (an export, or a base model after
+    /// `add_lrem_tokens`: the format before any training step).
+    pub fn new(lm: LanguageModel<B>, settings: LremSettings) -> Result<Self> {
+        let token = |s: &str| lm.tokenizer.token_id(s).ok_or_else(|| err!("the tokenizer lacks {s}"));
         let (end_think, emb) = (token(END_THINK)?, token(EMB)?);
         Ok(Self { lm, settings, end_think, emb })
     }

@@ -48,6 +48,34 @@ pub fn rank(query: &[f32], catalogue: &[(i64, Vec<f32>)]) -> Vec<i64> {
     scored.into_iter().map(|(_, i)| catalogue[i].0).collect()
 }
 
+/// A mean over queries with its 95% bootstrap interval.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Estimate {
+    pub mean: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+/// Bootstrap resamples behind every interval of the report.
+pub const RESAMPLES: usize = 1000;
+
+/// The mean of per-query `values` and its 95% percentile-bootstrap interval: `resamples` draws
+/// of as many queries with replacement (seeded, so a report is reproducible).
+pub fn estimate(values: &[f64], resamples: usize, seed: u64) -> Estimate {
+    use rand::{Rng, SeedableRng};
+    let n = values.len();
+    if n == 0 {
+        return Estimate { mean: 0.0, low: 0.0, high: 0.0 };
+    }
+    let mean = values.iter().sum::<f64>() / n as f64;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut means: Vec<f64> =
+        (0..resamples).map(|_| (0..n).map(|_| values[rng.random_range(0..n)]).sum::<f64>() / n as f64).collect();
+    means.sort_by(f64::total_cmp);
+    let at = |q: f64| means[((q * resamples as f64) as usize).min(resamples - 1)];
+    Estimate { mean, low: at(0.025), high: at(0.975) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,5 +96,16 @@ mod tests {
         assert_eq!(reciprocal_rank(&ranking, &relevant), 0.5);
         let catalogue = vec![(7, vec![1.0, 0.0]), (8, vec![0.0, 1.0]), (9, vec![0.6, 0.8])];
         assert_eq!(rank(&[0.0, 1.0], &catalogue), [8, 9, 7]);
+    }
+
+    #[test]
+    fn bootstrap_intervals_hold_the_mean_and_narrow_with_more_queries() {
+        let few: Vec<f64> = (0..20).map(|i| (i % 2) as f64).collect();
+        let many: Vec<f64> = (0..2000).map(|i| (i % 2) as f64).collect();
+        let (a, b) = (estimate(&few, RESAMPLES, 1), estimate(&many, RESAMPLES, 1));
+        assert_eq!((a.mean, b.mean), (0.5, 0.5));
+        assert!(a.low < 0.5 && 0.5 < a.high && b.low < 0.5 && 0.5 < b.high, "{a:?} {b:?}");
+        assert!(b.high - b.low < (a.high - a.low) / 4.0, "{a:?} {b:?}");
+        assert_eq!(estimate(&[0.3; 5], RESAMPLES, 1), Estimate { mean: 0.3, low: 0.3, high: 0.3 });
     }
 }

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::err;
 use crate::error::{Context, Result};
-use crate::format::{Prompting, normalised, pool_last};
+use crate::format::{LremSettings, Prompting, normalised, pool_last};
 use crate::lrem::LremModel;
 use crate::model::LanguageModel;
 use crate::model::bert::SentenceEncoder;
@@ -64,13 +64,21 @@ fn parse_named(s: &str) -> Result<(String, PathBuf), String> {
     Ok((name.to_string(), PathBuf::from(dir)))
 }
 
-/// Means over the queries of one split.
+/// Means over the queries of one split, each with its 95% bootstrap interval over queries.
 #[derive(Debug, Clone, Serialize)]
 pub struct SplitMetrics {
     pub queries: usize,
-    /// `(k, hit rate, recall, ndcg)`, k already capped at the catalogue.
-    pub at: Vec<(usize, f64, f64, f64)>,
-    pub mrr: f64,
+    /// One per cut-off, k already capped at the catalogue.
+    pub at: Vec<AtCutoff>,
+    pub mrr: metrics::Estimate,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AtCutoff {
+    pub k: usize,
+    pub hit_rate: metrics::Estimate,
+    pub recall: metrics::Estimate,
+    pub ndcg: metrics::Estimate,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -106,25 +114,29 @@ fn score(
         if chosen.is_empty() {
             continue;
         }
-        let mut at = vec![(0usize, 0.0, 0.0, 0.0); ks.len()];
-        let mut mrr = 0.0;
+        // Per query: hit, recall and NDCG at each k, then the reciprocal rank.
+        let mut per_query: Vec<(Vec<metrics::AtK>, f64)> = Vec::with_capacity(chosen.len());
         for &i in &chosen {
             let ranking = metrics::rank(&qv[i], catalogue);
-            for (j, &k) in ks.iter().enumerate() {
-                let m = metrics::at_k(&ranking, &queries[i].relevant, k);
-                at[j] = (k, at[j].1 + m.hit, at[j].2 + m.recall, at[j].3 + m.ndcg);
-            }
-            mrr += metrics::reciprocal_rank(&ranking, &queries[i].relevant);
+            let at = ks.iter().map(|&k| metrics::at_k(&ranking, &queries[i].relevant, k)).collect();
+            per_query.push((at, metrics::reciprocal_rank(&ranking, &queries[i].relevant)));
         }
-        let c = chosen.len() as f64;
-        splits.insert(
-            split.to_string(),
-            SplitMetrics {
-                queries: chosen.len(),
-                at: at.into_iter().map(|(k, h, r, g)| (k, h / c, r / c, g / c)).collect(),
-                mrr: mrr / c,
-            },
-        );
+        // One seed per split, so every retriever is resampled on the same draws of queries.
+        let seed = split.len() as u64;
+        let estimate = |f: &dyn Fn(&(Vec<metrics::AtK>, f64)) -> f64| {
+            metrics::estimate(&per_query.iter().map(f).collect::<Vec<_>>(), metrics::RESAMPLES, seed)
+        };
+        let at = ks
+            .iter()
+            .enumerate()
+            .map(|(j, &k)| AtCutoff {
+                k,
+                hit_rate: estimate(&|q| q.0[j].hit),
+                recall: estimate(&|q| q.0[j].recall),
+                ndcg: estimate(&|q| q.0[j].ndcg),
+            })
+            .collect();
+        splits.insert(split.to_string(), SplitMetrics { queries: chosen.len(), at, mrr: estimate(&|q| q.1) });
     }
     tracing::info!("  {name}: {:.1}s", seconds);
     RetrieverResult { name: name.to_string(), splits, seconds }
@@ -212,6 +224,27 @@ pub fn run<B: Backend>(spec: &EvalSpec, out: &Path, device: &B::Device) -> Resul
         let iv = with_ids(pool_last(&lm.model, &iseq, spec.batch));
         let qv = pool_last(&lm.model, &qseq, spec.batch);
         results.push(score("base decoder, last token", &queries, &qv, &iv, &spec.ks, t.elapsed().as_secs_f64()));
+        // The same decoder in the LREM format before any step (chat template, `<think>…</think>
+        // <emb>`, the new tokens' rows at the mean embedding), with the trained models'
+        // settings: what the format does, apart from what training does.
+        let settings = match spec.lrem.first() {
+            Some((_, dir)) => LremSettings::read(dir)?,
+            None => LremSettings { system_prompt: Some(String::new()) },
+        };
+        let t = Instant::now();
+        let model = LremModel::new(lm.add_lrem_tokens(), settings)?;
+        let iv = with_ids(model.embed_items(&titles, spec.batch)?);
+        let items_seconds = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let qv: Vec<Vec<f32>> =
+            model.embed_queries(&texts, spec.cot_max_tokens, spec.batch)?.into_iter().map(|e| e.vector).collect();
+        let seconds = items_seconds + t.elapsed().as_secs_f64();
+        results.push(score("base decoder, LREM format, generated CoT", &queries, &qv, &iv, &spec.ks, seconds));
+        let t = Instant::now();
+        let empty: Vec<(&str, String)> = texts.iter().map(|&q| (q, String::new())).collect();
+        let qv = model.embed_queries_with_cot(&empty, spec.batch)?;
+        let seconds = items_seconds + t.elapsed().as_secs_f64();
+        results.push(score("base decoder, LREM format, empty CoT", &queries, &qv, &iv, &spec.ks, seconds));
     }
     let words: Vec<String> = {
         let set: BTreeSet<String> = titles

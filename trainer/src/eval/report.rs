@@ -14,26 +14,32 @@ pub fn write(result: &EvalResult, spec: &EvalSpec, out: &Path) -> Result<()> {
         md,
         "{} held-out judged queries ({}), exact top-K over a catalogue of {} items (every relevant item of \
          those queries plus seeded random others; seed {}). Relevance from `qrels` (grade > 0); NDCG gain 2^grade − 1; \
-         MRR over the whole ranking. K is capped at the catalogue size.\n",
+         MRR over the whole ranking. K is capped at the catalogue size. Each value is a mean over queries \
+         with its 95% bootstrap interval ({} resamples of the queries; the same draws for every retriever).\n",
         result.queries.values().sum::<usize>(),
         result.queries.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", "),
         result.catalogue,
-        spec.seed
+        spec.seed,
+        crate::eval::metrics::RESAMPLES
     )?;
     for split in ["all", "head", "hard"] {
         let Some(first) = result.retrievers.iter().find_map(|r| r.splits.get(split)) else { continue };
         writeln!(md, "## {split} queries ({})\n", first.queries)?;
         let mut header = String::from("| retriever |");
         let mut rule = String::from("|---|");
-        for (k, ..) in &first.at {
+        for a in &first.at {
+            let k = a.k;
             write!(header, " HR@{k} | R@{k} | NDCG@{k} |")?;
             rule.push_str("---:|---:|---:|");
         }
         writeln!(md, "{header} MRR | seconds (items + queries) |\n{rule}---:|---:|")?;
         for r in &result.retrievers {
             let Some(m) = r.splits.get(split) else { continue };
-            let cells: String = m.at.iter().map(|(_, h, rc, n)| format!(" {h:.3} | {rc:.3} | {n:.3} |")).collect();
-            writeln!(md, "| {} |{cells} {:.3} | {:.0} |", r.name, m.mrr, r.seconds)?;
+            let cells: String =
+                m.at.iter()
+                    .map(|a| format!(" {} | {} | {} |", cell(a.hit_rate), cell(a.recall), cell(a.ndcg)))
+                    .collect();
+            writeln!(md, "| {} |{cells} {} | {:.0} |", r.name, cell(m.mrr), r.seconds)?;
         }
         writeln!(md)?;
     }
@@ -55,11 +61,16 @@ pub fn write(result: &EvalResult, spec: &EvalSpec, out: &Path) -> Result<()> {
             let values = result
                 .retrievers
                 .iter()
-                .map(|r| r.splits.get(*s).and_then(|m| m.at.first()).map_or(0.0, |a| a.2))
+                .map(|r| r.splits.get(*s).and_then(|m| m.at.first()).map_or(0.0, |a| a.recall.mean))
                 .collect();
             (format!("{s} queries"), values)
         })
         .collect();
-    let k = result.retrievers.first().and_then(|r| r.splits.get("all")).and_then(|m| m.at.first()).map_or(10, |a| a.0);
+    let k = result.retrievers.first().and_then(|r| r.splits.get("all")).and_then(|m| m.at.first()).map_or(10, |a| a.k);
     grouped_bars(&out.join("recall.svg"), &format!("Recall@{k}"), &groups, &series)
+}
+
+/// `0.543 [0.49, 0.60]`: the mean and its interval.
+fn cell(e: crate::eval::metrics::Estimate) -> String {
+    format!("{:.3} [{:.2}, {:.2}]", e.mean, e.low, e.high)
 }

@@ -3,6 +3,7 @@
 //! binary, since it sets the process-wide default float type).
 
 mod decoder;
+mod eval;
 mod parity;
 mod serve;
 mod train;

