@@ -233,7 +233,7 @@ fn validate_dir(dir: &std::path::Path, options: &ValidateOptions) -> Result<()> 
         let path =
             ["parquet", "csv", "jsonl"].iter().map(|e| dir.join(format!("{}.{e}", spec.name))).find(|p| p.exists());
         let Some(path) = path else {
-            if spec.name != "qrels" {
+            if !spec.is_optional_input() {
                 failed.push(format!("the `{}` input is missing from {}", spec.name, dir.display()));
             }
             continue;

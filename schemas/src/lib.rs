@@ -7,11 +7,13 @@
 //!   file, column and first offending row;
 //! - [`query_id()`]: the stable key of a query, computed identically by both halves;
 //! - [`config`]: the typed TOML configuration of a pipeline run;
+//! - [`holdout`]: which hard queries of the sample world training may see, by need;
 //! - [`Triple`]: the row both halves exchange, with its Arrow conversions;
 //! - [`RunDir`]: the layout of a run directory (tables, parts, shards, manifests, cache).
 
 pub mod config;
 mod error;
+pub mod holdout;
 mod query_id;
 pub mod rows;
 pub mod run_dir;

@@ -66,6 +66,11 @@ impl TableSpec {
         }
     }
 
+    /// Inputs of the sample world's ground truth (`qrels`, `needs`): a user's own run has neither.
+    pub fn is_optional_input(&self) -> bool {
+        self.kind == TableKind::Input && matches!(self.name, "qrels" | "needs")
+    }
+
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
     }
@@ -211,6 +216,19 @@ pub fn all_tables() -> Vec<TableSpec> {
                 col("grade", Int32, false, "Graded relevance: 3 exact, 2 good, 1 partial."),
             ],
             unique_key: &["query_id", "item_id"],
+        },
+        TableSpec {
+            name: "needs",
+            kind: TableKind::Input,
+            doc: "The sample world's hard queries and the shopper need each one phrases: what evaluation held out by need splits on (`lrem_schemas::holdout`; not read by the pipeline).",
+            columns: vec![
+                query_id(),
+                col("query", Utf8, false, "Query text as it appears in the query log."),
+                col("need_id", Int32, false, "The need, by its position in world.toml."),
+                col("phrasing", Int32, false, "Which of the need's phrasings this query is (0, 1, 2)."),
+                col("pattern", Utf8, false, "comparative, use_case, problem_solution, negation or implicit_attribute."),
+            ],
+            unique_key: &["query_id"],
         },
         TableSpec {
             name: "queries",
@@ -410,6 +428,8 @@ mod tests {
         for expected in [
             "items",
             "query_log",
+            "qrels",
+            "needs",
             "queries",
             "item_embeddings",
             "retrieval_1",

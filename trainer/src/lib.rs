@@ -11,6 +11,7 @@ pub mod backend;
 mod error;
 pub mod eval;
 pub mod format;
+pub mod holdout;
 pub mod lrem;
 pub mod model;
 pub mod plot;

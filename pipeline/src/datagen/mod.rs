@@ -58,7 +58,8 @@ pub struct Summary {
     pub files: Vec<PathBuf>,
 }
 
-/// Generates the world into `out_dir` (`items.parquet`, `query_log.parquet`, `qrels.parquet`).
+/// Generates the world into `out_dir` (`items.parquet`, `query_log.parquet`, `qrels.parquet`,
+/// `needs.parquet`).
 /// Each file appears only once complete.
 pub fn generate(args: &Args, out_dir: &Path) -> Result<Summary, Error> {
     let world = World::load(WORLD_TOML).map_err(Error::Internal)?;
@@ -98,6 +99,8 @@ pub fn generate(args: &Args, out_dir: &Path) -> Result<Summary, Error> {
     write_items(&items_path, &items, &titles, &types)?;
     let qrels_path = out_dir.join("qrels.parquet");
     let qrels = write_qrels(&qrels_path, &all_queries, &items)?;
+    let needs_path = out_dir.join("needs.parquet");
+    write_needs(&needs_path, &all_queries)?;
     let log_path = out_dir.join("query_log.parquet");
     let days = write_log(&log_path, args.log_rows, &all_queries, &traffic, &items, &mut stream(5))?;
 
@@ -109,7 +112,7 @@ pub fn generate(args: &Args, out_dir: &Path) -> Result<Summary, Error> {
         log_rows: args.log_rows,
         days,
         qrels,
-        files: vec![items_path, log_path, qrels_path],
+        files: vec![items_path, log_path, qrels_path, needs_path],
     })
 }
 
@@ -166,6 +169,22 @@ fn write_qrels(path: &Path, queries: &[queries::Query], items: &[catalog::Item])
     }
     out.finish()?;
     Ok(rows)
+}
+
+/// The hard queries with their need and phrasing (the `needs` table).
+fn write_needs(path: &Path, queries: &[queries::Query]) -> Result<(), Error> {
+    let spec = lrem_schemas::table("needs").map_err(|e| Error::Internal(e.to_string()))?;
+    let hard: Vec<(&queries::Query, (usize, usize))> = queries.iter().filter_map(|q| Some((q, q.need?))).collect();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(UInt64Array::from_iter_values(hard.iter().map(|(q, _)| lrem_schemas::query_id(&q.text)))),
+        Arc::new(StringArray::from_iter_values(hard.iter().map(|(q, _)| q.text.as_str()))),
+        Arc::new(Int32Array::from_iter_values(hard.iter().map(|(_, (n, _))| *n as i32))),
+        Arc::new(Int32Array::from_iter_values(hard.iter().map(|(_, (_, p))| *p as i32))),
+        Arc::new(StringArray::from_iter_values(hard.iter().map(|(q, _)| q.pattern.as_deref().unwrap_or_default()))),
+    ];
+    let mut out = ParquetFile::create(path, spec.schema())?;
+    out.write(&RecordBatch::try_new(spec.schema(), columns)?)?;
+    out.finish()
 }
 
 /// Writes exactly `target` rows, day after day; returns the number of days the log spans.
@@ -263,7 +282,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         generate(&Args::default(), dir.path()).unwrap();
         let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data_samples");
-        for file in ["items.parquet", "query_log.parquet", "qrels.parquet"] {
+        for file in ["items.parquet", "query_log.parquet", "qrels.parquet", "needs.parquet"] {
             let ours = std::fs::read(dir.path().join(file)).unwrap();
             assert!(ours == std::fs::read(committed.join(file)).unwrap(), "{file} differs from data_samples/");
         }

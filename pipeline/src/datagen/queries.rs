@@ -36,6 +36,8 @@ pub struct Query {
     pub qrels: Vec<(usize, i32)>,
     /// Irrelevant items a literal engine shows for this query (shares words, wrong product).
     pub traps: Vec<usize>,
+    /// For a hard query: its need (position in world.toml) and which of its phrasings it is.
+    pub need: Option<(usize, usize)>,
 }
 
 /// Words too common to make two texts similar.
@@ -115,7 +117,7 @@ pub fn hard(
 ) -> Vec<Query> {
     let similar = LexicalIndex::new(world, titles);
     let mut out = Vec::new();
-    for need in &world.need {
+    for (need_id, need) in world.need.iter().enumerate() {
         let mut grades: BTreeMap<usize, i32> = BTreeMap::new();
         for (refs, grade) in [(&need.partial, 1), (&need.relevant, 3)] {
             for r in refs {
@@ -130,7 +132,7 @@ pub fn hard(
             let target = world.target(r).expect("world checked at load");
             trap_items.extend(items_of(target, by_type, items).filter(|i| !grades.contains_key(i)));
         }
-        for text in &need.queries {
+        for (phrasing, text) in need.queries.iter().enumerate() {
             let mut traps = trap_items.clone();
             traps.shuffle(rng);
             traps.truncate(8);
@@ -145,6 +147,7 @@ pub fn hard(
                 pattern: Some(need.pattern.clone()),
                 qrels: grades.iter().map(|(&i, &g)| (i, g)).collect(),
                 traps,
+                need: Some((need_id, phrasing)),
             });
         }
     }
@@ -246,7 +249,7 @@ pub fn head(
                 qrels.push((i, 1));
             }
         }
-        out.push(Query { text, kind: Kind::Head, pattern: None, qrels, traps: Vec::new() });
+        out.push(Query { text, kind: Kind::Head, pattern: None, qrels, traps: Vec::new(), need: None });
     }
     out
 }

@@ -16,7 +16,7 @@ fn samples() -> PathBuf {
 fn datagen_reproduces_the_committed_files_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
     datagen::generate(&datagen::Args::default(), dir.path()).unwrap();
-    for name in ["items.parquet", "query_log.parquet", "qrels.parquet"] {
+    for name in ["items.parquet", "query_log.parquet", "qrels.parquet", "needs.parquet"] {
         let fresh = std::fs::read(dir.path().join(name)).unwrap();
         let committed = std::fs::read(samples().join(name)).unwrap();
         assert!(fresh == committed, "{name} differs from data_samples/{name}: run `make datagen` and commit");
@@ -25,7 +25,7 @@ fn datagen_reproduces_the_committed_files_byte_for_byte() {
 
 #[test]
 fn committed_inputs_validate() {
-    for table in ["items", "query_log", "qrels"] {
+    for table in ["items", "query_log", "qrels", "needs"] {
         let spec = lrem_schemas::table(table).unwrap();
         let path = samples().join(format!("{table}.parquet"));
         lrem_schemas::validate(&path, &spec, &Default::default()).unwrap_or_else(|e| panic!("{e}"));

@@ -46,6 +46,10 @@ pub struct DataConfig {
     /// Batches are cut from windows of this many batches sorted by length (less padding), as
     /// transformers' `group_by_length` does.
     pub bucket_batches: usize,
+    /// The sample world's `needs` table: when set, training refuses any triple whose query
+    /// evaluation or validation holds out (`lrem_schemas::holdout`, with `holdout_seed`).
+    pub needs: Option<PathBuf>,
+    pub holdout_seed: u64,
 }
 
 impl Default for DataConfig {
@@ -56,6 +60,8 @@ impl Default for DataConfig {
             max_query_tokens: 128,
             max_item_tokens: 96,
             bucket_batches: 50,
+            needs: None,
+            holdout_seed: 0,
         }
     }
 }

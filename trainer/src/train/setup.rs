@@ -46,6 +46,11 @@ impl<B: AutodiffBackend> Setup<B> {
         let lm = LanguageModel::<B>::load(&config.model.path, device)?.add_lrem_tokens();
         let prompting = Prompting { tokenizer: &lm.tokenizer, system_prompt: config.model.system_prompt.clone() };
         let triples = triples::read(&config.data.run_dir, Split::ColdStart)?;
+        if let Some(needs) = &config.data.needs {
+            let split = crate::holdout::read(needs, config.data.holdout_seed)?;
+            let source = format!("{} (triples_cold_start)", config.data.run_dir.display());
+            crate::holdout::check_trainable(&triples, &split, &source)?;
+        }
         let prepared = prepare(&triples, &prompting, config.data.max_query_tokens, config.data.max_item_tokens)?;
         let skipped: String = prepared
             .skipped

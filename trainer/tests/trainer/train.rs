@@ -317,3 +317,29 @@ fn ctrl_c_checkpoints_the_step_in_progress_and_exits_130() {
     let resumed = cold_start::<CpuAutodiff>(&config, &run, &options, &Default::default()).unwrap();
     assert_eq!(resumed.state.step, steps + 1);
 }
+
+#[test]
+fn training_refuses_a_triple_whose_query_is_held_out_by_need() {
+    use lrem_schemas::holdout::Holdout;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = toy_config(dir.path());
+    let needs = crate::root().join("data_samples/needs.parquet");
+    config.data.needs = Some(needs.clone());
+    // The toy queries are no phrasing of a need: training may see them.
+    let first = RunOptions { stop_after: Some(1), ..Default::default() };
+    cold_start::<CpuAutodiff>(&config, &dir.path().join("allowed"), &first, &Default::default()).unwrap();
+
+    let split = lrem_trainer::holdout::read(&needs, config.data.holdout_seed).unwrap();
+    for kind in [Holdout::UnseenNeed, Holdout::UnseenPhrasing, Holdout::Validation] {
+        let (&held, _) = split.iter().find(|(_, h)| **h == kind).unwrap();
+        let mut triples = toy_triples();
+        triples[0].query_id = held;
+        let run = dir.path().join(format!("pipeline-{}", kind.as_str()));
+        triples::write(&run, Split::ColdStart, &triples).unwrap();
+        config.data.run_dir = run;
+        let out = dir.path().join(kind.as_str());
+        let err = cold_start::<CpuAutodiff>(&config, &out, &first, &Default::default()).err().unwrap().to_string();
+        assert!(err.contains("1 triples of 1 queries are held out from training by need"), "{err}");
+        assert!(err.contains(&format!("({})", kind.as_str())), "{err}");
+    }
+}

@@ -1,0 +1,63 @@
+//! The held-out-by-need split of the sample world (`lrem_schemas::holdout`) as the trainer reads
+//! it: which query of the `needs` table goes where, and the check that training never sees a
+//! held-out phrasing.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use arrow::array::AsArray;
+use arrow::datatypes::{Int32Type, UInt64Type};
+use lrem_schemas::holdout::{Holdout, holdout};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::bail;
+use crate::error::{Context, Result};
+use crate::triples::Triple;
+
+/// Each hard query of the `needs` table (by `query_id`) with where it goes for `seed`.
+pub fn read(path: &Path, seed: u64) -> Result<HashMap<u64, Holdout>> {
+    let spec = lrem_schemas::table("needs")?;
+    lrem_schemas::validate(path, &spec, &Default::default())?;
+    let mut rows: Vec<(u64, i32, i32)> = Vec::new();
+    for file in lrem_schemas::validate::input_files(path, "needs")? {
+        let reader = std::fs::File::open(&file).map_err(crate::Error::from).and_then(|f| {
+            ParquetRecordBatchReaderBuilder::try_new(f).and_then(|b| b.build()).context(file.display().to_string())
+        })?;
+        for batch in reader {
+            let batch = batch.with_context(|| file.display().to_string())?;
+            let column =
+                |name: &str| batch.column_by_name(name).with_context(|| format!("{}: no `{name}`", file.display()));
+            let ids = column("query_id")?.as_primitive::<UInt64Type>().clone();
+            let (needs, phrasings) = (
+                column("need_id")?.as_primitive::<Int32Type>().clone(),
+                column("phrasing")?.as_primitive::<Int32Type>().clone(),
+            );
+            rows.extend((0..batch.num_rows()).map(|i| (ids.value(i), needs.value(i), phrasings.value(i))));
+        }
+    }
+    let mut phrasings: HashMap<i32, i32> = HashMap::new();
+    for (_, need, _) in &rows {
+        *phrasings.entry(*need).or_default() += 1;
+    }
+    Ok(rows.into_iter().map(|(q, need, p)| (q, holdout(need, p, phrasings[&need], seed))).collect())
+}
+
+/// Fails, naming them, when any triple's query is held out from training.
+pub fn check_trainable(triples: &[Triple], split: &HashMap<u64, Holdout>, source: &str) -> Result<()> {
+    let held: Vec<(&Triple, Holdout)> =
+        triples.iter().filter_map(|t| split.get(&t.query_id).filter(|h| !h.trainable()).map(|&h| (t, h))).collect();
+    if held.is_empty() {
+        return Ok(());
+    }
+    let mut queries: Vec<(&str, &str)> = held.iter().map(|(t, h)| (t.query.as_str(), h.as_str())).collect();
+    queries.sort();
+    queries.dedup();
+    let examples: Vec<String> = queries.iter().take(3).map(|(q, h)| format!("{q:?} ({h})")).collect();
+    bail!(
+        "{source}: {} triples of {} queries are held out from training by need, e.g. {}; \
+         cut them from the query log before the pipeline runs, or train without `data.needs`",
+        held.len(),
+        queries.len(),
+        examples.join(", ")
+    )
+}
