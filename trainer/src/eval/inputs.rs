@@ -60,6 +60,8 @@ pub struct JudgedQuery {
     pub query: String,
     pub kind: String,
     pub relevant: HashMap<i64, i32>,
+    /// For a hard query of the sample world, where held out by need puts it (with `--needs`).
+    pub holdout: Option<lrem_schemas::holdout::Holdout>,
 }
 
 pub fn read_qrels(path: &Path) -> Result<Vec<JudgedQuery>> {
@@ -79,6 +81,7 @@ pub fn read_qrels(path: &Path) -> Result<Vec<JudgedQuery>> {
                 query: text.value(r).to_string(),
                 kind: kind.value(r).to_string(),
                 relevant: HashMap::new(),
+                holdout: None,
             });
             if grade.value(r) > 0 {
                 q.relevant.insert(item.value(r), grade.value(r));

@@ -24,6 +24,7 @@ use crate::model::LanguageModel;
 use crate::model::bert::SentenceEncoder;
 use crate::triples::{self, Split};
 use inputs::JudgedQuery;
+use lrem_schemas::holdout::Holdout;
 
 /// What to evaluate; also the `lrem-train eval` flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -34,8 +35,17 @@ pub struct EvalSpec {
     /// A pipeline run whose training queries are held out.
     #[arg(long)]
     pub exclude_run: Option<PathBuf>,
+    /// Judged queries per group (head; hard, or with --needs hard of unseen needs and hard
+    /// unseen phrasings), seeded; 0: every one.
     #[arg(long, default_value_t = 16)]
     pub queries_per_kind: usize,
+    /// The sample world's `needs` table: hard queries are then only those held out by need
+    /// (`lrem_schemas::holdout` with --holdout-seed), reported as unseen needs and unseen
+    /// phrasings of trained needs.
+    #[arg(long)]
+    pub needs: Option<PathBuf>,
+    #[arg(long, default_value_t = 0)]
+    pub holdout_seed: u64,
     /// Items ranked: every relevant item of the chosen queries plus seeded random others up to
     /// this many (0: the whole catalogue).
     #[arg(long, default_value_t = 0)]
@@ -109,8 +119,8 @@ fn score(
     let mut ks: Vec<usize> = ks.iter().map(|&k| k.min(n)).collect();
     ks.dedup();
     let mut splits = BTreeMap::new();
-    for split in ["all", "head", "hard"] {
-        let chosen: Vec<usize> = (0..queries.len()).filter(|&i| split == "all" || queries[i].kind == split).collect();
+    for split in SPLITS {
+        let chosen: Vec<usize> = (0..queries.len()).filter(|&i| in_split(&queries[i], split)).collect();
         if chosen.is_empty() {
             continue;
         }
@@ -142,10 +152,28 @@ fn score(
     RetrieverResult { name: name.to_string(), splits, seconds }
 }
 
-/// Held-out judged queries, `per_kind` of each kind, seeded.
+/// The query groups reported, in report order.
+pub const SPLITS: [&str; 5] = ["all", "head", "hard", "hard, unseen needs", "hard, unseen phrasings"];
+
+fn in_split(q: &JudgedQuery, split: &str) -> bool {
+    match split {
+        "all" => true,
+        "hard, unseen needs" => q.holdout == Some(Holdout::UnseenNeed),
+        "hard, unseen phrasings" => q.holdout == Some(Holdout::UnseenPhrasing),
+        kind => q.kind == kind,
+    }
+}
+
+/// Held-out judged queries, `per_kind` of each group, seeded.
 fn choose_queries(spec: &EvalSpec) -> Result<Vec<JudgedQuery>> {
     let qrels_path = spec.data_dir.join("qrels.parquet");
-    let all = inputs::read_qrels(&qrels_path)?;
+    let mut all = inputs::read_qrels(&qrels_path)?;
+    if let Some(needs) = &spec.needs {
+        let split = crate::holdout::read(needs, spec.holdout_seed)?;
+        for q in &mut all {
+            q.holdout = split.get(&q.query_id).copied();
+        }
+    }
     let mut excluded = HashSet::new();
     if let Some(run) = &spec.exclude_run {
         for split in [Split::ColdStart, Split::Rl] {
@@ -154,11 +182,19 @@ fn choose_queries(spec: &EvalSpec) -> Result<Vec<JudgedQuery>> {
     }
     let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
     let mut chosen = Vec::new();
-    for kind in ["head", "hard"] {
+    // With the needs table, hard queries are only those evaluation holds out: never a phrasing
+    // training or validation may see.
+    let groups: &[&str] = if spec.needs.is_some() {
+        &["head", "hard, unseen needs", "hard, unseen phrasings"]
+    } else {
+        &["head", "hard"]
+    };
+    let cap = if spec.queries_per_kind == 0 { usize::MAX } else { spec.queries_per_kind };
+    for group in groups {
         let mut pool: Vec<&JudgedQuery> =
-            all.iter().filter(|q| q.kind == kind && !excluded.contains(&q.query_id)).collect();
+            all.iter().filter(|q| in_split(q, group) && !excluded.contains(&q.query_id)).collect();
         pool.shuffle(&mut rng);
-        chosen.extend(pool.into_iter().take(spec.queries_per_kind).cloned());
+        chosen.extend(pool.into_iter().take(cap).cloned());
     }
     if chosen.is_empty() {
         return Err(err!("{}: no judged query left after holding out the training queries", qrels_path.display()));

@@ -22,7 +22,7 @@ pub fn write(result: &EvalResult, spec: &EvalSpec, out: &Path) -> Result<()> {
         spec.seed,
         crate::eval::metrics::RESAMPLES
     )?;
-    for split in ["all", "head", "hard"] {
+    for split in super::SPLITS {
         let Some(first) = result.retrievers.iter().find_map(|r| r.splits.get(split)) else { continue };
         writeln!(md, "## {split} queries ({})\n", first.queries)?;
         let mut header = String::from("| retriever |");

