@@ -72,5 +72,6 @@ pub fn write(result: &EvalResult, spec: &EvalSpec, out: &Path) -> Result<()> {
 
 /// `0.543 [0.49, 0.60]`: the mean and its interval.
 fn cell(e: crate::eval::metrics::Estimate) -> String {
-    format!("{:.3} [{:.2}, {:.2}]", e.mean, e.low, e.high)
+    // + 0.0: a float sum starts at −0.0, and a mean of zeros would print as "-0.00".
+    format!("{:.3} [{:.2}, {:.2}]", e.mean + 0.0, e.low + 0.0, e.high + 0.0)
 }
