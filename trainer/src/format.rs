@@ -29,9 +29,13 @@ impl<B: Backend> LanguageModel<B> {
 }
 
 /// The `lrem.json` beside an exported model: how its sequences are rendered.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct LremSettings {
     pub system_prompt: Option<String>,
+    /// Trained as a direct embedder (the fair baseline): a query is `prompt<emb>`, with no
+    /// `<think>` and no CoT.
+    #[serde(default)]
+    pub direct: bool,
 }
 
 impl LremSettings {
@@ -82,6 +86,14 @@ impl Prompting<'_> {
         let first_target = ids.len();
         ids.extend(self.tokenizer.encode(&format!("{cot}{END_THINK}{EMB}"), false)?);
         Ok(QuerySequence { ids, first_target })
+    }
+
+    /// `prompt<emb>` for a query, with no `<think>`: the direct embedder's query side (no NTP
+    /// target).
+    pub fn direct_sequence(&self, query: &str) -> Result<QuerySequence> {
+        let text = self.tokenizer.render_chat(&self.messages(query.to_string()), true)?;
+        let ids = self.tokenizer.encode(&format!("{text}{EMB}"), false)?;
+        Ok(QuerySequence { first_target: ids.len(), ids })
     }
 
     /// `prompt<emb>` for an item title.

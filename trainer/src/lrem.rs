@@ -55,6 +55,16 @@ impl<B: Backend> LremModel<B> {
     /// Greedy CoT (at most `cot_max_tokens`), then the `<emb>` state.
     pub fn embed_queries(&self, queries: &[&str], cot_max_tokens: usize, batch: usize) -> Result<Vec<QueryEmbedding>> {
         let p = self.prompting();
+        if self.settings.direct {
+            let seqs = queries.iter().map(|q| p.direct_sequence(q).map(|s| s.ids)).collect::<Result<Vec<_>>>()?;
+            let vectors = pool_last(&self.lm.model, &seqs, batch);
+            let tokens = seqs.iter().map(Vec::len);
+            return Ok(vectors
+                .into_iter()
+                .zip(tokens)
+                .map(|(vector, tokens)| QueryEmbedding { vector, cot: String::new(), tokens })
+                .collect());
+        }
         let prompts = queries.iter().map(|q| p.query_prompt(q)).collect::<Result<Vec<_>>>()?;
         let mut stop_ids = self.lm.tokenizer.stop_ids();
         stop_ids.extend([self.end_think, self.emb]);

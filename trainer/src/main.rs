@@ -76,6 +76,10 @@ enum Command {
         /// Override `loss.ntp_weight` (λ1), e.g. 0 for the CoT-as-input ablation.
         #[arg(long)]
         ntp_weight: Option<f64>,
+        /// Train the fair direct-embedder baseline instead: the same pairs and schedule, the
+        /// query embedded as `prompt<emb>` with no CoT, InfoNCE only (`data.cot = false`, λ1 = 0).
+        #[arg(long, conflicts_with = "ntp_weight")]
+        direct: bool,
     },
     /// Retrieval evaluation of trained models against the direct embedder and the base decoder.
     Eval {
@@ -170,10 +174,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve(config) => Ok(tokio::runtime::Runtime::new()?.block_on(lrem_trainer::serve::serve(config))?),
-        Command::ColdStart { config, run_dir, resume, stop_after, ntp_weight } => {
+        Command::ColdStart { config, run_dir, resume, stop_after, ntp_weight, direct } => {
             let mut config = TrainConfig::from_file(&config)?;
             if let Some(w) = ntp_weight {
                 config.loss.ntp_weight = w;
+            }
+            if direct {
+                config.data.cot = false;
+                config.loss.ntp_weight = 0.0;
             }
             let options = RunOptions { resume, stop_after, interrupt: Some(on_ctrl_c()), progress: true };
             let outcome = cold_start::<Train>(&config, &run_dir, &options, &Default::default())?;

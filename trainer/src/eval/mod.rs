@@ -265,7 +265,7 @@ pub fn run<B: Backend>(spec: &EvalSpec, out: &Path, device: &B::Device) -> Resul
         // settings: what the format does, apart from what training does.
         let settings = match spec.lrem.first() {
             Some((_, dir)) => LremSettings::read(dir)?,
-            None => LremSettings { system_prompt: Some(String::new()) },
+            None => LremSettings { system_prompt: Some(String::new()), direct: false },
         };
         let t = Instant::now();
         let model = LremModel::new(lm.add_lrem_tokens(), settings)?;
@@ -291,14 +291,22 @@ pub fn run<B: Backend>(spec: &EvalSpec, out: &Path, device: &B::Device) -> Resul
             .collect();
         set.into_iter().collect()
     };
-    for (m, (name, dir)) in spec.lrem.iter().enumerate() {
+    let mut first_cot_model = true;
+    for (name, dir) in &spec.lrem {
         let t = Instant::now();
         let model = LremModel::<B>::load(dir, device)?;
         let iv = with_ids(model.embed_items(&titles, spec.batch)?);
+        if model.settings.direct {
+            // A direct embedder has no CoT to generate or ablate.
+            let t = Instant::now();
+            let qv: Vec<Vec<f32>> = model.embed_queries(&texts, 0, spec.batch)?.into_iter().map(|e| e.vector).collect();
+            results.push(score(name, &queries, &qv, &iv, &spec.ks, t.elapsed().as_secs_f64()));
+            continue;
+        }
         let items_seconds = t.elapsed().as_secs_f64();
         let t = Instant::now();
         let embedded = model.embed_queries(&texts, spec.cot_max_tokens, spec.batch)?;
-        if m == 0 {
+        if first_cot_model {
             cot_examples = texts.iter().zip(&embedded).take(8).map(|(q, e)| (q.to_string(), e.cot.clone())).collect();
         }
         let qv: Vec<Vec<f32>> = embedded.into_iter().map(|e| e.vector).collect();
@@ -310,7 +318,7 @@ pub fn run<B: Backend>(spec: &EvalSpec, out: &Path, device: &B::Device) -> Resul
             &spec.ks,
             items_seconds + t.elapsed().as_secs_f64(),
         ));
-        if m > 0 {
+        if !std::mem::replace(&mut first_cot_model, false) {
             continue;
         }
         let mut rng = ChaCha8Rng::seed_from_u64(spec.seed ^ 0xC07);

@@ -50,6 +50,9 @@ pub struct DataConfig {
     /// evaluation or validation holds out (`lrem_schemas::holdout`, with `holdout_seed`).
     pub needs: Option<PathBuf>,
     pub holdout_seed: u64,
+    /// false: train the fair direct-embedder baseline on the same pairs, the query side being
+    /// `prompt<emb>` with no CoT (and `loss.ntp_weight` 0: there is nothing to predict).
+    pub cot: bool,
 }
 
 impl Default for DataConfig {
@@ -62,6 +65,7 @@ impl Default for DataConfig {
             bucket_batches: 50,
             needs: None,
             holdout_seed: 0,
+            cot: true,
         }
     }
 }
@@ -153,6 +157,9 @@ impl TrainConfig {
 
     pub fn validate(&self) -> Result<()> {
         let o = &self.optim;
+        if !self.data.cot && self.loss.ntp_weight != 0.0 {
+            bail!("data.cot = false trains a direct embedder, which has no CoT to predict: set loss.ntp_weight = 0");
+        }
         if o.batch_size < 2 {
             bail!("optim.batch_size must be at least 2 (in-batch negatives), got {}", o.batch_size);
         }

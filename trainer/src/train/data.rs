@@ -36,10 +36,23 @@ pub fn prepare(
     max_query_tokens: usize,
     max_item_tokens: usize,
 ) -> Result<Prepared> {
+    prepare_as(triples, prompting, max_query_tokens, max_item_tokens, true)
+}
+
+/// [`prepare`], with the query side `prompt<think>cot</think><emb>` (`with_cot`) or the direct
+/// embedder's `prompt<emb>`.
+pub fn prepare_as(
+    triples: &[Triple],
+    prompting: &Prompting,
+    max_query_tokens: usize,
+    max_item_tokens: usize,
+    with_cot: bool,
+) -> Result<Prepared> {
     let mut examples = Vec::with_capacity(triples.len());
     let mut skipped = Vec::new();
     for t in triples {
-        let query = prompting.query_sequence(&t.query, &t.cot)?;
+        let query =
+            if with_cot { prompting.query_sequence(&t.query, &t.cot)? } else { prompting.direct_sequence(&t.query)? };
         let item = prompting.item_sequence(&t.title)?;
         if query.ids.len() > max_query_tokens {
             skipped.push((

@@ -10,7 +10,7 @@ use burn::tensor::backend::AutodiffBackend;
 
 use super::checkpoint::{self, TrainState};
 use super::config::TrainConfig;
-use super::data::{Example, epoch_batches, prepare};
+use super::data::{Example, epoch_batches, prepare_as};
 use super::{RunOptions, metrics, optim};
 use crate::bail;
 use crate::error::{Context, Result};
@@ -51,7 +51,8 @@ impl<B: AutodiffBackend> Setup<B> {
             let source = format!("{} (triples_cold_start)", config.data.run_dir.display());
             crate::holdout::check_trainable(&triples, &split, &source)?;
         }
-        let prepared = prepare(&triples, &prompting, config.data.max_query_tokens, config.data.max_item_tokens)?;
+        let d = &config.data;
+        let prepared = prepare_as(&triples, &prompting, d.max_query_tokens, d.max_item_tokens, d.cot)?;
         let skipped: String = prepared
             .skipped
             .iter()

@@ -343,3 +343,29 @@ fn training_refuses_a_triple_whose_query_is_held_out_by_need() {
         assert!(err.contains(&format!("({})", kind.as_str())), "{err}");
     }
 }
+
+#[test]
+fn the_direct_baseline_trains_on_the_same_pairs_without_a_cot() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = toy_config(dir.path());
+    config.optim.epochs = 2;
+    config.data.cot = false;
+    let err =
+        cold_start::<CpuAutodiff>(&config, &dir.path().join("refused"), &RunOptions::default(), &Default::default());
+    assert!(err.err().unwrap().to_string().contains("set loss.ntp_weight = 0"));
+    config.loss.ntp_weight = 0.0;
+    let out =
+        cold_start::<CpuAutodiff>(&config, &dir.path().join("direct"), &RunOptions::default(), &Default::default())
+            .unwrap();
+    assert!(out.records.iter().all(|r| r.ntp == 0.0 && r.infonce.is_finite()));
+    let model = lrem_trainer::lrem::LremModel::<lrem_trainer::backend::Cpu>::load(
+        out.model_dir.as_ref().unwrap(),
+        &Default::default(),
+    )
+    .unwrap();
+    assert!(model.settings.direct);
+    let embedded = model.embed_queries(&["a drink more energizing than tea"], 16, 4).unwrap();
+    assert_eq!(embedded[0].cot, "");
+    let norm: f32 = embedded[0].vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-4, "{norm}");
+}
