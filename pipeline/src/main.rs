@@ -230,8 +230,10 @@ fn run(cli: Cli) -> Result<()> {
 fn validate_dir(dir: &std::path::Path, options: &ValidateOptions) -> Result<()> {
     let mut failed = Vec::new();
     for spec in lrem_schemas::all_tables().into_iter().filter(|t| t.kind == lrem_schemas::TableKind::Input) {
-        let path =
-            ["parquet", "csv", "jsonl"].iter().map(|e| dir.join(format!("{}.{e}", spec.name))).find(|p| p.exists());
+        let path = lrem_schemas::run_dir::INPUT_EXTENSIONS
+            .iter()
+            .map(|e| dir.join(format!("{}.{e}", spec.name)))
+            .find(|p| p.exists());
         let Some(path) = path else {
             if !spec.is_optional_input() {
                 failed.push(format!("the `{}` input is missing from {}", spec.name, dir.display()));

@@ -8,32 +8,22 @@ use std::path::Path;
 use arrow::array::AsArray;
 use arrow::datatypes::{Int32Type, UInt64Type};
 use lrem_schemas::holdout::{Holdout, holdout};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::bail;
-use crate::error::{Context, Result};
+use crate::error::Result;
 use crate::triples::Triple;
 
 /// Each hard query of the `needs` table (by `query_id`) with where it goes for `seed`.
 pub fn read(path: &Path, seed: u64) -> Result<HashMap<u64, Holdout>> {
-    let spec = lrem_schemas::table("needs")?;
-    lrem_schemas::validate(path, &spec, &Default::default())?;
+    let (_, batches) = crate::contract::read(path, "needs")?;
     let mut rows: Vec<(u64, i32, i32)> = Vec::new();
-    for file in lrem_schemas::validate::input_files(path, "needs")? {
-        let reader = std::fs::File::open(&file).map_err(crate::Error::from).and_then(|f| {
-            ParquetRecordBatchReaderBuilder::try_new(f).and_then(|b| b.build()).context(file.display().to_string())
-        })?;
-        for batch in reader {
-            let batch = batch.with_context(|| file.display().to_string())?;
-            let column =
-                |name: &str| batch.column_by_name(name).with_context(|| format!("{}: no `{name}`", file.display()));
-            let ids = column("query_id")?.as_primitive::<UInt64Type>().clone();
-            let (needs, phrasings) = (
-                column("need_id")?.as_primitive::<Int32Type>().clone(),
-                column("phrasing")?.as_primitive::<Int32Type>().clone(),
-            );
-            rows.extend((0..batch.num_rows()).map(|i| (ids.value(i), needs.value(i), phrasings.value(i))));
-        }
+    for batch in batches {
+        // Validated against the contract: the columns exist with these types.
+        let column = |name: &str| batch.column_by_name(name).expect("checked by the contract");
+        let ids = column("query_id").as_primitive::<UInt64Type>();
+        let (needs, phrasings) =
+            (column("need_id").as_primitive::<Int32Type>(), column("phrasing").as_primitive::<Int32Type>());
+        rows.extend((0..batch.num_rows()).map(|i| (ids.value(i), needs.value(i), phrasings.value(i))));
     }
     let mut phrasings: HashMap<i32, i32> = HashMap::new();
     for (_, need, _) in &rows {

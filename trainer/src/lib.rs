@@ -8,6 +8,7 @@
 //! - [`backend`]: the backend aliases (CPU, CPU with gradients, CUDA).
 
 pub mod backend;
+mod contract;
 mod error;
 pub mod eval;
 pub mod format;

@@ -6,26 +6,9 @@ use std::path::Path;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Int32Type, Int64Type, UInt64Type};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::err;
-use crate::error::{Context, Result};
-
-fn batches(path: &Path) -> Result<Vec<RecordBatch>> {
-    let file = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .and_then(|b| b.build())
-        .map_err(|e| err!("{}: {e}", path.display()))?;
-    reader.map(|b| b.map_err(|e| err!("{}: {e}", path.display()))).collect()
-}
-
-/// Checks `path` against the contract's `table` (every problem named by file, column and row),
-/// then reads its batches.
-fn contract_batches(path: &Path, table: &str) -> Result<(lrem_schemas::TableSpec, Vec<RecordBatch>)> {
-    let spec = lrem_schemas::table(table)?;
-    lrem_schemas::validate(path, &spec, &Default::default())?;
-    Ok((spec, batches(path)?))
-}
+use crate::error::Result;
 
 /// Column `name` of the contract's table, in the contract's type.
 fn column(path: &Path, spec: &lrem_schemas::TableSpec, batch: &RecordBatch, name: &str) -> Result<ArrayRef> {
@@ -42,7 +25,7 @@ fn column(path: &Path, spec: &lrem_schemas::TableSpec, batch: &RecordBatch, name
 /// Item id → title.
 pub fn read_items(path: &Path) -> Result<BTreeMap<i64, String>> {
     let mut items = BTreeMap::new();
-    let (spec, batches) = contract_batches(path, "items")?;
+    let (spec, batches) = crate::contract::read(path, "items")?;
     for b in batches {
         let ids = column(path, &spec, &b, "item_id")?;
         let titles = column(path, &spec, &b, "title")?;
@@ -66,7 +49,7 @@ pub struct JudgedQuery {
 
 pub fn read_qrels(path: &Path) -> Result<Vec<JudgedQuery>> {
     let mut queries: BTreeMap<u64, JudgedQuery> = BTreeMap::new();
-    let (spec, batches) = contract_batches(path, "qrels")?;
+    let (spec, batches) = crate::contract::read(path, "qrels")?;
     for b in batches {
         let qid = column(path, &spec, &b, "query_id")?;
         let text = column(path, &spec, &b, "query")?;
