@@ -4,17 +4,18 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, Float64Array, StringBuilder, UInt64Array};
-use arrow::compute::cast;
+use arrow::compute::{CastOptions, cast, cast_with_options};
 use arrow::datatypes::DataType;
-use arrow::datatypes::UInt64Type;
+use arrow::datatypes::{Int32Type, UInt64Type};
 use datafusion::error::Result;
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF, Signature, SimpleScalarUDF, Volatility, create_udf};
 use datafusion::prelude::SessionContext;
 
-/// Registers `lrem_normalize(text)`, `lrem_query_id(text)`, `lrem_bucket(query_id, seed)` and
-/// `lrem_list_field(list_of_structs, 'name')`.
+/// Registers `lrem_normalize(text)`, `lrem_query_id(text)`, `lrem_bucket(query_id, seed)`,
+/// `lrem_holdout(need_id, phrasing, phrasings, seed)` and `lrem_list_field(list_of_structs, 'name')`.
 pub fn register(ctx: &SessionContext) {
     ctx.register_udf(bucket_udf());
+    ctx.register_udf(holdout_udf());
     ctx.register_udf(ScalarUDF::from(super::list_field::ListField::new()));
     ctx.register_udf(string_udf("lrem_normalize", DataType::Utf8, |texts| {
         let mut out = StringBuilder::with_capacity(texts.len(), texts.len() * 16);
@@ -90,4 +91,39 @@ fn bucket_udf() -> ScalarUDF {
         Volatility::Immutable,
         Arc::new(body),
     )
+}
+
+/// `lrem_holdout(need_id, phrasing, phrasings, seed)`: where a phrasing of a need of the sample
+/// world goes (`train`, `validation`, `unseen_need`, `unseen_phrasing`), computed as the trainer
+/// computes it (`lrem_schemas::holdout`), so a query log can be cut to the training needs in SQL.
+fn holdout_udf() -> ScalarUDF {
+    let body = |args: &[ColumnarValue]| -> Result<ColumnarValue> {
+        let arrays = ColumnarValue::values_to_arrays(args)?;
+        let strict = CastOptions { safe: false, ..Default::default() };
+        let int = |i: usize, to: &DataType| cast_with_options(&arrays[i], to, &strict);
+        let (needs, phrasings, counts) =
+            (int(0, &DataType::Int32)?, int(1, &DataType::Int32)?, int(2, &DataType::Int32)?);
+        let seeds = int(3, &DataType::UInt64)?;
+        let (needs, phrasings, counts, seeds) = (
+            needs.as_primitive::<Int32Type>(),
+            phrasings.as_primitive::<Int32Type>(),
+            counts.as_primitive::<Int32Type>(),
+            seeds.as_primitive::<UInt64Type>(),
+        );
+        let mut out = StringBuilder::with_capacity(needs.len(), needs.len() * 8);
+        for i in 0..needs.len() {
+            if [needs.is_null(i), phrasings.is_null(i), counts.is_null(i), seeds.is_null(i)].contains(&true) {
+                out.append_null();
+                continue;
+            }
+            let split =
+                lrem_schemas::holdout::holdout(needs.value(i), phrasings.value(i), counts.value(i), seeds.value(i));
+            out.append_value(split.as_str());
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    };
+    // Any integer types (a literal is Int64, `count(*)` too): the body casts, and a value out of
+    // range fails there.
+    let signature = Signature::any(4, Volatility::Immutable);
+    ScalarUDF::from(SimpleScalarUDF::new_with_signature("lrem_holdout", signature, DataType::Utf8, Arc::new(body)))
 }

@@ -269,6 +269,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn holdout_function_matches_the_trainers_split() {
+        let dir = tempfile::tempdir().unwrap();
+        let inspector = Inspector::open(dir.path()).await.unwrap();
+        let rows = "(VALUES (0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (2, 2), (3, 0), \
+                    (3, 1), (3, 2), (4, 0), (4, 1), (4, 2), (5, 0), (5, 1), (5, 2)) AS t(need_id, phrasing)";
+        let sql = format!(
+            "select string_agg(lrem_holdout(need_id, phrasing, 3, 9), ' ' order by need_id, phrasing) as s from {rows}"
+        );
+        let out = inspector.query(&sql).await.unwrap();
+        let expected: Vec<&str> =
+            (0..6).flat_map(|n| (0..3).map(move |p| lrem_schemas::holdout::holdout(n, p, 3, 9).as_str())).collect();
+        assert_eq!(render(&out[0], OutputFormat::Csv).unwrap(), format!("s\n{}\n", expected.join(" ")));
+        assert!(expected.contains(&"train") && expected.contains(&"unseen_phrasing"), "{expected:?}");
+    }
+
+    #[tokio::test]
     async fn list_field_orders_an_aggregate_like_array_agg_order_by() {
         let dir = tempfile::tempdir().unwrap();
         let inspector = Inspector::open(dir.path()).await.unwrap();
