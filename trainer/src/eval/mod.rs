@@ -32,9 +32,9 @@ pub struct EvalSpec {
     /// A folder with items.parquet and qrels.parquet.
     #[arg(long = "data")]
     pub data_dir: PathBuf,
-    /// A pipeline run whose training queries are held out.
+    /// Pipeline runs whose training queries are held out (repeatable).
     #[arg(long)]
-    pub exclude_run: Option<PathBuf>,
+    pub exclude_run: Vec<PathBuf>,
     /// Judged queries per group (head; hard, or with --needs hard of unseen needs and hard
     /// unseen phrasings), seeded; 0: every one.
     #[arg(long, default_value_t = 16)]
@@ -46,6 +46,10 @@ pub struct EvalSpec {
     pub needs: Option<PathBuf>,
     #[arg(long, default_value_t = 0)]
     pub holdout_seed: u64,
+    /// With --needs: the hard queries are the validation needs' phrasings instead of the held-out
+    /// ones. For choosing a schedule; a reported result never comes from this.
+    #[arg(long, requires = "needs")]
+    pub validation: bool,
     /// Items ranked: every relevant item of the chosen queries plus seeded random others up to
     /// this many (0: the whole catalogue).
     #[arg(long, default_value_t = 0)]
@@ -153,13 +157,15 @@ fn score(
 }
 
 /// The query groups reported, in report order.
-pub const SPLITS: [&str; 5] = ["all", "head", "hard", "hard, unseen needs", "hard, unseen phrasings"];
+pub const SPLITS: [&str; 6] =
+    ["all", "head", "hard", "hard, unseen needs", "hard, unseen phrasings", "hard, validation needs"];
 
 fn in_split(q: &JudgedQuery, split: &str) -> bool {
     match split {
         "all" => true,
         "hard, unseen needs" => q.holdout == Some(Holdout::UnseenNeed),
         "hard, unseen phrasings" => q.holdout == Some(Holdout::UnseenPhrasing),
+        "hard, validation needs" => q.holdout == Some(Holdout::Validation),
         kind => q.kind == kind,
     }
 }
@@ -175,7 +181,7 @@ fn choose_queries(spec: &EvalSpec) -> Result<Vec<JudgedQuery>> {
         }
     }
     let mut excluded = HashSet::new();
-    if let Some(run) = &spec.exclude_run {
+    for run in &spec.exclude_run {
         for split in [Split::ColdStart, Split::Rl] {
             excluded.extend(triples::read(run, split)?.into_iter().map(|t| t.query_id));
         }
@@ -184,7 +190,9 @@ fn choose_queries(spec: &EvalSpec) -> Result<Vec<JudgedQuery>> {
     let mut chosen = Vec::new();
     // With the needs table, hard queries are only those evaluation holds out: never a phrasing
     // training or validation may see.
-    let groups: &[&str] = if spec.needs.is_some() {
+    let groups: &[&str] = if spec.validation {
+        &["head", "hard, validation needs"]
+    } else if spec.needs.is_some() {
         &["head", "hard, unseen needs", "hard, unseen phrasings"]
     } else {
         &["head", "hard"]
@@ -298,7 +306,6 @@ pub fn run<B: Backend>(spec: &EvalSpec, out: &Path, device: &B::Device) -> Resul
         let iv = with_ids(model.embed_items(&titles, spec.batch)?);
         if model.settings.direct {
             // A direct embedder has no CoT to generate or ablate.
-            let t = Instant::now();
             let qv: Vec<Vec<f32>> = model.embed_queries(&texts, 0, spec.batch)?.into_iter().map(|e| e.vector).collect();
             results.push(score(name, &queries, &qv, &iv, &spec.ks, t.elapsed().as_secs_f64()));
             continue;

