@@ -5,6 +5,7 @@
 //! - [`model`]: the decoder and encoder in Burn, their loaders, tokenizers and generation.
 //! - [`serve`]: the OpenAI-compatible server over those models.
 //! - [`train`]: cold-start training (NTP + InfoNCE, GradCache, checkpoints).
+//! - [`rl`]: GRPO's rewards, advantages and clipped objective.
 //! - [`backend`]: the backend aliases (CPU, CPU with gradients, CUDA).
 
 pub mod backend;
@@ -16,6 +17,7 @@ pub mod holdout;
 pub mod lrem;
 pub mod model;
 pub mod plot;
+pub mod rl;
 pub mod serve;
 pub mod train;
 pub mod triples;
