@@ -164,6 +164,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 stop: Vec::new(),
                 top_logprobs: 0,
                 constraint: None,
+                keep_stop: false,
             };
             for c in generate(&lm.model, &lm.tokenizer, &[ids], &params)? {
                 if n > 1 {

@@ -36,6 +36,9 @@ pub struct SamplingParams {
     pub top_logprobs: usize,
     /// A grammar the text must follow (`response_format`); each sample walks its own copy.
     pub constraint: Option<Constraint>,
+    /// A stop id that ends the completion is kept in `ids` and `logprobs` (RL needs the
+    /// probability of the token that closed a sample; the text never shows it).
+    pub keep_stop: bool,
 }
 
 impl Default for SamplingParams {
@@ -51,6 +54,7 @@ impl Default for SamplingParams {
             n: 1,
             top_logprobs: 0,
             constraint: None,
+            keep_stop: false,
         }
     }
 }
@@ -253,6 +257,10 @@ impl Running {
         let lse = log_sum_exp(logits);
         let p = &self.params;
         if p.stop_ids.contains(&token) {
+            if p.keep_stop {
+                self.ids.push(token);
+                self.logprobs.push(logits[token as usize] - lse);
+            }
             self.finished = Some(FinishReason::Stop);
             return Ok(());
         }

@@ -5,3 +5,4 @@
 pub mod advantage;
 pub mod objective;
 pub mod rewards;
+pub mod rollout;

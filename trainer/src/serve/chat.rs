@@ -123,6 +123,7 @@ fn prepare(model: &ChatModel, request: &ChatRequest) -> Result<(Vec<u32>, Sampli
             n: n as usize,
             top_logprobs,
             constraint,
+            keep_stop: false,
         },
     ))
 }

@@ -5,6 +5,7 @@
 mod decoder;
 mod eval;
 mod parity;
+mod rl;
 mod serve;
 mod train;
 
