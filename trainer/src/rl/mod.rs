@@ -6,3 +6,4 @@ pub mod advantage;
 pub mod objective;
 pub mod rewards;
 pub mod rollout;
+pub mod step;

@@ -6,8 +6,8 @@
 #[derive(Debug, Clone)]
 pub struct Sample<'a> {
     pub query: &'a str,
-    /// The sampled text after `<think>`.
-    pub text: &'a str,
+    /// The sampled ids after `<think>`, as the model wrote them.
+    pub ids: &'a [u32],
     /// Tokens of the CoT: before `</think>`, or every sampled token when it never came.
     pub cot_tokens: usize,
     /// The completion is exactly `CoT</think><emb>`: closed by the model itself, nothing after.
@@ -127,7 +127,7 @@ mod tests {
     const EMB: u32 = 8;
 
     fn sample(cot_tokens: usize, well_formed: bool, rank: usize, items: usize) -> Sample<'static> {
-        Sample { query: "q", text: "", cot_tokens, well_formed, rank, items }
+        Sample { query: "q", ids: &[], cot_tokens, well_formed, rank, items }
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub struct RolloutParams {
     /// Samples per query (G).
     pub group: usize,
     pub temperature: f32,
+    /// 0: no top-k cut.
+    pub top_k: usize,
     pub top_p: f32,
     /// CoT tokens allowed; the closing `</think><emb>` come on top.
     pub budget: usize,
@@ -62,6 +64,7 @@ pub fn sample<B: Backend>(
     stop_ids.push(emb);
     let sampling = SamplingParams {
         temperature: params.temperature,
+        top_k: params.top_k,
         top_p: params.top_p,
         max_tokens: params.budget + 2,
         seed: params.seed,

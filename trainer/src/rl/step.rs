@@ -1,0 +1,159 @@
+//! One GRPO update's gradients: rewards of the sampled CoTs (embedded without a graph), group
+//! advantages, then γ1·(clipped objective) + γ2·InfoNCE of the B·G sampled queries' embeddings
+//! against the B items, back-propagated in one graph.
+
+use burn::module::AutodiffModule;
+use burn::optim::GradientsParams;
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
+
+use super::advantage::{Scaling, advantages};
+use super::objective::{Completions, ObjectiveConfig, clipped};
+use super::rewards::{Rewards, Sample, rank_of_positive};
+use super::rollout::{Rollout, sampled_logprobs};
+use crate::format::{last_hidden, pool_last};
+use crate::model::decoder::Decoder;
+use crate::model::layers::host;
+use crate::train::loss::info_nce;
+
+/// One query of a batch: its prompt (ending in `<think>`), its positive item's sequence
+/// (`prompt<emb>`), and its id (items of the same id are all its positives).
+#[derive(Debug, Clone)]
+pub struct RlQuery {
+    pub query: String,
+    pub prompt: Vec<u32>,
+    pub item: Vec<u32>,
+    pub query_id: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpdateSettings {
+    pub group: usize,
+    pub scaling: Scaling,
+    pub objective: ObjectiveConfig,
+    /// γ1 and γ2.
+    pub grpo_weight: f64,
+    pub infonce_weight: f64,
+    /// τ of InfoNCE.
+    pub temperature: f64,
+    /// The sampling temperature, at which the policy's log-probabilities are taken.
+    pub sampling_temperature: f32,
+    pub end_think: u32,
+    pub emb: u32,
+    pub stop_ids: Vec<u32>,
+}
+
+/// What RL users read first, per step.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct UpdateStats {
+    /// Per reward function: (name, mean, std).
+    pub rewards: Vec<(String, f64, f64)>,
+    pub reward_mean: f64,
+    pub reward_std: f64,
+    pub zero_advantage_groups: usize,
+    pub groups: usize,
+    pub cot_tokens_mean: f64,
+    pub format_failure_rate: f64,
+    /// −mean log π of the sampled tokens: a Monte-Carlo estimate of the policy's entropy.
+    pub entropy: f64,
+    pub clip_fraction: f64,
+    pub infonce: f64,
+    pub objective: f64,
+    pub sampled_tokens: usize,
+}
+
+fn mean_std(x: &[f64]) -> (f64, f64) {
+    let n = x.len().max(1) as f64;
+    let mean = x.iter().sum::<f64>() / n;
+    (mean, (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt())
+}
+
+/// The gradients of one on-policy update over `rollouts` (G consecutive samples per query, in
+/// query order), scaled by `scale` (for accumulation).
+pub fn grpo_gradients<B: AutodiffBackend>(
+    model: &Decoder<B>,
+    rewards: &Rewards,
+    queries: &[RlQuery],
+    rollouts: &[Rollout],
+    s: &UpdateSettings,
+    scale: f64,
+) -> (GradientsParams, UpdateStats) {
+    assert_eq!(rollouts.len(), queries.len() * s.group, "G samples per query");
+    let seqs: Vec<Vec<u32>> = rollouts
+        .iter()
+        .map(|r| r.embedding_sequence(&queries[r.query].prompt, s.end_think, s.emb, &s.stop_ids))
+        .collect();
+    let items: Vec<Vec<u32>> = queries.iter().map(|q| q.item.clone()).collect();
+
+    // Rewards, from embeddings without a graph.
+    let frozen = model.valid();
+    let qv = pool_last(&frozen, &seqs, 64);
+    let iv = pool_last(&frozen, &items, 64);
+    let ranks: Vec<usize> = rollouts
+        .iter()
+        .zip(&qv)
+        .map(|(r, q)| {
+            let scores: Vec<f32> = iv.iter().map(|i| i.iter().zip(q).map(|(a, b)| a * b).sum()).collect();
+            let positive: Vec<bool> = queries.iter().map(|o| o.query_id == queries[r.query].query_id).collect();
+            rank_of_positive(&scores, &positive)
+        })
+        .collect();
+    let samples: Vec<Sample<'_>> = rollouts
+        .iter()
+        .zip(&ranks)
+        .map(|(r, &rank)| Sample {
+            query: &queries[r.query].query,
+            ids: &r.ids,
+            cot_tokens: r.cot_tokens,
+            well_formed: r.well_formed,
+            rank,
+            items: queries.len(),
+        })
+        .collect();
+    let scored = rewards.score(&samples);
+    let adv = advantages(&scored.total, s.group, s.scaling);
+
+    // The objective, on-policy: π_old is the current policy without its graph (ρ = 1).
+    let pairs: Vec<(&[u32], &[u32])> =
+        rollouts.iter().map(|r| (queries[r.query].prompt.as_slice(), r.ids.as_slice())).collect();
+    let logp = sampled_logprobs(model, &pairs, s.sampling_temperature);
+    let width = logp.dims()[1];
+    let flat = host(logp.clone().detach());
+    let old: Vec<Vec<f32>> =
+        rollouts.iter().enumerate().map(|(i, r)| flat[i * width..i * width + r.ids.len()].to_vec()).collect();
+    let lens: Vec<usize> = rollouts.iter().map(|r| r.ids.len()).collect();
+    let batch = Completions { lens: &lens, old_logp: &old, advantages: &adv.values };
+    let objective = clipped(logp, &batch, None, &s.objective);
+
+    // InfoNCE of every sample's embedding against its query's item (the others negatives).
+    let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
+    let item_refs: Vec<&[u32]> = items.iter().map(Vec::as_slice).collect();
+    let (q, _) = last_hidden(model, &refs);
+    let (d, _) = last_hidden(model, &item_refs);
+    let device = q.device();
+    let owner: Vec<i64> = rollouts.iter().map(|r| r.query as i64).collect();
+    let owner = Tensor::<B, 1, Int>::from_data(TensorData::new(owner, [rollouts.len()]), &device);
+    let groups: Vec<u64> = rollouts.iter().map(|r| queries[r.query].query_id).collect();
+    let nce = info_nce(q, d.select(0, owner), &groups, s.temperature, false);
+
+    let mut stats = UpdateStats {
+        groups: queries.len(),
+        zero_advantage_groups: adv.zero_groups,
+        clip_fraction: objective.clip_fraction,
+        sampled_tokens: lens.iter().sum(),
+        ..Default::default()
+    };
+    (stats.reward_mean, stats.reward_std) = mean_std(&scored.total);
+    for ((f, _), part) in rewards.funcs.iter().zip(&scored.parts) {
+        let (m, sd) = mean_std(part);
+        stats.rewards.push((f.name().to_string(), m, sd));
+    }
+    let n = rollouts.len().max(1) as f64;
+    stats.cot_tokens_mean = rollouts.iter().map(|r| r.cot_tokens as f64).sum::<f64>() / n;
+    stats.format_failure_rate = rollouts.iter().filter(|r| !r.well_formed).count() as f64 / n;
+    stats.entropy = -old.iter().flatten().map(|&l| l as f64).sum::<f64>() / stats.sampled_tokens.max(1) as f64;
+    stats.infonce = nce.clone().into_scalar().elem::<f64>();
+    stats.objective = objective.loss.clone().into_scalar().elem::<f64>();
+    let total = objective.loss.mul_scalar(s.grpo_weight * scale) + nce.mul_scalar(s.infonce_weight * scale);
+    (GradientsParams::from_grads(total.backward(), model), stats)
+}
