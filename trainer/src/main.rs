@@ -81,6 +81,21 @@ enum Command {
         #[arg(long, conflicts_with = "ntp_weight")]
         direct: bool,
     },
+    /// RL (GRPO) from a cold-start model over a run's triples (`triples_rl` by default).
+    Rl {
+        #[arg(long)]
+        config: PathBuf,
+        /// The cold-start model folder (overrides the config's `model`).
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// Where checkpoints, metrics and the final model go.
+        #[arg(long)]
+        run_dir: PathBuf,
+        #[arg(long)]
+        resume: bool,
+        #[arg(long)]
+        stop_after: Option<usize>,
+    },
     /// Retrieval evaluation of trained models against the direct embedder and the base decoder.
     Eval {
         #[command(flatten)]
@@ -209,6 +224,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             if let Some(dir) = outcome.model_dir {
                 println!("model: {}", dir.display());
+            }
+            Ok(())
+        }
+        Command::Rl { config, from, run_dir, resume, stop_after } => {
+            let mut config = lrem_trainer::rl::config::RlConfig::from_file(&config)?;
+            if let Some(from) = from {
+                config.model = from;
+            }
+            let options = RunOptions { resume, stop_after, interrupt: Some(on_ctrl_c()), progress: false };
+            let outcome = lrem_trainer::rl::run::rl::<Train>(&config, &run_dir, &options, &Default::default())?;
+            let mean = |r: &[f64]| r.iter().sum::<f64>() / r.len().max(1) as f64;
+            let n = outcome.rewards.len().min(5);
+            println!(
+                "rl: {} of {} steps; mean reward first {n} steps {:.3}, last {n} {:.3}; metrics {}/metrics.jsonl",
+                outcome.state.step,
+                outcome.state.total_steps,
+                mean(&outcome.rewards[..n]),
+                mean(&outcome.rewards[outcome.rewards.len() - n..]),
+                run_dir.display()
+            );
+            match outcome.model_dir {
+                Some(dir) => println!("model: {}", dir.display()),
+                None if outcome.interrupted => {
+                    eprintln!("interrupted at step {}: checkpointed; continue with --resume", outcome.state.step);
+                    std::process::exit(130);
+                }
+                None => println!("stopped at step {}: continue with --resume", outcome.state.step),
             }
             Ok(())
         }

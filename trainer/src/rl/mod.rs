@@ -1,9 +1,11 @@
 //! Reinforcement learning after cold start (GRPO, the paper's second stage): the rewards of a
-//! sampled CoT, group-relative advantages, and the clipped objective. The rollout and update
-//! loop (`lrem-train rl`) builds on these.
+//! sampled CoT, group-relative advantages, the clipped objective, rollouts, one update's
+//! gradients, and the `lrem-train rl` loop over them.
 
 pub mod advantage;
+pub mod config;
 pub mod objective;
 pub mod rewards;
 pub mod rollout;
+pub mod run;
 pub mod step;

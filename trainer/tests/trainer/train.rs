@@ -36,7 +36,7 @@ fn tokenizer() -> TextTokenizer {
     t
 }
 
-fn toy_triples() -> Vec<Triple> {
+pub(crate) fn toy_triples() -> Vec<Triple> {
     let queries = [
         ("a drink more energizing than tea", "coffee, caffeine"),
         ("keeps food cold on a picnic", "cooler, ice pack"),
@@ -68,7 +68,7 @@ fn toy_triples() -> Vec<Triple> {
 
 /// A tiny random decoder over SmolLM2's vocabulary, saved as an HF folder (training adds the
 /// LREM tokens, as it does to a real base model).
-fn tiny_model_dir(dir: &Path, seed: u64) -> PathBuf {
+pub(crate) fn tiny_model_dir(dir: &Path, seed: u64) -> PathBuf {
     let tokenizer = base_tokenizer();
     let out = dir.join("tiny");
     export_random_decoder(&DecoderConfig::tiny(tokenizer.vocab_size()), &tokenizer, seed, &out).unwrap();

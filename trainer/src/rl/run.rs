@@ -1,0 +1,332 @@
+//! `lrem-train rl`: GRPO from a cold-start model over a run's triples. Each step samples G CoTs
+//! for each of `batch_size · grad_accum` queries, scores and updates (on-policy: one update per
+//! rollout batch), logs a JSON line to `metrics.jsonl`, and checkpoints as cold start does; the
+//! end exports an HF folder with `lrem.json` that `serve --lrem` and `eval` load.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::AutodiffModule;
+use burn::optim::{GradientsAccumulator, Optimizer};
+use burn::tensor::backend::AutodiffBackend;
+use rand::SeedableRng;
+use rand::seq::{IndexedRandom, SliceRandom};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use super::config::RlConfig;
+use super::rewards::Rewards;
+use super::rollout::{RolloutParams, sample};
+use super::step::{RlQuery, UpdateSettings, UpdateStats, grpo_gradients};
+use crate::error::{Context, Result};
+use crate::format::{EMB, END_THINK, LremSettings, Prompting};
+use crate::model::LanguageModel;
+use crate::model::decoder::Decoder;
+use crate::train::checkpoint::{self, TrainState};
+use crate::train::{RunOptions, optim};
+use crate::triples::{self, Split};
+use crate::{bail, err};
+
+/// One query of the RL data with every positive item it has.
+struct QueryItems {
+    query_id: u64,
+    query: String,
+    prompt: Vec<u32>,
+    items: Vec<Vec<u32>>,
+}
+
+#[derive(Debug, Serialize)]
+struct RlRecord {
+    step: usize,
+    epoch: usize,
+    lr: f64,
+    grad_norm: f64,
+    #[serde(flatten)]
+    stats: UpdateStats,
+    rollout_tokens_per_s: f64,
+    update_tokens_per_s: f64,
+    elapsed_s: f64,
+}
+
+pub struct RlOutcome {
+    pub state: TrainState,
+    pub model_dir: Option<PathBuf>,
+    /// The mean total reward of each step.
+    pub rewards: Vec<f64>,
+    /// Stopped by [`RunOptions::interrupt`]; the last checkpoint holds the last step.
+    pub interrupted: bool,
+}
+
+/// The queries of each step of each epoch: a seeded shuffle, cut into steps of `per_step`.
+fn schedule(queries: usize, per_step: usize, epochs: usize, seed: u64) -> Vec<Vec<Vec<usize>>> {
+    (0..epochs)
+        .map(|e| {
+            let mut order: Vec<usize> = (0..queries).collect();
+            order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ (e as u64).wrapping_mul(0x9E37_79B9)));
+            order.chunks(per_step).map(<[usize]>::to_vec).collect()
+        })
+        .collect()
+}
+
+pub fn rl<B: AutodiffBackend>(
+    config: &RlConfig,
+    out: &Path,
+    options: &RunOptions,
+    device: &B::Device,
+) -> Result<RlOutcome> {
+    config.validate()?;
+    std::fs::create_dir_all(out).with_context(|| out.display().to_string())?;
+    let existing = checkpoint::list(out)?;
+    if !options.resume && !existing.is_empty() {
+        bail!("{}: holds checkpoints already; pass --resume to continue, or choose a new directory", out.display());
+    }
+    std::fs::write(out.join("config.toml"), toml::to_string_pretty(config)?)?;
+    let settings = LremSettings::read(&config.model)?;
+    if settings.direct {
+        bail!("{}: a direct embedder has no CoT to reinforce", config.model.display());
+    }
+    let lm = LanguageModel::<B>::load(&config.model, device)?.add_lrem_tokens();
+    let token = |s: &str| lm.tokenizer.token_id(s).ok_or_else(|| err!("the tokenizer lacks {s}"));
+    let (end_think, emb) = (token(END_THINK)?, token(EMB)?);
+    let p = Prompting { tokenizer: &lm.tokenizer, system_prompt: settings.system_prompt.clone() };
+
+    let split = if config.data.split == "rl" { Split::Rl } else { Split::ColdStart };
+    let triples = triples::read(&config.data.run_dir, split)?;
+    if let Some(needs) = &config.data.needs {
+        let held = crate::holdout::read(needs, config.data.holdout_seed)?;
+        let source = format!("{} ({})", config.data.run_dir.display(), split.table());
+        crate::holdout::check_trainable(&triples, &held, &source)?;
+    }
+    let mut by_query: BTreeMap<u64, QueryItems> = BTreeMap::new();
+    let mut skipped = 0;
+    for t in &triples {
+        let item = p.item_sequence(&t.title)?;
+        if item.len() > config.data.max_item_tokens {
+            skipped += 1;
+            continue;
+        }
+        let entry = match by_query.entry(t.query_id) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => e.insert(QueryItems {
+                query_id: t.query_id,
+                query: t.query.clone(),
+                prompt: p.query_prompt(&t.query)?,
+                items: Vec::new(),
+            }),
+        };
+        entry.items.push(item);
+    }
+    let queries: Vec<QueryItems> = by_query.into_values().collect();
+    if queries.len() < 2 {
+        bail!(
+            "{}: {} has {} queries with items; RL ranks a query's item among the batch's, so it needs at least 2",
+            config.data.run_dir.display(),
+            split.table(),
+            queries.len()
+        );
+    }
+    tracing::info!("rl: {} queries, {} triples ({skipped} items too long)", queries.len(), triples.len());
+
+    let o = &config.optim;
+    let per_step = o.batch_size * o.grad_accum;
+    let epochs = schedule(queries.len(), per_step, o.epochs, config.data.seed);
+    let mut total_steps: usize = epochs.iter().map(Vec::len).sum();
+    if o.max_steps > 0 {
+        total_steps = total_steps.min(o.max_steps);
+    }
+    let warmup = optim::warmup_steps(total_steps, o.warmup_ratio);
+    let mut model: Decoder<B> = lm.model;
+    let mut adam = optim::adamw(o).init::<B, Decoder<B>>();
+    let mut state = TrainState { step: 0, epoch: 0, batch_in_epoch: 0, total_steps, seed: config.data.seed };
+    let metrics_path = out.join("metrics.jsonl");
+    let mut last_saved = existing.last().cloned();
+    if options.resume
+        && let Some(last) = existing.last()
+    {
+        let (m, a, s) = checkpoint::load(last, model, adam, device)?;
+        if s.total_steps != total_steps || s.seed != config.data.seed {
+            bail!("{}: written by a run with another schedule", last.display());
+        }
+        (model, adam, state) = (m, a, s);
+        truncate_metrics(&metrics_path, state.step)?;
+        tracing::info!("resuming from {} (step {})", last.display(), state.step);
+    } else {
+        let _ = std::fs::remove_file(&metrics_path);
+    }
+
+    let rewards =
+        Rewards::lrem(config.rewards.format, config.rewards.length, config.rewards.retrieval, config.rollout.budget);
+    let update = UpdateSettings {
+        group: config.rollout.group,
+        scaling: config.loss.scaling,
+        objective: config.loss.objective,
+        grpo_weight: config.loss.grpo_weight,
+        infonce_weight: config.loss.infonce_weight,
+        temperature: config.loss.temperature,
+        sampling_temperature: config.rollout.temperature,
+        end_think,
+        emb,
+        stop_ids: lm.tokenizer.stop_ids(),
+    };
+    let started = Instant::now();
+    let mut step_rewards = Vec::new();
+    let interrupted = || options.interrupt.as_ref().is_some_and(|f| f.load(std::sync::atomic::Ordering::SeqCst));
+    while state.step < total_steps && options.stop_after.is_none_or(|s| state.step < s) && !interrupted() {
+        let chosen = &epochs[state.epoch][state.batch_in_epoch];
+        // The positive item of each query for this step: seeded by step, so a resumed run draws
+        // the same ones.
+        let mut rng = ChaCha8Rng::seed_from_u64(config.data.seed ^ ((state.step as u64 + 1) << 20));
+        let batch: Vec<RlQuery> = chosen
+            .iter()
+            .map(|&i| {
+                let q = &queries[i];
+                RlQuery {
+                    query: q.query.clone(),
+                    prompt: q.prompt.clone(),
+                    item: q.items.choose(&mut rng).expect("a query has an item").clone(),
+                    query_id: q.query_id,
+                }
+            })
+            .collect();
+        let mut acc = GradientsAccumulator::<Decoder<B>>::new();
+        let mut stats = Vec::new();
+        let (mut rollout_s, mut update_s) = (0.0, 0.0);
+        let micro: Vec<&[RlQuery]> = batch.chunks(o.batch_size).collect();
+        for (m, queries) in micro.iter().enumerate() {
+            let t0 = Instant::now();
+            let params = RolloutParams {
+                group: config.rollout.group,
+                temperature: config.rollout.temperature,
+                top_k: config.rollout.top_k,
+                top_p: config.rollout.top_p,
+                budget: config.rollout.budget,
+                seed: config.data.seed ^ ((state.step as u64) << 16) ^ m as u64,
+            };
+            let prompts: Vec<Vec<u32>> = queries.iter().map(|q| q.prompt.clone()).collect();
+            let rollouts = sample(&model.valid(), &lm.tokenizer, &prompts, &params, end_think, emb)?;
+            rollout_s += t0.elapsed().as_secs_f64();
+            let t1 = Instant::now();
+            let (grads, s) = grpo_gradients(&model, &rewards, queries, &rollouts, &update, 1.0 / micro.len() as f64);
+            acc.accumulate(&model, grads);
+            update_s += t1.elapsed().as_secs_f64();
+            stats.push(s);
+        }
+        let mut grads = acc.grads();
+        let grad_norm = optim::clip_global_norm::<B, _>(&model, &mut grads, o.max_grad_norm);
+        let stats = merge(&stats);
+        let last_good = || last_saved.as_ref().map_or("none".into(), |p: &PathBuf| p.display().to_string());
+        if !grad_norm.is_finite() || !stats.objective.is_finite() {
+            bail!(
+                "non-finite loss at step {}; stopped without updating. Last good checkpoint: {}",
+                state.step + 1,
+                last_good()
+            );
+        }
+        if stats.format_failure_rate > config.guard.max_format_failure || stats.entropy < config.guard.min_entropy {
+            bail!(
+                "the policy collapsed at step {}: format failures {:.2} (bound {}), entropy {:.3} (bound {}). Last good checkpoint: {}",
+                state.step + 1,
+                stats.format_failure_rate,
+                config.guard.max_format_failure,
+                stats.entropy,
+                config.guard.min_entropy,
+                last_good()
+            );
+        }
+        let lr = optim::lr_at(state.step, total_steps, warmup, o.lr);
+        model = adam.step(lr, model, grads);
+        state.step += 1;
+        state.batch_in_epoch += 1;
+        if state.batch_in_epoch == epochs[state.epoch].len() {
+            state.epoch += 1;
+            state.batch_in_epoch = 0;
+        }
+        step_rewards.push(stats.reward_mean);
+        let tokens = stats.sampled_tokens as f64;
+        let record = RlRecord {
+            step: state.step,
+            epoch: state.epoch,
+            lr,
+            grad_norm,
+            rollout_tokens_per_s: tokens / rollout_s.max(1e-9),
+            update_tokens_per_s: tokens / update_s.max(1e-9),
+            elapsed_s: started.elapsed().as_secs_f64(),
+            stats,
+        };
+        append_metrics(&metrics_path, &record)?;
+        tracing::info!(
+            "rl step {}/{}: reward {:.3} (format failures {:.2}, CoT {:.1} tokens, clip {:.2})",
+            state.step,
+            total_steps,
+            record.stats.reward_mean,
+            record.stats.format_failure_rate,
+            record.stats.cot_tokens_mean,
+            record.stats.clip_fraction
+        );
+        let last = state.step == total_steps || options.stop_after == Some(state.step) || interrupted();
+        if state.step % config.checkpoint.every_steps == 0 || last {
+            last_saved = Some(checkpoint::save(out, &model, &adam, &state, config.checkpoint.keep)?);
+        }
+        if state.epoch >= epochs.len() {
+            break;
+        }
+    }
+    if state.step < total_steps {
+        return Ok(RlOutcome { state, model_dir: None, rewards: step_rewards, interrupted: interrupted() });
+    }
+    let model_dir = out.join("model");
+    crate::model::export::export_decoder(&model, &lm.config, &lm.tokenizer, &model_dir)?;
+    std::fs::write(model_dir.join("lrem.json"), serde_json::to_vec_pretty(&settings)?)?;
+    Ok(RlOutcome { state, model_dir: Some(model_dir), rewards: step_rewards, interrupted: false })
+}
+
+/// The stats of a step's micro-batches: means weighted by their groups.
+fn merge(parts: &[UpdateStats]) -> UpdateStats {
+    let groups: usize = parts.iter().map(|s| s.groups).sum();
+    let w = |s: &UpdateStats| s.groups as f64 / groups.max(1) as f64;
+    let mean = |f: fn(&UpdateStats) -> f64| parts.iter().map(|s| w(s) * f(s)).sum::<f64>();
+    let mut rewards = parts[0].rewards.clone();
+    for (k, r) in rewards.iter_mut().enumerate() {
+        r.1 = parts.iter().map(|s| w(s) * s.rewards[k].1).sum();
+        r.2 = parts.iter().map(|s| w(s) * s.rewards[k].2).sum();
+    }
+    UpdateStats {
+        rewards,
+        reward_mean: mean(|s| s.reward_mean),
+        reward_std: mean(|s| s.reward_std),
+        zero_advantage_groups: parts.iter().map(|s| s.zero_advantage_groups).sum(),
+        groups,
+        cot_tokens_mean: mean(|s| s.cot_tokens_mean),
+        format_failure_rate: mean(|s| s.format_failure_rate),
+        entropy: mean(|s| s.entropy),
+        clip_fraction: mean(|s| s.clip_fraction),
+        infonce: mean(|s| s.infonce),
+        objective: mean(|s| s.objective),
+        sampled_tokens: parts.iter().map(|s| s.sampled_tokens).sum(),
+    }
+}
+
+fn append_metrics(path: &Path, record: &RlRecord) -> Result<()> {
+    use std::io::Write;
+    let mut file =
+        std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| path.display().to_string())?;
+    writeln!(file, "{}", serde_json::to_string(record)?)?;
+    Ok(())
+}
+
+/// Keeps the lines up to `step` (a resumed run rewrites what came after its checkpoint).
+fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let kept: String = text
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v["step"].as_u64())
+                .is_some_and(|s| s as usize <= step)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(path, kept).with_context(|| path.display().to_string())
+}
