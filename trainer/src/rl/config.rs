@@ -126,7 +126,9 @@ impl Default for RlLoss {
     }
 }
 
-/// Stops the run, naming the step and the last good checkpoint, when the policy collapses.
+/// Stops the run, naming the step and the last good checkpoint, when the policy collapses: when
+/// a measure crosses its bound during the run (a policy that starts outside one is only warned
+/// about).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Guard {

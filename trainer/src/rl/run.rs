@@ -171,6 +171,7 @@ pub fn rl<B: AutodiffBackend>(
     };
     let started = Instant::now();
     let mut step_rewards = Vec::new();
+    let mut first_outside: Option<(bool, bool)> = None;
     let interrupted = || options.interrupt.as_ref().is_some_and(|f| f.load(std::sync::atomic::Ordering::SeqCst));
     while state.step < total_steps && options.stop_after.is_none_or(|s| state.step < s) && !interrupted() {
         let chosen = &epochs[state.epoch][state.batch_in_epoch];
@@ -223,7 +224,25 @@ pub fn rl<B: AutodiffBackend>(
                 last_good()
             );
         }
-        if stats.format_failure_rate > config.guard.max_format_failure || stats.entropy < config.guard.min_entropy {
+        // The guard watches for a collapse during the run: a policy that starts outside a bound
+        // (a cold start that never closes its CoT in the budget) is reported once, not stopped.
+        let outside = |s: &UpdateStats| {
+            (s.format_failure_rate > config.guard.max_format_failure, s.entropy < config.guard.min_entropy)
+        };
+        let started_outside = *first_outside.get_or_insert_with(|| {
+            let (format, entropy) = outside(&stats);
+            if format || entropy {
+                tracing::warn!(
+                    "the starting policy is already outside the collapse guard (format failures {:.2}, entropy {:.3}): \
+                     the guard watches only the bound it starts inside",
+                    stats.format_failure_rate,
+                    stats.entropy
+                );
+            }
+            (format, entropy)
+        });
+        let (format, entropy) = outside(&stats);
+        if (format && !started_outside.0) || (entropy && !started_outside.1) {
             bail!(
                 "the policy collapsed at step {}: format failures {:.2} (bound {}), entropy {:.3} (bound {}). Last good checkpoint: {}",
                 state.step + 1,
