@@ -10,7 +10,7 @@ use super::advantage::Scaling;
 use super::objective::ObjectiveConfig;
 use crate::bail;
 use crate::error::{Context, Result};
-use crate::train::config::{CheckpointConfig, OptimConfig};
+use crate::train::config::{CheckpointConfig, OptimConfig, read_toml};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -146,8 +146,7 @@ impl Default for Guard {
 
 impl RlConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
-        let config: Self = toml::from_str(&text).map_err(|e| crate::err!("{}: {e}", path.display()))?;
+        let config: Self = read_toml(path)?;
         config.validate().with_context(|| path.display().to_string())?;
         Ok(config)
     }

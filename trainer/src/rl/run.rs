@@ -76,12 +76,7 @@ pub fn rl<B: AutodiffBackend>(
     device: &B::Device,
 ) -> Result<RlOutcome> {
     config.validate()?;
-    std::fs::create_dir_all(out).with_context(|| out.display().to_string())?;
-    let existing = checkpoint::list(out)?;
-    if !options.resume && !existing.is_empty() {
-        bail!("{}: holds checkpoints already; pass --resume to continue, or choose a new directory", out.display());
-    }
-    std::fs::write(out.join("config.toml"), toml::to_string_pretty(config)?)?;
+    let existing = checkpoint::open_run(out, options.resume, config)?;
     let settings = LremSettings::read(&config.model)?;
     if settings.direct {
         bail!("{}: a direct embedder has no CoT to reinforce", config.model.display());

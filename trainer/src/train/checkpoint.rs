@@ -71,6 +71,21 @@ pub fn save<B: AutodiffBackend, O: Optimizer<Decoder<B>, B>>(
     Ok(dest)
 }
 
+/// Opens a run directory for a new or resumed run: creates it, refuses one that holds
+/// checkpoints unless resuming, writes the resolved `config`, and returns its checkpoints.
+pub fn open_run<C: Serialize>(run_dir: &Path, resume: bool, config: &C) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(run_dir).with_context(|| run_dir.display().to_string())?;
+    let existing = list(run_dir)?;
+    if !resume && !existing.is_empty() {
+        return Err(err!(
+            "{}: holds checkpoints already; pass --resume to continue, or choose a new directory",
+            run_dir.display()
+        ));
+    }
+    std::fs::write(run_dir.join("config.toml"), toml::to_string_pretty(config)?)?;
+    Ok(existing)
+}
+
 /// Complete checkpoints, oldest first.
 pub fn list(run_dir: &Path) -> Result<Vec<PathBuf>> {
     let root = checkpoints_dir(run_dir);

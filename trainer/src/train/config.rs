@@ -147,10 +147,15 @@ impl Default for CheckpointConfig {
     }
 }
 
+/// A TOML file as `T`; an unknown key or a bad value is an error naming the file.
+pub fn read_toml<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    toml::from_str(&text).map_err(|e| crate::err!("{}: {e}", path.display()))
+}
+
 impl TrainConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
-        let config: Self = toml::from_str(&text).map_err(|e| crate::err!("{}: {e}", path.display()))?;
+        let config: Self = read_toml(path)?;
         config.validate().with_context(|| path.display().to_string())?;
         Ok(config)
     }

@@ -13,7 +13,7 @@ use super::config::TrainConfig;
 use super::data::{Example, epoch_batches, prepare_as};
 use super::{RunOptions, metrics, optim};
 use crate::bail;
-use crate::error::{Context, Result};
+use crate::error::Result;
 use crate::format::Prompting;
 use crate::model::LanguageModel;
 use crate::model::decoder::{Decoder, DecoderConfig};
@@ -37,12 +37,7 @@ pub(super) struct Setup<B: AutodiffBackend> {
 impl<B: AutodiffBackend> Setup<B> {
     pub fn new(config: &TrainConfig, out: &Path, options: &RunOptions, device: &B::Device) -> Result<Self> {
         config.validate()?;
-        std::fs::create_dir_all(out).with_context(|| out.display().to_string())?;
-        let existing = checkpoint::list(out)?;
-        if !options.resume && !existing.is_empty() {
-            bail!("{}: holds checkpoints already; pass --resume to continue, or choose a new directory", out.display());
-        }
-        std::fs::write(out.join("config.toml"), toml::to_string_pretty(config)?)?;
+        let existing = checkpoint::open_run(out, options.resume, config)?;
         let lm = LanguageModel::<B>::load(&config.model.path, device)?.add_lrem_tokens();
         let prompting = Prompting { tokenizer: &lm.tokenizer, system_prompt: config.model.system_prompt.clone() };
         let triples = triples::read(&config.data.run_dir, Split::ColdStart)?;
