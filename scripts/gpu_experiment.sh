@@ -10,7 +10,8 @@ out=${OUT:-runs/gpu-experiment}
 work=${WORK:-/tmp/lrem-gpu}
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 rm -rf "$work" && mkdir -p "$work"
-cat gpu-carry/*/part > "$work/pack.tar"
+parts=$(ls -d gpu-carry/*/ | wc -l)
+for n in $(seq 1 "$parts"); do cat "gpu-carry/$n/part"; done > "$work/pack.tar" # in number order: 10 after 9
 want=$(cat gpu-carry/1/SHA256)
 have=$(sha256sum < "$work/pack.tar" | cut -d' ' -f1)
 [ "$want" = "$have" ] || { echo "the carried parts do not join into the packed tar ($have, want $want)" >&2; exit 1; }
