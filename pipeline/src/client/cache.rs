@@ -63,7 +63,21 @@ type Job = (Key, Vec<u8>, oneshot::Sender<Result<(), String>>);
 pub struct Cache {
     db: Arc<Database>,
     path: PathBuf,
-    writer: mpsc::Sender<Job>,
+    /// `None` only while dropping.
+    writer: Option<mpsc::Sender<Job>>,
+    writer_thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Closing the cache waits for its writer thread, which holds the database too: otherwise the
+/// file stays locked for a moment after the cache is gone, and a run that opens it right away
+/// (a rerun, the next test) fails with "Database already open".
+impl Drop for Cache {
+    fn drop(&mut self) {
+        drop(self.writer.take());
+        if let Some(thread) = self.writer_thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl Cache {
@@ -75,11 +89,11 @@ impl Cache {
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel::<Job>();
         let writer_db = db.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("response-cache".into())
             .spawn(move || write_loop(&writer_db, rx))
             .map_err(|e| Error::Cache(e.to_string()))?;
-        Ok(Arc::new(Self { db, path: path.to_owned(), writer: tx }))
+        Ok(Arc::new(Self { db, path: path.to_owned(), writer: Some(tx), writer_thread: Some(thread) }))
     }
 
     pub fn path(&self) -> &Path {
@@ -102,7 +116,8 @@ impl Cache {
     pub async fn put(&self, key: Key, entry: &Entry) -> Result<(), Error> {
         let bytes = serde_json::to_vec(entry).map_err(|e| Error::Internal(e.to_string()))?;
         let (ack, done) = oneshot::channel();
-        self.writer.send((key, bytes, ack)).map_err(|_| Error::Cache("cache writer stopped".into()))?;
+        let writer = self.writer.as_ref().ok_or_else(|| Error::Cache("cache writer stopped".into()))?;
+        writer.send((key, bytes, ack)).map_err(|_| Error::Cache("cache writer stopped".into()))?;
         done.await.map_err(|_| Error::Cache("cache writer stopped".into()))?.map_err(Error::Cache)
     }
 
@@ -183,17 +198,14 @@ mod tests {
             assert_eq!(cache.get(&k).unwrap(), None);
             cache.put(k, &entry("x")).await.unwrap();
         }
-        // The writer thread may still hold the file for an instant after the last sender drops.
-        let mut reopened = Cache::open(&path);
-        for _ in 0..50 {
-            if reopened.is_ok() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            reopened = Cache::open(&path);
+        // Dropping the cache releases the file at once (its writer thread is joined): reopening
+        // right away never meets a lock, however often.
+        for _ in 0..200 {
+            let cache = Cache::open(&path).unwrap();
+            assert_eq!(cache.get(&k).unwrap(), Some(entry("x")));
+            cache.put(k, &entry("x")).await.unwrap();
         }
-        let cache = reopened.unwrap();
-        assert_eq!(cache.get(&k).unwrap(), Some(entry("x")));
+        let cache = Cache::open(&path).unwrap();
         assert_eq!(cache.entries().unwrap().len(), 1);
     }
 
