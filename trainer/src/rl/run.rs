@@ -19,12 +19,12 @@ use super::config::RlConfig;
 use super::rewards::Rewards;
 use super::rollout::{RolloutParams, sample};
 use super::step::{RlQuery, UpdateSettings, UpdateStats, grpo_gradients};
-use crate::error::{Context, Result};
+use crate::error::Result;
 use crate::format::{EMB, END_THINK, LremSettings, Prompting};
 use crate::model::LanguageModel;
 use crate::model::decoder::Decoder;
 use crate::train::checkpoint::{self, TrainState};
-use crate::train::{RunOptions, optim};
+use crate::train::{RunOptions, metrics, optim};
 use crate::triples::{self, Split};
 use crate::{bail, err};
 
@@ -144,7 +144,7 @@ pub fn rl<B: AutodiffBackend>(
             bail!("{}: written by a run with another schedule", last.display());
         }
         (model, adam, state) = (m, a, s);
-        truncate_metrics(&metrics_path, state.step)?;
+        metrics::truncate(&metrics_path, state.step)?;
         tracing::info!("resuming from {} (step {})", last.display(), state.step);
     } else {
         let _ = std::fs::remove_file(&metrics_path);
@@ -268,7 +268,7 @@ pub fn rl<B: AutodiffBackend>(
             elapsed_s: started.elapsed().as_secs_f64(),
             stats,
         };
-        append_metrics(&metrics_path, &record)?;
+        metrics::append(&metrics_path, &record)?;
         tracing::info!(
             "rl step {}/{}: reward {:.3} (format failures {:.2}, CoT {:.1} tokens, clip {:.2})",
             state.step,
@@ -319,28 +319,4 @@ fn merge(parts: &[UpdateStats]) -> UpdateStats {
         objective: mean(|s| s.objective),
         sampled_tokens: parts.iter().map(|s| s.sampled_tokens).sum(),
     }
-}
-
-fn append_metrics(path: &Path, record: &RlRecord) -> Result<()> {
-    use std::io::Write;
-    let mut file =
-        std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| path.display().to_string())?;
-    writeln!(file, "{}", serde_json::to_string(record)?)?;
-    Ok(())
-}
-
-/// Keeps the lines up to `step` (a resumed run rewrites what came after its checkpoint).
-fn truncate_metrics(path: &Path, step: usize) -> Result<()> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let kept: String = text
-        .lines()
-        .filter(|l| {
-            serde_json::from_str::<serde_json::Value>(l)
-                .ok()
-                .and_then(|v| v["step"].as_u64())
-                .is_some_and(|s| s as usize <= step)
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
-    std::fs::write(path, kept).with_context(|| path.display().to_string())
 }

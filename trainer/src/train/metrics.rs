@@ -22,7 +22,8 @@ pub struct StepRecord {
     pub elapsed_s: f64,
 }
 
-pub fn append(path: &Path, record: &StepRecord) -> Result<()> {
+/// One JSON line per step; cold start and RL write their own record types.
+pub fn append<R: Serialize>(path: &Path, record: &R) -> Result<()> {
     let mut file =
         std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| path.display().to_string())?;
     writeln!(file, "{}", serde_json::to_string(record)?)?;
@@ -41,15 +42,24 @@ pub fn read(path: &Path) -> Result<Vec<StepRecord>> {
         .collect()
 }
 
-/// Keeps the records up to `step` (a resumed run rewrites what came after its checkpoint).
+/// Keeps the lines up to `step` (a resumed run rewrites what came after its checkpoint); any
+/// record type with a `step` field.
 pub fn truncate(path: &Path, step: usize) -> Result<()> {
-    let kept: Vec<StepRecord> = read(path)?.into_iter().filter(|r| r.step <= step).collect();
-    let mut text = String::new();
-    for r in &kept {
-        text.push_str(&serde_json::to_string(r)?);
-        text.push('\n');
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| path.display().to_string()),
+    };
+    let mut kept = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let value: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("{}: line {}", path.display(), i + 1))?;
+        if value["step"].as_u64().is_some_and(|s| s as usize <= step) {
+            kept.push_str(line);
+            kept.push('\n');
+        }
     }
-    std::fs::write(path, text).with_context(|| path.display().to_string())
+    std::fs::write(path, kept).with_context(|| path.display().to_string())
 }
 
 pub fn plot(records: &[StepRecord], path: &Path) -> Result<()> {
