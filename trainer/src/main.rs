@@ -95,6 +95,9 @@ enum Command {
         resume: bool,
         #[arg(long)]
         stop_after: Option<usize>,
+        /// Override `loss.infonce_weight` (γ2), e.g. 0 for RL on the rewards alone.
+        #[arg(long)]
+        infonce_weight: Option<f64>,
     },
     /// Retrieval evaluation of trained models against the direct embedder and the base decoder.
     Eval {
@@ -227,10 +230,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Rl { config, from, run_dir, resume, stop_after } => {
+        Command::Rl { config, from, run_dir, resume, stop_after, infonce_weight } => {
             let mut config = lrem_trainer::rl::config::RlConfig::from_file(&config)?;
             if let Some(from) = from {
                 config.model = from;
+            }
+            if let Some(w) = infonce_weight {
+                config.loss.infonce_weight = w;
             }
             let options = RunOptions { resume, stop_after, interrupt: Some(on_ctrl_c()), progress: false };
             let outcome = lrem_trainer::rl::run::rl::<Train>(&config, &run_dir, &options, &Default::default())?;

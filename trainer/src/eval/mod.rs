@@ -71,6 +71,12 @@ pub struct EvalSpec {
     /// CoT ablations.
     #[arg(long = "lrem", value_parser = parse_named)]
     pub lrem: Vec<(String, PathBuf)>,
+    /// The paper's CoT-budget study: the --lrem model of this name also generates its CoT under
+    /// each of --budgets tokens (a row each).
+    #[arg(long)]
+    pub budget_study: Option<String>,
+    #[arg(long, value_delimiter = ',', default_value = "8,16,32")]
+    pub budgets: Vec<usize>,
 }
 
 fn parse_named(s: &str) -> Result<(String, PathBuf), String> {
@@ -107,8 +113,15 @@ pub struct EvalResult {
     pub catalogue: usize,
     pub queries: BTreeMap<String, usize>,
     pub retrievers: Vec<RetrieverResult>,
-    /// A few generated CoTs of the first trained model: (query, CoT).
-    pub cot_examples: Vec<(String, String)>,
+    /// A few queries' generated CoTs, side by side for every trained model that writes one.
+    pub cot_examples: CotExamples,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CotExamples {
+    pub queries: Vec<String>,
+    /// (model name, its CoT of each query), in --lrem order.
+    pub models: Vec<(String, Vec<String>)>,
 }
 
 fn score(
@@ -250,7 +263,16 @@ pub fn run<B: Backend>(spec: &EvalSpec, out: &Path, device: &B::Device) -> Resul
     let texts: Vec<&str> = queries.iter().map(|q| q.query.as_str()).collect();
     let with_ids = |vectors: Vec<Vec<f32>>| catalogue.iter().map(|(i, _)| *i).zip(vectors).collect::<Vec<_>>();
     let mut results = Vec::new();
-    let mut cot_examples = Vec::new();
+    // The CoT examples: hard queries first (what reasoning is for), then head ones.
+    let mut shown: Vec<usize> = (0..queries.len()).filter(|&i| queries[i].kind != "head").take(6).collect();
+    shown.extend((0..queries.len()).filter(|&i| queries[i].kind == "head").take(8 - shown.len()));
+    let mut cot_examples =
+        CotExamples { queries: shown.iter().map(|&i| queries[i].query.clone()).collect(), models: Vec::new() };
+    if let Some(name) = &spec.budget_study
+        && !spec.lrem.iter().any(|(n, _)| n == name)
+    {
+        return Err(err!("--budget-study {name}: no --lrem model has that name"));
+    }
 
     if let Some(path) = &spec.minilm {
         let t = Instant::now();
@@ -313,18 +335,23 @@ pub fn run<B: Backend>(spec: &EvalSpec, out: &Path, device: &B::Device) -> Resul
         let items_seconds = t.elapsed().as_secs_f64();
         let t = Instant::now();
         let embedded = model.embed_queries(&texts, spec.cot_max_tokens, spec.batch)?;
-        if first_cot_model {
-            cot_examples = texts.iter().zip(&embedded).take(8).map(|(q, e)| (q.to_string(), e.cot.clone())).collect();
-        }
+        cot_examples.models.push((name.clone(), shown.iter().map(|&i| embedded[i].cot.clone()).collect()));
         let qv: Vec<Vec<f32>> = embedded.into_iter().map(|e| e.vector).collect();
-        results.push(score(
-            &format!("{name}, generated CoT"),
-            &queries,
-            &qv,
-            &iv,
-            &spec.ks,
-            items_seconds + t.elapsed().as_secs_f64(),
-        ));
+        let seconds = items_seconds + t.elapsed().as_secs_f64();
+        if spec.budget_study.as_ref() == Some(name) {
+            for &budget in &spec.budgets {
+                let row = format!("{name}, CoT budget {budget}");
+                if budget == spec.cot_max_tokens {
+                    results.push(score(&row, &queries, &qv, &iv, &spec.ks, seconds));
+                    continue;
+                }
+                let t = Instant::now();
+                let qv: Vec<Vec<f32>> =
+                    model.embed_queries(&texts, budget, spec.batch)?.into_iter().map(|e| e.vector).collect();
+                results.push(score(&row, &queries, &qv, &iv, &spec.ks, items_seconds + t.elapsed().as_secs_f64()));
+            }
+        }
+        results.push(score(&format!("{name}, generated CoT"), &queries, &qv, &iv, &spec.ks, seconds));
         if !std::mem::replace(&mut first_cot_model, false) {
             continue;
         }

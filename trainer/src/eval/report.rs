@@ -50,11 +50,14 @@ pub fn write(result: &EvalResult, spec: &EvalSpec, out: &Path) -> Result<()> {
         }
         writeln!(md)?;
     }
-    if !result.cot_examples.is_empty() {
-        writeln!(md, "## Generated CoTs (first trained model, greedy, ≤ {} tokens)\n", spec.cot_max_tokens)?;
-        writeln!(md, "| query | CoT |\n|---|---|")?;
-        for (q, c) in &result.cot_examples {
-            writeln!(md, "| {} | {} |", q.replace('|', "\\|"), c.replace('|', "\\|"))?;
+    let examples = &result.cot_examples;
+    if !examples.models.is_empty() {
+        writeln!(md, "## Generated CoTs, side by side (greedy, ≤ {} tokens)\n", spec.cot_max_tokens)?;
+        let names: Vec<String> = examples.models.iter().map(|(n, _)| escape(n)).collect();
+        writeln!(md, "| query | {} |\n|---|{}", names.join(" | "), "---|".repeat(names.len()))?;
+        for (i, q) in examples.queries.iter().enumerate() {
+            let cots: Vec<String> = examples.models.iter().map(|(_, c)| escape(&c[i])).collect();
+            writeln!(md, "| {} | {} |", escape(q), cots.join(" | "))?;
         }
         writeln!(md)?;
     }
@@ -75,6 +78,11 @@ pub fn write(result: &EvalResult, spec: &EvalSpec, out: &Path) -> Result<()> {
         .collect();
     let k = result.retrievers.first().and_then(|r| r.splits.get("all")).and_then(|m| m.at.first()).map_or(10, |a| a.k);
     grouped_bars(&out.join("recall.svg"), &format!("Recall@{k}"), &groups, &series)
+}
+
+/// A table cell's text: pipes escaped, line breaks as spaces.
+fn escape(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
 }
 
 /// `0.543 [0.49, 0.60]`: the mean and its interval.

@@ -81,11 +81,15 @@ pub struct RolloutConfig {
     pub top_p: f32,
     /// CoT tokens allowed before the closing `</think><emb>`.
     pub budget: usize,
+    /// Policy updates (optimizer steps) over each rollout batch: 1 is on-policy (ρ ≡ 1, the
+    /// clip never acts); more reuse the samples, and the clipped ratio keeps the later updates
+    /// near the sampling policy (TRL's `num_iterations`, PPO's epochs).
+    pub updates_per_rollout: usize,
 }
 
 impl Default for RolloutConfig {
     fn default() -> Self {
-        Self { group: 8, temperature: 1.0, top_k: 0, top_p: 1.0, budget: 16 }
+        Self { group: 8, temperature: 1.0, top_k: 0, top_p: 1.0, budget: 16, updates_per_rollout: 1 }
     }
 }
 
@@ -112,6 +116,9 @@ pub struct RlLoss {
     pub grpo_weight: f64,
     pub infonce_weight: f64,
     pub temperature: f64,
+    /// β of the k3 KL estimate to the starting (cold-start) model, loaded once when above 0.
+    /// 0 by default, as the paper (and TRL since DAPO) leave it out.
+    pub kl_weight: f64,
 }
 
 impl Default for RlLoss {
@@ -122,6 +129,7 @@ impl Default for RlLoss {
             grpo_weight: 1.0,
             infonce_weight: 0.1,
             temperature: 0.05,
+            kl_weight: 0.0,
         }
     }
 }
@@ -153,8 +161,20 @@ impl RlConfig {
 
     pub fn validate(&self) -> Result<()> {
         let o = &self.optim;
-        if o.batch_size == 0 || o.grad_accum == 0 || o.epochs == 0 || self.rollout.group == 0 {
-            bail!("optim.batch_size, optim.grad_accum, optim.epochs and rollout.group must be at least 1");
+        if o.batch_size == 0
+            || o.grad_accum == 0
+            || o.epochs == 0
+            || self.rollout.group == 0
+            || self.rollout.updates_per_rollout == 0
+        {
+            bail!(
+                "optim.batch_size, optim.grad_accum, optim.epochs, rollout.group and rollout.updates_per_rollout \
+                 must be at least 1"
+            );
+        }
+        let l = &self.loss;
+        if [l.grpo_weight, l.infonce_weight, l.kl_weight].iter().any(|w| !(w.is_finite() && *w >= 0.0)) {
+            bail!("loss.grpo_weight, loss.infonce_weight and loss.kl_weight must be finite and at least 0");
         }
         if !matches!(self.data.split.as_str(), "rl" | "cold_start") {
             bail!("data.split is `{}`; expected `rl` or `cold_start`", self.data.split);

@@ -1,6 +1,6 @@
 //! `lrem-train rl`: GRPO from a cold-start model over a run's triples. Each step samples G CoTs
-//! for each of `batch_size · grad_accum` queries, scores and updates (on-policy: one update per
-//! rollout batch), logs a JSON line to `metrics.jsonl`, and checkpoints as cold start does; the
+//! for each of `batch_size · grad_accum` queries, scores them, and makes
+//! `rollout.updates_per_rollout` policy updates over them (1, on-policy, by default), logs a JSON line to `metrics.jsonl`, and checkpoints as cold start does; the
 //! end exports an HF folder with `lrem.json` that `serve --lrem` and `eval` load.
 
 use std::collections::BTreeMap;
@@ -18,7 +18,7 @@ use serde::Serialize;
 use super::config::RlConfig;
 use super::rewards::Rewards;
 use super::rollout::{RolloutParams, sample};
-use super::step::{RlQuery, UpdateSettings, UpdateStats, grpo_gradients};
+use super::step::{RlQuery, UpdateSettings, UpdateStats, score_rollouts, update_gradients};
 use crate::error::Result;
 use crate::format::{EMB, END_THINK, LremSettings, Prompting};
 use crate::model::LanguageModel;
@@ -158,11 +158,18 @@ pub fn rl<B: AutodiffBackend>(
         objective: config.loss.objective,
         grpo_weight: config.loss.grpo_weight,
         infonce_weight: config.loss.infonce_weight,
+        kl_weight: config.loss.kl_weight,
         temperature: config.loss.temperature,
         sampling_temperature: config.rollout.temperature,
         end_think,
         emb,
         stop_ids: lm.tokenizer.stop_ids(),
+    };
+    // The KL reference: the starting model, frozen, loaded once.
+    let reference = if config.loss.kl_weight > 0.0 {
+        Some(LanguageModel::<B>::load(&config.model, device)?.add_lrem_tokens().model.valid())
+    } else {
+        None
     };
     let started = Instant::now();
     let mut step_rewards = Vec::new();
@@ -185,12 +192,11 @@ pub fn rl<B: AutodiffBackend>(
                 }
             })
             .collect();
-        let mut acc = GradientsAccumulator::<Decoder<B>>::new();
-        let mut stats = Vec::new();
-        let (mut rollout_s, mut update_s) = (0.0, 0.0);
+        // Sample and score every micro-batch first: each of the μ updates goes over all of them.
+        let mut scored = Vec::new();
         let micro: Vec<&[RlQuery]> = batch.chunks(o.batch_size).collect();
+        let t0 = Instant::now();
         for (m, queries) in micro.iter().enumerate() {
-            let t0 = Instant::now();
             let params = RolloutParams {
                 group: config.rollout.group,
                 temperature: config.rollout.temperature,
@@ -201,55 +207,77 @@ pub fn rl<B: AutodiffBackend>(
             };
             let prompts: Vec<Vec<u32>> = queries.iter().map(|q| q.prompt.clone()).collect();
             let rollouts = sample(&model.valid(), &lm.tokenizer, &prompts, &params, end_think, emb)?;
-            rollout_s += t0.elapsed().as_secs_f64();
-            let t1 = Instant::now();
-            let (grads, s) = grpo_gradients(&model, &rewards, queries, &rollouts, &update, 1.0 / micro.len() as f64);
-            acc.accumulate(&model, grads);
-            update_s += t1.elapsed().as_secs_f64();
-            stats.push(s);
+            let batch = score_rollouts(&model, reference.as_ref(), &rewards, queries, &rollouts, &update);
+            scored.push((rollouts, batch));
         }
-        let mut grads = acc.grads();
-        let grad_norm = optim::clip_global_norm::<B, _>(&model, &mut grads, o.max_grad_norm);
-        let stats = merge(&stats);
+        let rollout_s = t0.elapsed().as_secs_f64();
         let last_good = || last_saved.as_ref().map_or("none".into(), |p: &PathBuf| p.display().to_string());
-        if !grad_norm.is_finite() || !stats.objective.is_finite() {
-            bail!(
-                "non-finite loss at step {}; stopped without updating. Last good checkpoint: {}",
-                state.step + 1,
-                last_good()
-            );
-        }
         // The guard watches for a collapse during the run: a policy that starts outside a bound
         // (a cold start that never closes its CoT in the budget) is reported once, not stopped.
         let outside = |s: &UpdateStats| {
             (s.format_failure_rate > config.guard.max_format_failure, s.entropy < config.guard.min_entropy)
         };
-        let started_outside = *first_outside.get_or_insert_with(|| {
-            let (format, entropy) = outside(&stats);
-            if format || entropy {
-                tracing::warn!(
-                    "the starting policy is already outside the collapse guard (format failures {:.2}, entropy {:.3}): \
-                     the guard watches only the bound it starts inside",
-                    stats.format_failure_rate,
-                    stats.entropy
+        let t1 = Instant::now();
+        let lr = optim::lr_at(state.step, total_steps, warmup, o.lr);
+        let mut updates = Vec::new();
+        let mut grad_norm = 0.0;
+        for u in 0..config.rollout.updates_per_rollout {
+            let mut acc = GradientsAccumulator::<Decoder<B>>::new();
+            let mut parts = Vec::new();
+            for ((rollouts, batch), queries) in scored.iter_mut().zip(&micro) {
+                let scale = 1.0 / micro.len() as f64;
+                let (grads, s) = update_gradients(&model, batch, queries, rollouts, &update, scale);
+                acc.accumulate(&model, grads);
+                parts.push(s);
+            }
+            let mut grads = acc.grads();
+            grad_norm = optim::clip_global_norm::<B, _>(&model, &mut grads, o.max_grad_norm);
+            let stats = merge(&parts);
+            if !grad_norm.is_finite() || !stats.objective.is_finite() {
+                bail!(
+                    "non-finite loss at step {} (update {} of its rollouts); stopped without updating. Last good checkpoint: {}",
+                    state.step + 1,
+                    u + 1,
+                    last_good()
                 );
             }
-            (format, entropy)
-        });
-        let (format, entropy) = outside(&stats);
-        if (format && !started_outside.0) || (entropy && !started_outside.1) {
-            bail!(
-                "the policy collapsed at step {}: format failures {:.2} (bound {}), entropy {:.3} (bound {}). Last good checkpoint: {}",
-                state.step + 1,
-                stats.format_failure_rate,
-                config.guard.max_format_failure,
-                stats.entropy,
-                config.guard.min_entropy,
-                last_good()
-            );
+            if u == 0 {
+                // The entropy estimate comes with the first update (π_old's log-probabilities).
+                let started_outside = *first_outside.get_or_insert_with(|| {
+                    let (format, entropy) = outside(&stats);
+                    if format || entropy {
+                        tracing::warn!(
+                            "the starting policy is already outside the collapse guard (format failures {:.2}, entropy {:.3}): \
+                             the guard watches only the bound it starts inside",
+                            stats.format_failure_rate,
+                            stats.entropy
+                        );
+                    }
+                    (format, entropy)
+                });
+                let (format, entropy) = outside(&stats);
+                if (format && !started_outside.0) || (entropy && !started_outside.1) {
+                    bail!(
+                        "the policy collapsed at step {}: format failures {:.2} (bound {}), entropy {:.3} (bound {}). Last good checkpoint: {}",
+                        state.step + 1,
+                        stats.format_failure_rate,
+                        config.guard.max_format_failure,
+                        stats.entropy,
+                        config.guard.min_entropy,
+                        last_good()
+                    );
+                }
+            }
+            model = adam.step(lr, model, grads);
+            updates.push(stats);
         }
-        let lr = optim::lr_at(state.step, total_steps, warmup, o.lr);
-        model = adam.step(lr, model, grads);
+        let update_s = t1.elapsed().as_secs_f64();
+        // The rollout's measures, the first update's entropy and losses, and the clip fraction
+        // and KL over every update (the first, on-policy, never clips).
+        let mut stats = updates[0].clone();
+        let n = updates.len() as f64;
+        stats.clip_fraction = updates.iter().map(|s| s.clip_fraction).sum::<f64>() / n;
+        stats.kl = updates[0].kl.map(|_| updates.iter().filter_map(|s| s.kl).sum::<f64>() / n);
         state.step += 1;
         state.batch_in_epoch += 1;
         if state.batch_in_epoch == epochs[state.epoch].len() {
@@ -264,7 +292,7 @@ pub fn rl<B: AutodiffBackend>(
             lr,
             grad_norm,
             rollout_tokens_per_s: tokens / rollout_s.max(1e-9),
-            update_tokens_per_s: tokens / update_s.max(1e-9),
+            update_tokens_per_s: tokens * updates.len() as f64 / update_s.max(1e-9),
             elapsed_s: started.elapsed().as_secs_f64(),
             stats,
         };
@@ -285,6 +313,9 @@ pub fn rl<B: AutodiffBackend>(
         if state.epoch >= epochs.len() {
             break;
         }
+    }
+    if metrics_path.exists() {
+        super::curves::plot(&metrics_path, &out.join("curves.svg"))?;
     }
     if state.step < total_steps {
         return Ok(RlOutcome { state, model_dir: None, rewards: step_rewards, interrupted: interrupted() });
@@ -315,6 +346,7 @@ fn merge(parts: &[UpdateStats]) -> UpdateStats {
         format_failure_rate: mean(|s| s.format_failure_rate),
         entropy: mean(|s| s.entropy),
         clip_fraction: mean(|s| s.clip_fraction),
+        kl: parts[0].kl.map(|_| mean(|s| s.kl.unwrap_or(0.0))),
         infonce: mean(|s| s.infonce),
         objective: mean(|s| s.objective),
         sampled_tokens: parts.iter().map(|s| s.sampled_tokens).sum(),

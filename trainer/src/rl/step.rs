@@ -1,6 +1,7 @@
-//! One GRPO update's gradients: rewards of the sampled CoTs (embedded without a graph), group
-//! advantages, then γ1·(clipped objective) + γ2·InfoNCE of the B·G sampled queries' embeddings
-//! against the B items, back-propagated in one graph.
+//! GRPO updates: a rollout batch is scored once (rewards of the sampled CoTs, embedded without a
+//! graph; group advantages; the reference's log-probabilities when KL is on), then each policy
+//! update back-propagates γ1·(clipped objective) + γ2·InfoNCE of the B·G sampled queries'
+//! embeddings against the B items in one graph.
 
 use burn::module::AutodiffModule;
 use burn::optim::GradientsParams;
@@ -34,6 +35,8 @@ pub struct UpdateSettings {
     /// γ1 and γ2.
     pub grpo_weight: f64,
     pub infonce_weight: f64,
+    /// β of the KL penalty to the reference model (used only when one was scored).
+    pub kl_weight: f64,
     /// τ of InfoNCE.
     pub temperature: f64,
     /// The sampling temperature, at which the policy's log-probabilities are taken.
@@ -57,6 +60,9 @@ pub struct UpdateStats {
     /// −mean log π of the sampled tokens: a Monte-Carlo estimate of the policy's entropy.
     pub entropy: f64,
     pub clip_fraction: f64,
+    /// Mean per-token KL to the reference model, when β_KL > 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kl: Option<f64>,
     pub infonce: f64,
     pub objective: f64,
     pub sampled_tokens: usize,
@@ -68,24 +74,37 @@ fn mean_std(x: &[f64]) -> (f64, f64) {
     (mean, (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt())
 }
 
-/// The gradients of one on-policy update over `rollouts` (G consecutive samples per query, in
-/// query order), scaled by `scale` (for accumulation).
-pub fn grpo_gradients<B: AutodiffBackend>(
+/// A rollout batch after scoring: what every policy update over it reuses. The sampling
+/// policy's log-probabilities are taken at the first update (before any step, so ρ ≡ 1 there) and
+/// kept for the later ones.
+pub struct ScoredBatch {
+    /// `prompt CoT</think><emb>` of each sample: its embedding sequence.
+    seqs: Vec<Vec<u32>>,
+    items: Vec<Vec<u32>>,
+    advantages: Vec<f64>,
+    old_logp: Option<Vec<Vec<f32>>>,
+    /// The reference policy's log-probabilities of the sampled tokens, when KL is on.
+    reference: Option<Vec<Vec<f32>>>,
+    /// The rollout-side measures (rewards, lengths, format, entropy); each update adds its own.
+    pub stats: UpdateStats,
+}
+
+/// Rewards of the sampled CoTs (embedded without a graph) and their group advantages; with a
+/// `reference` model (KL on), its log-probabilities of the sampled tokens too.
+pub fn score_rollouts<B: AutodiffBackend>(
     model: &Decoder<B>,
+    reference: Option<&Decoder<B::InnerBackend>>,
     rewards: &Rewards,
     queries: &[RlQuery],
     rollouts: &[Rollout],
     s: &UpdateSettings,
-    scale: f64,
-) -> (GradientsParams, UpdateStats) {
+) -> ScoredBatch {
     assert_eq!(rollouts.len(), queries.len() * s.group, "G samples per query");
     let seqs: Vec<Vec<u32>> = rollouts
         .iter()
         .map(|r| r.embedding_sequence(&queries[r.query].prompt, s.end_think, s.emb, &s.stop_ids))
         .collect();
     let items: Vec<Vec<u32>> = queries.iter().map(|q| q.item.clone()).collect();
-
-    // Rewards, from embeddings without a graph.
     let frozen = model.valid();
     let qv = pool_last(&frozen, &seqs, 64);
     let iv = pool_last(&frozen, &items, 64);
@@ -112,35 +131,13 @@ pub fn grpo_gradients<B: AutodiffBackend>(
         .collect();
     let scored = rewards.score(&samples);
     let adv = advantages(&scored.total, s.group, s.scaling);
-
-    // The objective, on-policy: π_old is the current policy without its graph (ρ = 1).
-    let pairs: Vec<(&[u32], &[u32])> =
-        rollouts.iter().map(|r| (queries[r.query].prompt.as_slice(), r.ids.as_slice())).collect();
-    let logp = sampled_logprobs(model, &pairs, s.sampling_temperature);
-    let width = logp.dims()[1];
-    let flat = host(logp.clone().detach());
-    let old: Vec<Vec<f32>> =
-        rollouts.iter().enumerate().map(|(i, r)| flat[i * width..i * width + r.ids.len()].to_vec()).collect();
-    let lens: Vec<usize> = rollouts.iter().map(|r| r.ids.len()).collect();
-    let batch = Completions { lens: &lens, old_logp: &old, advantages: &adv.values };
-    let objective = clipped(logp, &batch, None, &s.objective);
-
-    // InfoNCE of every sample's embedding against its query's item (the others negatives).
-    let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
-    let item_refs: Vec<&[u32]> = items.iter().map(Vec::as_slice).collect();
-    let (q, _) = last_hidden(model, &refs);
-    let (d, _) = last_hidden(model, &item_refs);
-    let device = q.device();
-    let owner: Vec<i64> = rollouts.iter().map(|r| r.query as i64).collect();
-    let owner = Tensor::<B, 1, Int>::from_data(TensorData::new(owner, [rollouts.len()]), &device);
-    let groups: Vec<u64> = rollouts.iter().map(|r| queries[r.query].query_id).collect();
-    let nce = info_nce(q, d.select(0, owner), &groups, s.temperature, false);
+    let reference =
+        reference.map(|m| rows(&sampled_logprobs(m, &pairs(queries, rollouts), s.sampling_temperature), rollouts));
 
     let mut stats = UpdateStats {
         groups: queries.len(),
         zero_advantage_groups: adv.zero_groups,
-        clip_fraction: objective.clip_fraction,
-        sampled_tokens: lens.iter().sum(),
+        sampled_tokens: rollouts.iter().map(|r| r.ids.len()).sum(),
         ..Default::default()
     };
     (stats.reward_mean, stats.reward_std) = mean_std(&scored.total);
@@ -151,9 +148,70 @@ pub fn grpo_gradients<B: AutodiffBackend>(
     let n = rollouts.len().max(1) as f64;
     stats.cot_tokens_mean = rollouts.iter().map(|r| r.cot_tokens as f64).sum::<f64>() / n;
     stats.format_failure_rate = rollouts.iter().filter(|r| !r.well_formed).count() as f64 / n;
+    ScoredBatch { seqs, items, advantages: adv.values, old_logp: None, reference, stats }
+}
+
+fn pairs<'a>(queries: &'a [RlQuery], rollouts: &'a [Rollout]) -> Vec<(&'a [u32], &'a [u32])> {
+    rollouts.iter().map(|r| (queries[r.query].prompt.as_slice(), r.ids.as_slice())).collect()
+}
+
+/// The rows of a `[samples, t]` log-probability matrix, each cut to its sample's length.
+fn rows<B: burn::tensor::backend::Backend>(logp: &Tensor<B, 2>, rollouts: &[Rollout]) -> Vec<Vec<f32>> {
+    let width = logp.dims()[1];
+    let flat = host(logp.clone());
+    rollouts.iter().enumerate().map(|(i, r)| flat[i * width..i * width + r.ids.len()].to_vec()).collect()
+}
+
+/// The gradients of one policy update over a scored batch, scaled by `scale` (for
+/// accumulation): γ1·(clipped objective, + β·KL when a reference was scored) + γ2·InfoNCE of
+/// every sample's embedding against its query's item (the batch's other items its negatives).
+pub fn update_gradients<B: AutodiffBackend>(
+    model: &Decoder<B>,
+    batch: &mut ScoredBatch,
+    queries: &[RlQuery],
+    rollouts: &[Rollout],
+    s: &UpdateSettings,
+    scale: f64,
+) -> (GradientsParams, UpdateStats) {
+    let logp = sampled_logprobs(model, &pairs(queries, rollouts), s.sampling_temperature);
+    // The first update is on-policy: π_old is the current policy without its graph.
+    let old = batch.old_logp.get_or_insert_with(|| rows(&logp.clone().detach(), rollouts));
+    let lens: Vec<usize> = rollouts.iter().map(|r| r.ids.len()).collect();
+    let completions = Completions { lens: &lens, old_logp: old, advantages: &batch.advantages };
+    let reference = batch.reference.as_deref().map(|r| (r, s.kl_weight));
+    let objective = clipped(logp, &completions, reference, &s.objective);
+
+    let refs: Vec<&[u32]> = batch.seqs.iter().map(Vec::as_slice).collect();
+    let item_refs: Vec<&[u32]> = batch.items.iter().map(Vec::as_slice).collect();
+    let (q, _) = last_hidden(model, &refs);
+    let (d, _) = last_hidden(model, &item_refs);
+    let device = q.device();
+    let owner: Vec<i64> = rollouts.iter().map(|r| r.query as i64).collect();
+    let owner = Tensor::<B, 1, Int>::from_data(TensorData::new(owner, [rollouts.len()]), &device);
+    let groups: Vec<u64> = rollouts.iter().map(|r| queries[r.query].query_id).collect();
+    let nce = info_nce(q, d.select(0, owner), &groups, s.temperature, false);
+
+    let mut stats = batch.stats.clone();
+    stats.clip_fraction = objective.clip_fraction;
+    stats.kl = objective.kl;
+    // −mean log π_old of the sampled tokens: a Monte-Carlo estimate of the policy's entropy.
     stats.entropy = -old.iter().flatten().map(|&l| l as f64).sum::<f64>() / stats.sampled_tokens.max(1) as f64;
     stats.infonce = nce.clone().into_scalar().elem::<f64>();
     stats.objective = objective.loss.clone().into_scalar().elem::<f64>();
     let total = objective.loss.mul_scalar(s.grpo_weight * scale) + nce.mul_scalar(s.infonce_weight * scale);
     (GradientsParams::from_grads(total.backward(), model), stats)
+}
+
+/// One on-policy update's gradients over `rollouts` (G consecutive samples per query, in query
+/// order), with no reference: scoring and the first update together.
+pub fn grpo_gradients<B: AutodiffBackend>(
+    model: &Decoder<B>,
+    rewards: &Rewards,
+    queries: &[RlQuery],
+    rollouts: &[Rollout],
+    s: &UpdateSettings,
+    scale: f64,
+) -> (GradientsParams, UpdateStats) {
+    let mut batch = score_rollouts(model, None, rewards, queries, rollouts, s);
+    update_gradients(model, &mut batch, queries, rollouts, s, scale)
 }

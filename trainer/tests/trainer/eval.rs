@@ -3,6 +3,8 @@
 
 use lrem_trainer::backend::Cpu;
 use lrem_trainer::eval::{EvalSpec, run};
+use lrem_trainer::model::LanguageModel;
+use lrem_trainer::model::export::export_decoder;
 
 use crate::{models, root, smollm2};
 
@@ -24,6 +26,8 @@ fn eval_reports_every_baseline_with_bootstrap_intervals() {
         needs: Some(root().join("data_samples/needs.parquet")),
         holdout_seed: 0,
         validation: false,
+        budget_study: None,
+        budgets: vec![8, 16, 32],
     };
     let result = run::<Cpu>(&spec, out.path(), &Default::default()).unwrap();
     let names: Vec<&str> = result.retrievers.iter().map(|r| r.name.as_str()).collect();
@@ -75,6 +79,8 @@ fn validation_mode_reports_only_the_validation_needs_as_hard_queries() {
         needs: Some(root().join("data_samples/needs.parquet")),
         holdout_seed: 0,
         validation: true,
+        budget_study: None,
+        budgets: vec![8, 16, 32],
     };
     let result = run::<Cpu>(&spec, out.path(), &Default::default()).unwrap();
     let splits = &result.retrievers[0].splits;
@@ -84,4 +90,66 @@ fn validation_mode_reports_only_the_validation_needs_as_hard_queries() {
     assert_eq!(splits["hard"].queries, 24);
     let report = std::fs::read_to_string(out.path().join("report.md")).unwrap();
     assert!(report.starts_with("# Retrieval evaluation\n\n**Validation report**"), "{report}");
+}
+
+/// Two trained models (tiny random ones here): the first gets the CoT ablations, the one named
+/// by --budget-study a row per CoT budget (the budget of the generated row reuses its vectors),
+/// and the report shows every model's CoTs of the same queries side by side.
+#[test]
+fn eval_studies_the_cot_budget_and_shows_the_models_cots_side_by_side() {
+    let out = tempfile::tempdir().unwrap();
+    // A trained model's folder: the decoder with the LREM tokens added, and `lrem.json`.
+    let model = |name: &str, seed: u64| {
+        let tiny = crate::train::tiny_model_dir(&out.path().join(name), seed);
+        let lm = LanguageModel::<Cpu>::load(&tiny, &Default::default()).unwrap().add_lrem_tokens();
+        let dir = out.path().join(name).join("model");
+        export_decoder(&lm.model, &lm.config, &lm.tokenizer, &dir).unwrap();
+        std::fs::write(dir.join("lrem.json"), r#"{"system_prompt": ""}"#).unwrap();
+        (name.to_string(), dir)
+    };
+    let mut spec = EvalSpec {
+        data_dir: root().join("data_samples"),
+        exclude_run: Vec::new(),
+        queries_per_kind: 2,
+        catalogue: 30,
+        seed: 7,
+        cot_max_tokens: 4,
+        batch: 16,
+        ks: vec![10],
+        minilm: None,
+        base: None,
+        lrem: vec![model("before", 1), model("after", 2)],
+        needs: Some(root().join("data_samples/needs.parquet")),
+        holdout_seed: 0,
+        validation: false,
+        budget_study: Some("after".into()),
+        budgets: vec![2, 4],
+    };
+    let result = run::<Cpu>(&spec, &out.path().join("eval"), &Default::default()).unwrap();
+    let names: Vec<&str> = result.retrievers.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "before, generated CoT",
+            "before, empty CoT",
+            "before, random CoT",
+            "before, query as CoT",
+            "after, CoT budget 2",
+            "after, CoT budget 4",
+            "after, generated CoT"
+        ]
+    );
+    let mrr = |i: usize| result.retrievers[i].splits["all"].mrr.mean;
+    assert_eq!(mrr(5), mrr(6), "budget 4 is the generated row's own budget");
+    let examples = &result.cot_examples;
+    assert_eq!(examples.queries.len(), 6);
+    let models: Vec<&str> = examples.models.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(models, ["before", "after"]);
+    assert!(examples.models.iter().all(|(_, cots)| cots.len() == 6));
+    let report = std::fs::read_to_string(out.path().join("eval/report.md")).unwrap();
+    assert!(report.contains("| query | before | after |"), "{report}");
+
+    spec.budget_study = Some("later".into());
+    let err = run::<Cpu>(&spec, &out.path().join("eval2"), &Default::default()).unwrap_err().to_string();
+    assert!(err.contains("--budget-study later"), "{err}");
 }

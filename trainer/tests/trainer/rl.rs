@@ -17,7 +17,7 @@ use lrem_trainer::rl::advantage::Scaling;
 use lrem_trainer::rl::objective::ObjectiveConfig;
 use lrem_trainer::rl::rewards::{Reward, Rewards, Sample};
 use lrem_trainer::rl::rollout::{RolloutParams, sample, sampled_logprobs};
-use lrem_trainer::rl::step::{RlQuery, UpdateSettings, grpo_gradients};
+use lrem_trainer::rl::step::{RlQuery, UpdateSettings, grpo_gradients, score_rollouts, update_gradients};
 use lrem_trainer::train::config::OptimConfig;
 use lrem_trainer::train::optim::adamw;
 
@@ -72,11 +72,21 @@ impl Reward for Keyword {
     }
 }
 
-#[test]
-fn grpo_raises_the_mean_reward_of_a_toy_task() {
+/// The keyword task: two queries, each rewarded when its sample's first token is its keyword,
+/// the untrained policy's fourth likeliest first token.
+struct KeywordTask {
+    tokenizer: TextTokenizer,
+    model: Decoder<CpuAutodiff>,
+    queries: Vec<RlQuery>,
+    prompts: Vec<Vec<u32>>,
+    rewards: Rewards,
+    settings: UpdateSettings,
+}
+
+fn keyword_task() -> KeywordTask {
     let mut tokenizer = TextTokenizer::from_gguf(&GgufFile::open(&smollm2()).unwrap()).unwrap();
     tokenizer.add_special_tokens(&TOKENS);
-    let mut model: Decoder<CpuAutodiff> =
+    let model: Decoder<CpuAutodiff> =
         Decoder::load(&DecoderConfig::tiny(tokenizer.vocab_size()), &mut RandomWeights::new(9), &Default::default())
             .unwrap();
     let (end_think, emb) = (tokenizer.token_id(END_THINK).unwrap(), tokenizer.token_id(EMB).unwrap());
@@ -110,15 +120,23 @@ fn grpo_raises_the_mean_reward_of_a_toy_task() {
         objective: ObjectiveConfig::default(),
         grpo_weight: 1.0,
         infonce_weight: 0.1,
+        kl_weight: 0.0,
         temperature: 0.05,
         sampling_temperature: 1.0,
         end_think,
         emb,
         stop_ids: tokenizer.stop_ids(),
     };
+    let prompts: Vec<Vec<u32>> = queries.iter().map(|q| q.prompt.clone()).collect();
+    KeywordTask { tokenizer, model, queries, prompts, rewards, settings }
+}
+
+#[test]
+fn grpo_raises_the_mean_reward_of_a_toy_task() {
+    let KeywordTask { tokenizer, mut model, queries, prompts, rewards, settings } = keyword_task();
+    let (end_think, emb) = (settings.end_think, settings.emb);
     let optim_config = OptimConfig { weight_decay: 0.0, ..Default::default() };
     let mut optim = adamw(&optim_config).init::<CpuAutodiff, Decoder<CpuAutodiff>>();
-    let prompts: Vec<Vec<u32>> = queries.iter().map(|q| q.prompt.clone()).collect();
     let mut means = Vec::new();
     for step in 0..40 {
         let params = RolloutParams { group: 8, temperature: 1.0, top_k: 8, top_p: 1.0, budget: 3, seed: step };
@@ -182,6 +200,8 @@ fn rl_run_resumes_to_the_same_metrics_and_exports_the_model() {
     assert_eq!((full.state.step, full.state.total_steps), (4, 4));
     let exported = full.model_dir.expect("a finished run exports its model");
     assert!(exported.join("lrem.json").exists() && exported.join("model.safetensors").exists());
+    let curves = std::fs::read_to_string(straight.join("curves.svg")).unwrap();
+    assert!(curves.contains("mean reward") && curves.contains("retrieval"), "{curves}");
 
     let resumed = dir.path().join("resumed");
     let half = RunOptions { stop_after: Some(2), ..Default::default() };
@@ -193,4 +213,126 @@ fn rl_run_resumes_to_the_same_metrics_and_exports_the_model() {
     assert_eq!(a.len(), 4);
     assert_eq!(a, b);
     assert!(a[0]["rewards"].as_array().unwrap().len() == 3 && a[0]["zero_advantage_groups"].is_number(), "{}", a[0]);
+}
+
+/// The retrieval reward through the whole step (rollouts, embeddings, ranks, advantages, the
+/// clipped objective and γ2·InfoNCE at the paper's 0.1) rises over 20 seeded steps. On a random
+/// decoder the rise comes from InfoNCE telling the queries' prompts apart, not from the CoT: with
+/// InfoNCE off, the policy gradient alone moved the embeddings (they share the decoder) more
+/// than it taught a CoT, and the reward did not rise reliably (docs/trainer.md).
+#[test]
+fn grpo_with_infonce_raises_the_retrieval_reward() {
+    use lrem_trainer::rl::rewards::Retrieval;
+
+    let mut tokenizer = TextTokenizer::from_gguf(&GgufFile::open(&smollm2()).unwrap()).unwrap();
+    tokenizer.add_special_tokens(&TOKENS);
+    let mut model: Decoder<CpuAutodiff> =
+        Decoder::load(&DecoderConfig::tiny(tokenizer.vocab_size()), &mut RandomWeights::new(21), &Default::default())
+            .unwrap();
+    let (end_think, emb) = (tokenizer.token_id(END_THINK).unwrap(), tokenizer.token_id(EMB).unwrap());
+    let p = Prompting { tokenizer: &tokenizer, system_prompt: Some(String::new()) };
+    let pairs = [
+        ("something stronger than tea", "Casa Oro dark roast coffee 500g"),
+        ("a mug for the office", "Stoneware mug 350 ml"),
+        ("shoes for a marathon", "Stride road running shoes"),
+    ];
+    let queries: Vec<RlQuery> = pairs
+        .iter()
+        .enumerate()
+        .map(|(i, (q, item))| RlQuery {
+            query: q.to_string(),
+            prompt: p.query_prompt(q).unwrap(),
+            item: p.item_sequence(item).unwrap(),
+            query_id: i as u64,
+        })
+        .collect();
+    let prompts: Vec<Vec<u32>> = queries.iter().map(|q| q.prompt.clone()).collect();
+    let rewards = Rewards { funcs: vec![(Box::new(Retrieval), 1.0)] };
+    let settings = UpdateSettings {
+        group: 8,
+        scaling: Scaling::Group,
+        objective: ObjectiveConfig::default(),
+        grpo_weight: 1.0,
+        infonce_weight: 0.1,
+        kl_weight: 0.0,
+        temperature: 0.05,
+        sampling_temperature: 1.0,
+        end_think,
+        emb,
+        stop_ids: tokenizer.stop_ids(),
+    };
+    let optim_config = OptimConfig { weight_decay: 0.0, ..Default::default() };
+    let mut optim = adamw(&optim_config).init::<CpuAutodiff, Decoder<CpuAutodiff>>();
+    let mut means = Vec::new();
+    for step in 0..20 {
+        let params = RolloutParams { group: 8, temperature: 1.0, top_k: 8, top_p: 1.0, budget: 2, seed: step };
+        let rollouts = sample(&model.valid(), &tokenizer, &prompts, &params, end_think, emb).unwrap();
+        let (grads, stats) = grpo_gradients(&model, &rewards, &queries, &rollouts, &settings, 1.0);
+        means.push(stats.reward_mean);
+        model = optim.step(1e-3, model, grads);
+    }
+    let first = means[..3].iter().sum::<f64>() / 3.0;
+    let last = means[17..].iter().sum::<f64>() / 3.0;
+    assert!(last > first + 0.25, "mean retrieval reward by step: {means:?}");
+}
+
+/// Reusing a rollout batch: the first update is on-policy (nothing is clipped); after a large
+/// step, the second update's ratios leave the clip range on some samples.
+#[test]
+fn a_second_update_over_the_same_rollouts_is_clipped() {
+    let KeywordTask { tokenizer, mut model, queries, prompts, rewards, settings } = keyword_task();
+    let params = RolloutParams { group: 8, temperature: 1.0, top_k: 8, top_p: 1.0, budget: 3, seed: 1 };
+    let rollouts = sample(&model.valid(), &tokenizer, &prompts, &params, settings.end_think, settings.emb).unwrap();
+    let mut batch = score_rollouts(&model, None, &rewards, &queries, &rollouts, &settings);
+    assert!(batch.stats.zero_advantage_groups < 2, "no sample has a non-zero advantage");
+    let (grads, first) = update_gradients(&model, &mut batch, &queries, &rollouts, &settings, 1.0);
+    assert_eq!(first.clip_fraction, 0.0);
+    let mut optim = adamw(&OptimConfig { weight_decay: 0.0, ..Default::default() }).init();
+    model = optim.step(3e-2, model, grads);
+    let (_, second) = update_gradients(&model, &mut batch, &queries, &rollouts, &settings, 1.0);
+    assert!(second.clip_fraction > 0.0, "{second:?}");
+}
+
+/// Several policy updates per rollout batch and a KL reference: the first update of the first
+/// step is the reference itself (KL 0), so the step's logged KL is above 0 only if the later
+/// updates were made.
+#[test]
+fn rl_with_several_updates_per_rollout_moves_off_the_kl_reference() {
+    use lrem_trainer::rl::config::RlConfig;
+    use lrem_trainer::rl::run::rl;
+    use lrem_trainer::train::RunOptions;
+    use lrem_trainer::triples::{self, Split};
+
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("pipeline-run");
+    triples::write(&run, Split::ColdStart, &crate::train::toy_triples()).unwrap();
+    let model = crate::train::tiny_model_dir(dir.path(), 6);
+    std::fs::write(model.join("lrem.json"), r#"{"system_prompt": ""}"#).unwrap();
+    let mut config = RlConfig::default();
+    config.model = model;
+    config.data.run_dir = run;
+    config.data.split = "cold_start".into();
+    config.rollout.group = 4;
+    config.rollout.budget = 4;
+    config.rollout.updates_per_rollout = 3;
+    config.loss.kl_weight = 0.1;
+    config.optim.lr = 1e-2;
+    config.optim.batch_size = 2;
+    config.optim.grad_accum = 1;
+    config.optim.epochs = 1;
+    config.optim.max_steps = 2;
+    config.optim.warmup_ratio = 0.0;
+    config.guard.max_format_failure = 1.0;
+    config.guard.min_entropy = 0.0;
+    let out = dir.path().join("rl");
+    let outcome = rl::<CpuAutodiff>(&config, &out, &RunOptions::default(), &Default::default()).unwrap();
+    assert!(outcome.model_dir.is_some());
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    let kl: Vec<f64> = lines.iter().map(|l| l["kl"].as_f64().expect("KL is logged when β_KL > 0")).collect();
+    assert!(kl[0] > 0.0 && kl[1] > 0.0, "KL by step: {kl:?}");
 }
