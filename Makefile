@@ -31,7 +31,7 @@ help:
 	@echo "make sql       SQL over a run directory: make sql RUN=data_samples Q='select count(*) from query_log'"
 	@echo "               or FILE=sql/inspect/funnel.sql; no Q/FILE opens a prompt"
 	@echo "make datagen   regenerate data_samples/ from its seed (byte-identical)"
-	@echo "make train     the retrieval-quality experiment, reduced for 2 CPU cores: triples of the training needs, cold start, baselines, the eval report"
+	@echo "make train     the retrieval-quality experiment, reduced for 2 CPU cores: triples of the training needs, cold start, RL, baselines, the eval report"
 	@echo "make bench     benchmarks against their peers, Markdown report in runs/bench.md"
 	@echo "make relevance-compare   precision/recall of the similarity and judge relevance filters vs qrels"
 	@echo "make keyword-quality   keyword measures of the embedded model on the sample world's hard queries (vs world.toml)"
@@ -120,8 +120,9 @@ datagen: build
 
 # The retrieval-quality experiment (docs/experiment.md), reduced for 2 CPU cores: the query log
 # cut to the training needs, triples from the reference and SmolLM2 teachers, cold start and its
-# baselines, one evaluation on the held-out needs (runs/train/eval/report.md). STEPS, LRS,
-# EVAL_QUERIES, EVAL_CATALOGUE and SMOLLM2_QUERIES scale it (scripts/experiment.sh).
+# baselines, RL (GRPO) with and without InfoNCE, one evaluation on the held-out needs
+# (runs/train/eval/report.md). STEPS, LRS, RL_STEPS, RL_LR, EVAL_QUERIES, EVAL_CATALOGUE and
+# SMOLLM2_QUERIES scale it (scripts/experiment.sh).
 train: models validate
 	@BIN=$(TARGET_DIR)/debug MODELS=$(MODELS) scripts/experiment.sh
 
