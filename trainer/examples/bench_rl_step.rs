@@ -233,12 +233,5 @@ fn run<B: AutodiffBackend>(a: &Args, device: &B::Device) -> Result<()> {
 
 fn main() -> Result<()> {
     let a = args()?;
-    match a.backend.as_str() {
-        "cpu" => run::<lrem_trainer::backend::CpuAutodiff>(&a, &Default::default()),
-        #[cfg(feature = "cuda")]
-        "cuda-f32" => run::<burn::backend::Autodiff<burn::backend::Cuda<f32, i32>>>(&a, &Default::default()),
-        #[cfg(feature = "cuda")]
-        "cuda-bf16" => run::<burn::backend::Autodiff<burn::backend::Cuda<half::bf16, i32>>>(&a, &Default::default()),
-        other => bail!("backend `{other}` is not built in (cpu; cuda-f32 and cuda-bf16 with --features cuda)"),
-    }
+    common::on_backend!(a.backend.as_str(), run, &a)
 }

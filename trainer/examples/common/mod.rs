@@ -78,3 +78,23 @@ pub fn peak_rss_mib() -> f64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
 }
+
+/// `$run::<B>($args, &device)` on the autodiff backend named `$name`: `cpu`, and with the `cuda`
+/// feature `cuda-f32` and `cuda-bf16`.
+macro_rules! on_backend {
+    ($name:expr, $run:ident, $args:expr) => {
+        match $name {
+            "cpu" => $run::<lrem_trainer::backend::CpuAutodiff>($args, &Default::default()),
+            #[cfg(feature = "cuda")]
+            "cuda-f32" => $run::<burn::backend::Autodiff<burn::backend::Cuda<f32, i32>>>($args, &Default::default()),
+            #[cfg(feature = "cuda")]
+            "cuda-bf16" => {
+                $run::<burn::backend::Autodiff<burn::backend::Cuda<half::bf16, i32>>>($args, &Default::default())
+            }
+            other => {
+                anyhow::bail!("backend `{other}` is not built in (cpu; cuda-f32 and cuda-bf16 with --features cuda)")
+            }
+        }
+    };
+}
+pub(crate) use on_backend;

@@ -92,8 +92,7 @@ pub fn sample<B: Backend>(
 
 /// log π(sampled token) at `temperature` for each `(prompt, sampled ids)`, as `[samples, t]`
 /// with sample i's tokens in columns `0..len_i` (t = the longest; the rest is padding, 0 after
-/// the caller's mask). One forward pass over the left-padded sequences; only the rows that
-/// predict a sampled token go through the LM head.
+/// the caller's mask). One forward pass over the left-padded sequences.
 pub fn sampled_logprobs<B: Backend>(
     model: &Decoder<B>,
     samples: &[(&[u32], &[u32])],
@@ -103,18 +102,43 @@ pub fn sampled_logprobs<B: Backend>(
     let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
     let (ids, valid) = left_pad(&refs);
     let hidden = model.forward(&ids, &valid, None);
+    let t = hidden.dims()[1];
+    let at: Vec<Predicted<'_>> = samples
+        .iter()
+        .enumerate()
+        .map(|(i, (prompt, sampled))| Predicted { row: i, first: t - seqs[i].len() + prompt.len() - 1, ids: sampled })
+        .collect();
+    logprobs_at(model, hidden, &at, temperature)
+}
+
+/// Where a sample's tokens are predicted in a forward pass: row `row` of the hidden states, its
+/// first sampled token from position `first` (the prompt's last), the next from `first + 1`, ….
+pub struct Predicted<'a> {
+    pub row: usize,
+    pub first: usize,
+    pub ids: &'a [u32],
+}
+
+/// log π(sampled token) at `temperature` from hidden states `[b, t, h]` already computed, laid
+/// out as [`sampled_logprobs`] returns them. Only the positions that predict a sampled token go
+/// through the LM head.
+pub fn logprobs_at<B: Backend>(
+    model: &Decoder<B>,
+    hidden: Tensor<B, 3>,
+    samples: &[Predicted<'_>],
+    temperature: f32,
+) -> Tensor<B, 2> {
     let device = hidden.device();
     let [b, t, h] = hidden.dims();
-    let width = samples.iter().map(|(_, s)| s.len()).max().unwrap_or(0).max(1);
-    let mut rows = Vec::with_capacity(b * width);
-    let mut targets = Vec::with_capacity(b * width);
-    for (i, (prompt, sampled)) in samples.iter().enumerate() {
-        let first = i * t + (t - seqs[i].len()) + prompt.len() - 1;
+    let width = samples.iter().map(|s| s.ids.len()).max().unwrap_or(0).max(1);
+    let mut rows = Vec::with_capacity(samples.len() * width);
+    let mut targets = Vec::with_capacity(samples.len() * width);
+    for s in samples {
         for j in 0..width {
             // Padding columns repeat the first sampled token's row: computed, then masked.
-            let j_real = if j < sampled.len() { j } else { 0 };
-            rows.push((first + j_real) as i64);
-            targets.push(sampled.get(j_real).copied().unwrap_or(0) as i64);
+            let j_real = if j < s.ids.len() { j } else { 0 };
+            rows.push((s.row * t + s.first + j_real) as i64);
+            targets.push(s.ids.get(j_real).copied().unwrap_or(0) as i64);
         }
     }
     let n = rows.len();
@@ -125,5 +149,5 @@ pub fn sampled_logprobs<B: Backend>(
     let logits = logits.reshape([n, vocab]);
     let logits = if temperature > 0.0 && temperature != 1.0 { logits.div_scalar(temperature) } else { logits };
     let targets = Tensor::<B, 2, Int>::from_data(TensorData::new(targets, [n, 1]), &device);
-    log_softmax(logits, 1).gather(1, targets).reshape([b, width])
+    log_softmax(logits, 1).gather(1, targets).reshape([samples.len(), width])
 }

@@ -11,8 +11,8 @@ use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use super::advantage::{Scaling, advantages};
 use super::objective::{Completions, ObjectiveConfig, clipped};
 use super::rewards::{Rewards, Sample, rank_of_positive};
-use super::rollout::{Rollout, sampled_logprobs};
-use crate::format::{last_hidden, pool_last};
+use super::rollout::{Predicted, Rollout, logprobs_at, sampled_logprobs};
+use crate::format::{left_pad, pool_last};
 use crate::model::decoder::Decoder;
 use crate::model::layers::host;
 use crate::train::loss::info_nce;
@@ -44,6 +44,26 @@ pub struct UpdateSettings {
     pub end_think: u32,
     pub emb: u32,
     pub stop_ids: Vec<u32>,
+}
+
+impl UpdateSettings {
+    /// The paper's loss settings (γ = (1, 0.1), no KL, τ 0.05) with TRL's group scaling and
+    /// clipping, sampling at temperature 1.
+    pub fn new(group: usize, end_think: u32, emb: u32, stop_ids: Vec<u32>) -> Self {
+        Self {
+            group,
+            scaling: Scaling::Group,
+            objective: ObjectiveConfig::default(),
+            grpo_weight: 1.0,
+            infonce_weight: 0.1,
+            kl_weight: 0.0,
+            temperature: 0.05,
+            sampling_temperature: 1.0,
+            end_think,
+            emb,
+            stop_ids,
+        }
+    }
 }
 
 /// What RL users read first, per step.
@@ -132,7 +152,7 @@ pub fn score_rollouts<B: AutodiffBackend>(
     let scored = rewards.score(&samples);
     let adv = advantages(&scored.total, s.group, s.scaling);
     let reference =
-        reference.map(|m| rows(&sampled_logprobs(m, &pairs(queries, rollouts), s.sampling_temperature), rollouts));
+        reference.map(|m| rows_of(&sampled_logprobs(m, &pairs(queries, rollouts), s.sampling_temperature), rollouts));
 
     let mut stats = UpdateStats {
         groups: queries.len(),
@@ -156,7 +176,7 @@ fn pairs<'a>(queries: &'a [RlQuery], rollouts: &'a [Rollout]) -> Vec<(&'a [u32],
 }
 
 /// The rows of a `[samples, t]` log-probability matrix, each cut to its sample's length.
-fn rows<B: burn::tensor::backend::Backend>(logp: &Tensor<B, 2>, rollouts: &[Rollout]) -> Vec<Vec<f32>> {
+fn rows_of<B: burn::tensor::backend::Backend>(logp: &Tensor<B, 2>, rollouts: &[Rollout]) -> Vec<Vec<f32>> {
     let width = logp.dims()[1];
     let flat = host(logp.clone());
     rollouts.iter().enumerate().map(|(i, r)| flat[i * width..i * width + r.ids.len()].to_vec()).collect()
@@ -173,23 +193,57 @@ pub fn update_gradients<B: AutodiffBackend>(
     s: &UpdateSettings,
     scale: f64,
 ) -> (GradientsParams, UpdateStats) {
-    let logp = sampled_logprobs(model, &pairs(queries, rollouts), s.sampling_temperature);
+    // One forward pass with the graph gives both the sampled tokens' log-probabilities and the
+    // embeddings: a sample whose `prompt + sampled ids` starts its embedding sequence (closed by
+    // the model, or cut at the budget) is read from that one row; the others (ended by an
+    // end-of-turn token) get a second row for their embedding. The items ride along.
+    let n = rollouts.len();
+    let joint: Vec<Vec<u32>> = rollouts.iter().map(|r| [queries[r.query].prompt.as_slice(), &r.ids].concat()).collect();
+    let mut rows: Vec<&[u32]> = Vec::with_capacity(n + queries.len());
+    let mut emb_row = vec![0usize; n];
+    for i in 0..n {
+        if batch.seqs[i].starts_with(&joint[i]) {
+            rows.push(&batch.seqs[i]);
+            emb_row[i] = i;
+        } else {
+            rows.push(&joint[i]);
+        }
+    }
+    for i in 0..n {
+        if !batch.seqs[i].starts_with(&joint[i]) {
+            emb_row[i] = rows.len();
+            rows.push(&batch.seqs[i]);
+        }
+    }
+    let first_item = rows.len();
+    rows.extend(batch.items.iter().map(Vec::as_slice));
+    let (ids, valid) = left_pad(&rows);
+    let hidden = model.forward(&ids, &valid, None);
+    let [b, t, h] = hidden.dims();
+    let predicted: Vec<Predicted<'_>> = rollouts
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Predicted { row: i, first: t - rows[i].len() + queries[r.query].prompt.len() - 1, ids: &r.ids })
+        .collect();
+    let logp = logprobs_at(model, hidden.clone(), &predicted, s.sampling_temperature);
     // The first update is on-policy: π_old is the current policy without its graph.
-    let old = batch.old_logp.get_or_insert_with(|| rows(&logp.clone().detach(), rollouts));
+    let old = batch.old_logp.get_or_insert_with(|| rows_of(&logp.clone().detach(), rollouts));
     let lens: Vec<usize> = rollouts.iter().map(|r| r.ids.len()).collect();
     let completions = Completions { lens: &lens, old_logp: old, advantages: &batch.advantages };
     let reference = batch.reference.as_deref().map(|r| (r, s.kl_weight));
     let objective = clipped(logp, &completions, reference, &s.objective);
 
-    let refs: Vec<&[u32]> = batch.seqs.iter().map(Vec::as_slice).collect();
-    let item_refs: Vec<&[u32]> = batch.items.iter().map(Vec::as_slice).collect();
-    let (q, _) = last_hidden(model, &refs);
-    let (d, _) = last_hidden(model, &item_refs);
-    let device = q.device();
-    let owner: Vec<i64> = rollouts.iter().map(|r| r.query as i64).collect();
-    let owner = Tensor::<B, 1, Int>::from_data(TensorData::new(owner, [rollouts.len()]), &device);
+    let last = hidden.narrow(1, t - 1, 1).reshape([b, h]);
+    let device = last.device();
+    let index = |v: Vec<i64>| {
+        let len = v.len();
+        Tensor::<B, 1, Int>::from_data(TensorData::new(v, [len]), &device)
+    };
+    let q = last.clone().select(0, index(emb_row.iter().map(|&r| r as i64).collect()));
+    // Each sample's own query's item, as InfoNCE's positive column.
+    let d = last.select(0, index(rollouts.iter().map(|r| (first_item + r.query) as i64).collect()));
     let groups: Vec<u64> = rollouts.iter().map(|r| queries[r.query].query_id).collect();
-    let nce = info_nce(q, d.select(0, owner), &groups, s.temperature, false);
+    let nce = info_nce(q, d, &groups, s.temperature, false);
 
     let mut stats = batch.stats.clone();
     stats.clip_fraction = objective.clip_fraction;

@@ -13,8 +13,6 @@ use lrem_trainer::model::gguf::GgufFile;
 use lrem_trainer::model::layers::host;
 use lrem_trainer::model::tokenizer::TextTokenizer;
 use lrem_trainer::model::weights::RandomWeights;
-use lrem_trainer::rl::advantage::Scaling;
-use lrem_trainer::rl::objective::ObjectiveConfig;
 use lrem_trainer::rl::rewards::{Reward, Rewards, Sample};
 use lrem_trainer::rl::rollout::{RolloutParams, sample, sampled_logprobs};
 use lrem_trainer::rl::step::{RlQuery, UpdateSettings, grpo_gradients, score_rollouts, update_gradients};
@@ -59,6 +57,31 @@ fn sampled_logprobs_equal_a_fresh_forward_pass_and_samples_end_as_parsed() {
     }
 }
 
+/// SmolLM2's tokenizer with the LREM tokens, and a tiny random decoder over it.
+fn tiny_policy(seed: u64) -> (TextTokenizer, Decoder<CpuAutodiff>) {
+    let mut tokenizer = TextTokenizer::from_gguf(&GgufFile::open(&smollm2()).unwrap()).unwrap();
+    tokenizer.add_special_tokens(&TOKENS);
+    let model =
+        Decoder::load(&DecoderConfig::tiny(tokenizer.vocab_size()), &mut RandomWeights::new(seed), &Default::default())
+            .unwrap();
+    (tokenizer, model)
+}
+
+/// One RL query per (query, item title), ids in order.
+fn toy_queries(tokenizer: &TextTokenizer, pairs: &[(&str, &str)]) -> Vec<RlQuery> {
+    let p = Prompting { tokenizer, system_prompt: Some(String::new()) };
+    pairs
+        .iter()
+        .enumerate()
+        .map(|(i, (q, item))| RlQuery {
+            query: q.to_string(),
+            prompt: p.query_prompt(q).unwrap(),
+            item: p.item_sequence(item).unwrap(),
+            query_id: i as u64,
+        })
+        .collect()
+}
+
 /// 1 when the sample's first token is its query's keyword: a user-defined reward, as a
 /// `Reward` implementation.
 struct Keyword(HashMap<String, u32>);
@@ -84,23 +107,10 @@ struct KeywordTask {
 }
 
 fn keyword_task() -> KeywordTask {
-    let mut tokenizer = TextTokenizer::from_gguf(&GgufFile::open(&smollm2()).unwrap()).unwrap();
-    tokenizer.add_special_tokens(&TOKENS);
-    let model: Decoder<CpuAutodiff> =
-        Decoder::load(&DecoderConfig::tiny(tokenizer.vocab_size()), &mut RandomWeights::new(9), &Default::default())
-            .unwrap();
+    let (tokenizer, model) = tiny_policy(9);
     let (end_think, emb) = (tokenizer.token_id(END_THINK).unwrap(), tokenizer.token_id(EMB).unwrap());
-    let p = Prompting { tokenizer: &tokenizer, system_prompt: Some(String::new()) };
-    let queries: Vec<RlQuery> = [("something stronger than tea", "Ground coffee"), ("a mug", "Stoneware mug")]
-        .iter()
-        .enumerate()
-        .map(|(i, (q, item))| RlQuery {
-            query: q.to_string(),
-            prompt: p.query_prompt(q).unwrap(),
-            item: p.item_sequence(item).unwrap(),
-            query_id: i as u64,
-        })
-        .collect();
+    let queries =
+        toy_queries(&tokenizer, &[("something stronger than tea", "Ground coffee"), ("a mug", "Stoneware mug")]);
     // The keyword: the untrained model's fourth most likely first token, so that sampling from
     // its top 8 finds it now and then, and only learning makes it the usual first token.
     let frozen = model.valid();
@@ -114,19 +124,7 @@ fn keyword_task() -> KeywordTask {
         keywords.insert(q.query.clone(), order[3] as u32);
     }
     let rewards = Rewards { funcs: vec![(Box::new(Keyword(keywords)), 1.0)] };
-    let settings = UpdateSettings {
-        group: 8,
-        scaling: Scaling::Group,
-        objective: ObjectiveConfig::default(),
-        grpo_weight: 1.0,
-        infonce_weight: 0.1,
-        kl_weight: 0.0,
-        temperature: 0.05,
-        sampling_temperature: 1.0,
-        end_think,
-        emb,
-        stop_ids: tokenizer.stop_ids(),
-    };
+    let settings = UpdateSettings::new(8, end_think, emb, tokenizer.stop_ids());
     let prompts: Vec<Vec<u32>> = queries.iter().map(|q| q.prompt.clone()).collect();
     KeywordTask { tokenizer, model, queries, prompts, rewards, settings }
 }
@@ -151,36 +149,44 @@ fn grpo_raises_the_mean_reward_of_a_toy_task() {
     assert!(last > first + 0.3, "mean keyword reward by step: {means:?}");
 }
 
-/// `lrem-train rl` end to end on a tiny model: 4 steps straight, and 2 + `--resume` 2, give the
-/// same metrics line for line; the end exports a model folder with `lrem.json`.
-#[test]
-fn rl_run_resumes_to_the_same_metrics_and_exports_the_model() {
-    use lrem_trainer::rl::config::RlConfig;
-    use lrem_trainer::rl::run::rl;
-    use lrem_trainer::train::RunOptions;
+/// An RL config over the toy triples (as the cold-start split) and a tiny exported decoder: G = 4,
+/// budget 4, 2 queries a step, no warmup, the collapse guard off (a random model never closes
+/// its CoT, and the guard would stop it at once).
+fn tiny_rl_config(dir: &std::path::Path, seed: u64) -> lrem_trainer::rl::config::RlConfig {
     use lrem_trainer::triples::{self, Split};
 
-    let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("pipeline-run");
+    let run = dir.join("pipeline-run");
     triples::write(&run, Split::ColdStart, &crate::train::toy_triples()).unwrap();
-    let model = crate::train::tiny_model_dir(dir.path(), 4);
+    let model = crate::train::tiny_model_dir(dir, seed);
     std::fs::write(model.join("lrem.json"), r#"{"system_prompt": ""}"#).unwrap();
-    let mut config = RlConfig::default();
+    let mut config = lrem_trainer::rl::config::RlConfig::default();
     config.model = model;
     config.data.run_dir = run;
     config.data.split = "cold_start".into();
     config.rollout.group = 4;
     config.rollout.budget = 4;
-    config.optim.lr = 1e-3;
     config.optim.batch_size = 2;
     config.optim.grad_accum = 1;
-    config.optim.epochs = 2;
+    config.optim.epochs = 1;
     config.optim.warmup_ratio = 0.0;
-    config.checkpoint.every_steps = 1;
-    config.checkpoint.keep = 10;
-    // A random model never closes its CoT: the collapse guard would stop it at once.
     config.guard.max_format_failure = 1.0;
     config.guard.min_entropy = 0.0;
+    config
+}
+
+/// `lrem-train rl` end to end on a tiny model: 4 steps straight, and 2 + `--resume` 2, give the
+/// same metrics line for line; the end exports a model folder with `lrem.json`.
+#[test]
+fn rl_run_resumes_to_the_same_metrics_and_exports_the_model() {
+    use lrem_trainer::rl::run::rl;
+    use lrem_trainer::train::RunOptions;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = tiny_rl_config(dir.path(), 4);
+    config.optim.lr = 1e-3;
+    config.optim.epochs = 2;
+    config.checkpoint.every_steps = 1;
+    config.checkpoint.keep = 10;
     let device = Default::default();
     let lines = |out: &std::path::Path| -> Vec<serde_json::Value> {
         std::fs::read_to_string(out.join("metrics.jsonl"))
@@ -224,43 +230,19 @@ fn rl_run_resumes_to_the_same_metrics_and_exports_the_model() {
 fn grpo_with_infonce_raises_the_retrieval_reward() {
     use lrem_trainer::rl::rewards::Retrieval;
 
-    let mut tokenizer = TextTokenizer::from_gguf(&GgufFile::open(&smollm2()).unwrap()).unwrap();
-    tokenizer.add_special_tokens(&TOKENS);
-    let mut model: Decoder<CpuAutodiff> =
-        Decoder::load(&DecoderConfig::tiny(tokenizer.vocab_size()), &mut RandomWeights::new(21), &Default::default())
-            .unwrap();
+    let (tokenizer, mut model) = tiny_policy(21);
     let (end_think, emb) = (tokenizer.token_id(END_THINK).unwrap(), tokenizer.token_id(EMB).unwrap());
-    let p = Prompting { tokenizer: &tokenizer, system_prompt: Some(String::new()) };
-    let pairs = [
-        ("something stronger than tea", "Casa Oro dark roast coffee 500g"),
-        ("a mug for the office", "Stoneware mug 350 ml"),
-        ("shoes for a marathon", "Stride road running shoes"),
-    ];
-    let queries: Vec<RlQuery> = pairs
-        .iter()
-        .enumerate()
-        .map(|(i, (q, item))| RlQuery {
-            query: q.to_string(),
-            prompt: p.query_prompt(q).unwrap(),
-            item: p.item_sequence(item).unwrap(),
-            query_id: i as u64,
-        })
-        .collect();
+    let queries = toy_queries(
+        &tokenizer,
+        &[
+            ("something stronger than tea", "Casa Oro dark roast coffee 500g"),
+            ("a mug for the office", "Stoneware mug 350 ml"),
+            ("shoes for a marathon", "Stride road running shoes"),
+        ],
+    );
     let prompts: Vec<Vec<u32>> = queries.iter().map(|q| q.prompt.clone()).collect();
     let rewards = Rewards { funcs: vec![(Box::new(Retrieval), 1.0)] };
-    let settings = UpdateSettings {
-        group: 8,
-        scaling: Scaling::Group,
-        objective: ObjectiveConfig::default(),
-        grpo_weight: 1.0,
-        infonce_weight: 0.1,
-        kl_weight: 0.0,
-        temperature: 0.05,
-        sampling_temperature: 1.0,
-        end_think,
-        emb,
-        stop_ids: tokenizer.stop_ids(),
-    };
+    let settings = UpdateSettings::new(8, end_think, emb, tokenizer.stop_ids());
     let optim_config = OptimConfig { weight_decay: 0.0, ..Default::default() };
     let mut optim = adamw(&optim_config).init::<CpuAutodiff, Decoder<CpuAutodiff>>();
     let mut means = Vec::new();
@@ -276,8 +258,9 @@ fn grpo_with_infonce_raises_the_retrieval_reward() {
     assert!(last > first + 0.25, "mean retrieval reward by step: {means:?}");
 }
 
-/// Reusing a rollout batch: the first update is on-policy (nothing is clipped); after a large
-/// step, the second update's ratios leave the clip range on some samples.
+/// Reusing a rollout batch: the first update is on-policy (nothing is clipped, and its
+/// log-probabilities are the sampler's); after a large step, the second update's ratios leave
+/// the clip range on some samples.
 #[test]
 fn a_second_update_over_the_same_rollouts_is_clipped() {
     let KeywordTask { tokenizer, mut model, queries, prompts, rewards, settings } = keyword_task();
@@ -287,6 +270,11 @@ fn a_second_update_over_the_same_rollouts_is_clipped() {
     assert!(batch.stats.zero_advantage_groups < 2, "no sample has a non-zero advantage");
     let (grads, first) = update_gradients(&model, &mut batch, &queries, &rollouts, &settings, 1.0);
     assert_eq!(first.clip_fraction, 0.0);
+    // The update reads the sampled tokens' log-probabilities from the rows it embeds with: the
+    // same values the sampler stored (the entropy estimate is their negated mean).
+    let stored: Vec<f32> = rollouts.iter().flat_map(|r| r.logprobs.iter().copied()).collect();
+    let stored = -stored.iter().map(|&l| l as f64).sum::<f64>() / stored.len() as f64;
+    assert!((first.entropy - stored).abs() < 1e-4, "update {} vs sampler {stored}", first.entropy);
     let mut optim = adamw(&OptimConfig { weight_decay: 0.0, ..Default::default() }).init();
     model = optim.step(3e-2, model, grads);
     let (_, second) = update_gradients(&model, &mut batch, &queries, &rollouts, &settings, 1.0);
@@ -298,32 +286,15 @@ fn a_second_update_over_the_same_rollouts_is_clipped() {
 /// updates were made.
 #[test]
 fn rl_with_several_updates_per_rollout_moves_off_the_kl_reference() {
-    use lrem_trainer::rl::config::RlConfig;
     use lrem_trainer::rl::run::rl;
     use lrem_trainer::train::RunOptions;
-    use lrem_trainer::triples::{self, Split};
 
     let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("pipeline-run");
-    triples::write(&run, Split::ColdStart, &crate::train::toy_triples()).unwrap();
-    let model = crate::train::tiny_model_dir(dir.path(), 6);
-    std::fs::write(model.join("lrem.json"), r#"{"system_prompt": ""}"#).unwrap();
-    let mut config = RlConfig::default();
-    config.model = model;
-    config.data.run_dir = run;
-    config.data.split = "cold_start".into();
-    config.rollout.group = 4;
-    config.rollout.budget = 4;
+    let mut config = tiny_rl_config(dir.path(), 6);
     config.rollout.updates_per_rollout = 3;
     config.loss.kl_weight = 0.1;
     config.optim.lr = 1e-2;
-    config.optim.batch_size = 2;
-    config.optim.grad_accum = 1;
-    config.optim.epochs = 1;
     config.optim.max_steps = 2;
-    config.optim.warmup_ratio = 0.0;
-    config.guard.max_format_failure = 1.0;
-    config.guard.min_entropy = 0.0;
     let out = dir.path().join("rl");
     let outcome = rl::<CpuAutodiff>(&config, &out, &RunOptions::default(), &Default::default()).unwrap();
     assert!(outcome.model_dir.is_some());
