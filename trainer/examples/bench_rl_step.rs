@@ -25,8 +25,6 @@ use lrem_trainer::format::{EMB, END_THINK, THINK, TOKENS};
 use lrem_trainer::model::decoder::Decoder;
 use lrem_trainer::model::gguf::GgufFile;
 use lrem_trainer::model::tokenizer::TextTokenizer;
-use lrem_trainer::rl::advantage::Scaling;
-use lrem_trainer::rl::objective::ObjectiveConfig;
 use lrem_trainer::rl::rewards::Rewards;
 use lrem_trainer::rl::rollout::{RolloutParams, sample};
 use lrem_trainer::rl::step::{RlQuery, UpdateSettings, score_rollouts, update_gradients};
@@ -135,19 +133,7 @@ fn run<B: AutodiffBackend>(a: &Args, device: &B::Device) -> Result<()> {
         })
         .collect();
     let rewards = Rewards::lrem(0.5, 0.2, 1.0, a.budget);
-    let settings = UpdateSettings {
-        group: a.group,
-        scaling: Scaling::Group,
-        objective: ObjectiveConfig::default(),
-        grpo_weight: 1.0,
-        infonce_weight: 0.1,
-        kl_weight: 0.0,
-        temperature: 0.05,
-        sampling_temperature: 1.0,
-        end_think,
-        emb,
-        stop_ids: tokenizer.stop_ids(),
-    };
+    let settings = UpdateSettings::new(a.group, end_think, emb, tokenizer.stop_ids());
     let mut optim = adamw(&OptimConfig::default()).init::<B, Decoder<B>>();
     let mut timings = Vec::new();
     for step in 0..a.steps + 1 {

@@ -1,7 +1,8 @@
 //! `lrem-train rl`: GRPO from a cold-start model over a run's triples. Each step samples G CoTs
-//! for each of `batch_size · grad_accum` queries, scores them, and makes
-//! `rollout.updates_per_rollout` policy updates over them (1, on-policy, by default), logs a JSON line to `metrics.jsonl`, and checkpoints as cold start does; the
-//! end exports an HF folder with `lrem.json` that `serve --lrem` and `eval` load.
+//! for each of `batch_size · grad_accum` queries, scores them, makes
+//! `rollout.updates_per_rollout` policy updates over them (1, on-policy, by default), logs a
+//! JSON line to `metrics.jsonl`, and checkpoints as cold start does; the end exports an HF folder
+//! with `lrem.json` that `serve --lrem` and `eval` load.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -195,8 +196,9 @@ pub fn rl<B: AutodiffBackend>(
         // Sample and score every micro-batch first: each of the μ updates goes over all of them.
         let mut scored = Vec::new();
         let micro: Vec<&[RlQuery]> = batch.chunks(o.batch_size).collect();
-        let t0 = Instant::now();
+        let (mut rollout_s, mut update_s) = (0.0, 0.0);
         for (m, queries) in micro.iter().enumerate() {
+            let t0 = Instant::now();
             let params = RolloutParams {
                 group: config.rollout.group,
                 temperature: config.rollout.temperature,
@@ -207,10 +209,13 @@ pub fn rl<B: AutodiffBackend>(
             };
             let prompts: Vec<Vec<u32>> = queries.iter().map(|q| q.prompt.clone()).collect();
             let rollouts = sample(&model.valid(), &lm.tokenizer, &prompts, &params, end_think, emb)?;
+            rollout_s += t0.elapsed().as_secs_f64();
+            // Scoring (rewards, advantages) counts with the update, as before several updates.
+            let t1 = Instant::now();
             let batch = score_rollouts(&model, reference.as_ref(), &rewards, queries, &rollouts, &update);
+            update_s += t1.elapsed().as_secs_f64();
             scored.push((rollouts, batch));
         }
-        let rollout_s = t0.elapsed().as_secs_f64();
         let last_good = || last_saved.as_ref().map_or("none".into(), |p: &PathBuf| p.display().to_string());
         // The guard watches for a collapse during the run: a policy that starts outside a bound
         // (a cold start that never closes its CoT in the budget) is reported once, not stopped.
@@ -271,7 +276,7 @@ pub fn rl<B: AutodiffBackend>(
             model = adam.step(lr, model, grads);
             updates.push(stats);
         }
-        let update_s = t1.elapsed().as_secs_f64();
+        update_s += t1.elapsed().as_secs_f64();
         // The rollout's measures, the first update's entropy and losses, and the clip fraction
         // and KL over every update (the first, on-policy, never clips).
         let mut stats = updates[0].clone();
