@@ -26,10 +26,17 @@ struct Args {
     prompt_tokens: usize,
     #[arg(long, default_value_t = 32)]
     new_tokens: usize,
+    /// Multiply GGUF blocks as stored (what `serve` does) instead of dequantised f32 weights.
+    #[arg(long)]
+    quantized: bool,
 }
 
 fn run<B: Backend>(args: &Args) -> anyhow::Result<(f64, f64)> {
-    let lm = LanguageModel::<B>::load(&args.model, &Default::default())?;
+    let lm = if args.quantized {
+        LanguageModel::<B>::load_quantized(&args.model, &Default::default())?
+    } else {
+        LanguageModel::<B>::load(&args.model, &Default::default())?
+    };
     let vocab = lm.config.vocab_size;
     // Distinct prompts per row, deterministic, away from the special tokens.
     let prompts: Vec<Vec<u32>> = (0..args.batch)
@@ -74,7 +81,7 @@ fn main() -> anyhow::Result<()> {
     };
     println!(
         "{}",
-        serde_json::json!({"impl": format!("burn-{}", args.backend), "batch": args.batch, "prompt_tokens": args.prompt_tokens,
+        serde_json::json!({"impl": format!("burn-{}{}", args.backend, if args.quantized { "-quantized" } else { "" }), "batch": args.batch, "prompt_tokens": args.prompt_tokens,
             "new_tokens": args.new_tokens, "prefill_tok_s": prefill, "decode_tok_s": decode, "peak_rss_mib": peak_rss_mib()})
     );
     Ok(())

@@ -26,3 +26,21 @@ pub type Inference = Cpu;
 
 /// The backend training runs on: [`Inference`] with gradients.
 pub type Train = burn::backend::Autodiff<Inference>;
+
+/// Sizes the CPU thread pools once, before any model runs: `threads`, else `RAYON_NUM_THREADS`,
+/// else the cores this process may use (`available_parallelism` honours cgroup quotas and CPU
+/// affinity, so a container limited to 2 CPUs on a 64-core host gets 2). Rayon's global pool runs
+/// the quantised matmuls; candle's gemm reads `RAYON_NUM_THREADS` on every product, so both see
+/// the same count. Returns it.
+pub fn configure_threads(threads: Option<usize>) -> usize {
+    let from_env = std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()).filter(|&n| n > 0);
+    let n = threads
+        .filter(|&n| n > 0)
+        .or(from_env)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    // SAFETY: called first thing in `main`, before this process starts any other thread.
+    unsafe { std::env::set_var("RAYON_NUM_THREADS", n.to_string()) };
+    // Fails only when the pool already exists (a second call), which keeps its size.
+    let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    n
+}

@@ -23,6 +23,10 @@ use lrem_trainer::triples::{self, Split};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// CPU threads for every model product (serve, generate, eval, training); default
+    /// `RAYON_NUM_THREADS`, else the cores available to this process (cgroup quota aware).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -117,11 +121,14 @@ enum Command {
 
 fn main() -> ExitCode {
     // The library logs with tracing (what it serves, where it resumes, the evaluation's steps).
+    let cli = Cli::parse();
+    let threads = lrem_trainer::backend::configure_threads(cli.threads);
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "lrem_trainer=info,warn".into());
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(terminal).init();
-    match run(Cli::parse()) {
+    tracing::debug!(threads, "CPU threads");
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -164,7 +171,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Generate { model, prompt, chat, max_tokens, temperature, top_k, top_p, seed, n } => {
             let device = Default::default();
-            let lm = LanguageModel::<Inference>::load(&model, &device)?;
+            let lm = LanguageModel::<Inference>::load_quantized(&model, &device)?;
             let text = if chat {
                 lm.tokenizer.render_chat(&[ChatMessage { role: "user".into(), content: prompt }], true)?
             } else {

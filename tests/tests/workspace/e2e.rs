@@ -42,6 +42,7 @@ async fn pipeline_on_the_embedded_models_writes_valid_triples() {
         max_batch: 16,
         queue: 256,
         max_body_bytes: 4 << 20,
+        dequantize: false,
     })
     .await
     .unwrap();

@@ -118,10 +118,10 @@ impl<B: Backend> Bert<B> {
         let linear = |s: &mut dyn WeightSource, name: &str, d_in: usize, d_out: usize| -> Result<Linear<B>> {
             let w = s.expect(&format!("{name}.weight"), &[d_out, d_in])?;
             let bias = s.expect(&format!("{name}.bias"), &[d_out])?;
-            Ok(Linear {
-                weight: Param::from_tensor(tensor(transpose_host(&w, d_out, d_in), [d_in, d_out], device)),
-                bias: Some(Param::from_tensor(tensor(bias, [d_out], device))),
-            })
+            Ok(Linear::new(
+                tensor(transpose_host(&w, d_out, d_in), [d_in, d_out], device),
+                Some(tensor(bias, [d_out], device)),
+            ))
         };
         let norm = |s: &mut dyn WeightSource, name: &str| -> Result<LayerNorm<B>> {
             Ok(LayerNorm {

@@ -8,7 +8,11 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::layers::{Linear, RmsNorm, host, silu, tensor, transpose_host};
+use std::sync::Arc;
+
+use super::gguf::GgufFile;
+use super::layers::{Linear, RmsNorm, host, quantized_matmul, silu, tensor, transpose_host};
+use super::quant::QuantMatrix;
 use super::weights::WeightSource;
 use crate::bail;
 use crate::error::Result;
@@ -72,6 +76,9 @@ pub struct Attention<B: Backend> {
     pub k: Linear<B>,
     pub v: Linear<B>,
     pub o: Linear<B>,
+    /// q, k and v's quantised rows stacked, for one product on the inference path.
+    #[module(skip)]
+    pub qkv_quant: Option<Arc<QuantMatrix>>,
     pub num_heads: usize,
     pub num_kv_heads: usize,
     pub head_dim: usize,
@@ -82,6 +89,9 @@ pub struct Mlp<B: Backend> {
     pub gate: Linear<B>,
     pub up: Linear<B>,
     pub down: Linear<B>,
+    /// gate and up's quantised rows stacked, for one product on the inference path.
+    #[module(skip)]
+    pub gate_up_quant: Option<Arc<QuantMatrix>>,
 }
 
 #[derive(Module, Debug)]
@@ -103,6 +113,9 @@ pub struct Decoder<B: Backend> {
     pub norm: RmsNorm<B>,
     /// Untied LM head, `[hidden, vocab]`.
     pub lm_head: Option<Linear<B>>,
+    /// The tied head as a GGUF file stores the embeddings, for inference (see [`Linear::quant`]).
+    #[module(skip)]
+    pub embed_quant: Option<Arc<QuantMatrix>>,
     /// RoPE tables `[max_position, head_dim]`, constants rather than parameters.
     pub rope_cos: Tensor<B, 2>,
     pub rope_sin: Tensor<B, 2>,
@@ -234,7 +247,12 @@ impl<B: Backend> Decoder<B> {
             None => {
                 let [b, t, h] = hidden.dims();
                 let vocab = self.embed.dims()[1];
-                hidden.reshape([b * t, h]).matmul(self.embed.val()).reshape([b, t, vocab])
+                let rows = hidden.reshape([b * t, h]);
+                let logits = match &self.embed_quant {
+                    Some(q) => quantized_matmul(q, rows),
+                    None => rows.matmul(self.embed.val()),
+                };
+                logits.reshape([b, t, vocab])
             }
         }
     }
@@ -260,6 +278,7 @@ impl<B: Backend> Decoder<B> {
             tensor(out, [hidden, vocab + n], &device)
         };
         self.embed = Param::from_tensor(grow(self.embed.val()));
+        self.embed_quant = None;
         if let Some(head) = self.lm_head.as_mut() {
             head.weight = Param::from_tensor(grow(head.weight.val()));
         }
@@ -275,14 +294,11 @@ impl<B: Backend> Decoder<B> {
             |source: &mut dyn WeightSource, name: &str, d_in: usize, d_out: usize, bias: bool| -> Result<Linear<B>> {
                 let w = source.expect(&format!("{name}.weight"), &[d_out, d_in])?;
                 let bias = if bias {
-                    Some(Param::from_tensor(tensor(source.expect(&format!("{name}.bias"), &[d_out])?, [d_out], device)))
+                    Some(tensor(source.expect(&format!("{name}.bias"), &[d_out])?, [d_out], device))
                 } else {
                     None
                 };
-                Ok(Linear {
-                    weight: Param::from_tensor(tensor(transpose_host(&w, d_out, d_in), [d_in, d_out], device)),
-                    bias,
-                })
+                Ok(Linear::new(tensor(transpose_host(&w, d_out, d_in), [d_in, d_out], device), bias))
             };
         let norm = |source: &mut dyn WeightSource, name: &str| -> Result<RmsNorm<B>> {
             let w = source.expect(name, &[h])?;
@@ -299,6 +315,7 @@ impl<B: Backend> Decoder<B> {
                     k: linear(source, &format!("{p}.self_attn.k_proj"), h, config.num_kv_heads * hd, config.qkv_bias)?,
                     v: linear(source, &format!("{p}.self_attn.v_proj"), h, config.num_kv_heads * hd, config.qkv_bias)?,
                     o: linear(source, &format!("{p}.self_attn.o_proj"), config.num_heads * hd, h, false)?,
+                    qkv_quant: None,
                     num_heads: config.num_heads,
                     num_kv_heads: config.num_kv_heads,
                     head_dim: hd,
@@ -308,6 +325,7 @@ impl<B: Backend> Decoder<B> {
                     gate: linear(source, &format!("{p}.mlp.gate_proj"), h, config.intermediate_size, false)?,
                     up: linear(source, &format!("{p}.mlp.up_proj"), h, config.intermediate_size, false)?,
                     down: linear(source, &format!("{p}.mlp.down_proj"), config.intermediate_size, h, false)?,
+                    gate_up_quant: None,
                 },
             });
         }
@@ -324,9 +342,60 @@ impl<B: Backend> Decoder<B> {
             blocks,
             norm,
             lm_head,
+            embed_quant: None,
             rope_cos,
             rope_sin,
         })
+    }
+
+    /// Multiplies by the GGUF file's Q4_0 / Q4_1 / Q8_0 blocks as stored wherever the file has
+    /// them (the f32 weights stay for anything else, such as training). For inference only: a
+    /// model whose weights then change must not be quantised.
+    pub fn use_quantized(&mut self, gguf: &mut GgufFile) -> Result<usize> {
+        let mut count = 0;
+        let mut attach = |linear: &mut Linear<B>, name: String| -> Result<()> {
+            if let Some(q) = gguf.read_quantized(&format!("{name}.weight"))? {
+                linear.quant = Some(Arc::new(q));
+                count += 1;
+            }
+            Ok(())
+        };
+        for (i, block) in self.blocks.iter_mut().enumerate() {
+            let p = format!("model.layers.{i}");
+            attach(&mut block.attn.q, format!("{p}.self_attn.q_proj"))?;
+            attach(&mut block.attn.k, format!("{p}.self_attn.k_proj"))?;
+            attach(&mut block.attn.v, format!("{p}.self_attn.v_proj"))?;
+            attach(&mut block.attn.o, format!("{p}.self_attn.o_proj"))?;
+            attach(&mut block.mlp.gate, format!("{p}.mlp.gate_proj"))?;
+            attach(&mut block.mlp.up, format!("{p}.mlp.up_proj"))?;
+            attach(&mut block.mlp.down, format!("{p}.mlp.down_proj"))?;
+            let stacked = |layers: &[&Linear<B>]| -> Option<Arc<QuantMatrix>> {
+                let parts: Option<Vec<&QuantMatrix>> = layers.iter().map(|l| l.quant.as_deref()).collect();
+                QuantMatrix::stack(&parts?).map(Arc::new)
+            };
+            // The stacked copy replaces the layers' own (they are only multiplied together).
+            let a = &mut block.attn;
+            a.qkv_quant = stacked(&[&a.q, &a.k, &a.v]);
+            if a.qkv_quant.is_some() {
+                for l in [&mut a.q, &mut a.k, &mut a.v] {
+                    l.quant = None;
+                }
+            }
+            let m = &mut block.mlp;
+            m.gate_up_quant = stacked(&[&m.gate, &m.up]);
+            if m.gate_up_quant.is_some() {
+                for l in [&mut m.gate, &mut m.up] {
+                    l.quant = None;
+                }
+            }
+        }
+        if let Some(head) = self.lm_head.as_mut() {
+            attach(head, "lm_head".into())?;
+        } else if let Some(q) = gguf.read_quantized("model.embed_tokens.weight")? {
+            self.embed_quant = Some(Arc::new(q));
+            count += 1;
+        }
+        Ok(count)
     }
 }
 
@@ -369,9 +438,11 @@ impl<B: Backend> Attention<B> {
         let [b, t, _] = x.dims();
         let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let heads = |y: Tensor<B, 3>, n: usize| y.reshape([b, t, n, hd]).swap_dims(1, 2);
-        let q = heads(self.q.forward(x.clone()), nh);
-        let k = heads(self.k.forward(x.clone()), nkv);
-        let v = heads(self.v.forward(x), nkv);
+        let [q, k, v] = match &self.qkv_quant {
+            Some(w) => Linear::forward_stacked([&self.q, &self.k, &self.v], w, x),
+            None => [self.q.forward(x.clone()), self.k.forward(x.clone()), self.v.forward(x)],
+        };
+        let (q, k, v) = (heads(q, nh), heads(k, nkv), heads(v, nkv));
         let q = q.clone() * cos.clone() + rotate_half(q) * sin.clone();
         let k = k.clone() * cos.clone() + rotate_half(k) * sin.clone();
         let (k, v) = match past {
@@ -393,6 +464,10 @@ impl<B: Backend> Attention<B> {
 
 impl<B: Backend> Mlp<B> {
     fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.down.forward(silu(self.gate.forward(x.clone())) * self.up.forward(x))
+        let [gate, up] = match &self.gate_up_quant {
+            Some(w) => Linear::forward_stacked([&self.gate, &self.up], w, x),
+            None => [self.gate.forward(x.clone()), self.up.forward(x)],
+        };
+        self.down.forward(silu(gate) * up)
     }
 }

@@ -11,6 +11,7 @@ use candle_core::quantized::GgmlDType;
 use candle_core::quantized::gguf_file::{Content, Value};
 
 use super::decoder::DecoderConfig;
+use super::quant::{QuantKind, QuantMatrix};
 use super::weights::{HostTensor, WeightSource};
 use crate::error::{Context, Result};
 use crate::{bail, err};
@@ -39,6 +40,10 @@ impl GgufFile {
             num_kv_heads: 0,
         };
         me.architecture = me.string("general.architecture")?;
+        // The head counts undo the q/k row permutation of every read, config or not.
+        let arch = me.architecture.clone();
+        me.num_heads = me.usize(&format!("{arch}.attention.head_count")).unwrap_or(0);
+        me.num_kv_heads = me.usize(&format!("{arch}.attention.head_count_kv")).unwrap_or(me.num_heads);
         Ok(me)
     }
 
@@ -103,8 +108,6 @@ impl GgufFile {
         let num_heads = self.usize(&key("attention.head_count"))?;
         let num_kv_heads = self.usize(&key("attention.head_count_kv")).unwrap_or(num_heads);
         let vocab = self.strings("tokenizer.ggml.tokens")?.len();
-        self.num_heads = num_heads;
-        self.num_kv_heads = num_kv_heads;
         let config = DecoderConfig {
             architecture: arch.clone(),
             vocab_size: vocab,
@@ -179,19 +182,52 @@ impl WeightSource for GgufFile {
         let t = q.dequantize(&candle_core::Device::Cpu).map_err(|e| err!("dequantising `{gguf}`: {e}"))?;
         let shape = t.dims().to_vec();
         let mut values = t.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(|e| err!("`{gguf}`: {e}"))?;
-        if self.architecture == "llama" {
-            let heads = if name.contains("q_proj") {
-                Some(self.num_heads)
-            } else if name.contains("k_proj") {
-                Some(self.num_kv_heads)
-            } else {
-                None
-            };
-            if let Some(heads) = heads {
-                values = unpermute_rows(&values, &shape, heads);
-            }
+        if let Some(heads) = self.permuted_heads(name) {
+            values = unpermute_rows(&values, &shape, heads);
         }
         Ok(HostTensor { values, shape })
+    }
+}
+
+impl GgufFile {
+    /// A tensor's blocks as stored, for the quantised matmul, or `None` when its type is not one
+    /// the kernels multiply (f32/f16 tensors, K-quants): those stay on the f32 path.
+    pub fn read_quantized(&mut self, name: &str) -> Result<Option<QuantMatrix>> {
+        let Some(gguf) = Self::gguf_name(name).filter(|g| self.content.tensor_infos.contains_key(g)) else {
+            return Ok(None);
+        };
+        let info = &self.content.tensor_infos[&gguf];
+        let kind = match info.ggml_dtype {
+            GgmlDType::Q4_0 => QuantKind::Q4_0,
+            GgmlDType::Q4_1 => QuantKind::Q4_1,
+            GgmlDType::Q8_0 => QuantKind::Q8_0,
+            _ => return Ok(None),
+        };
+        let &[rows, cols] = info.shape.dims() else { return Ok(None) };
+        let q = self
+            .content
+            .tensor(&mut self.file, &gguf, &candle_core::Device::Cpu)
+            .map_err(|e| err!("{}: reading `{gguf}`: {e}", self.path.display()))?;
+        let bytes = q.data().map_err(|e| err!("{}: `{gguf}`: {e}", self.path.display()))?.into_owned();
+        let matrix =
+            QuantMatrix::new(kind, rows, cols, bytes).with_context(|| format!("{}: `{gguf}`", self.path.display()))?;
+        Ok(Some(match self.permuted_heads(name) {
+            Some(heads) => matrix.permute_rows(&unpermute_order(rows, heads)),
+            None => matrix,
+        }))
+    }
+
+    /// The head count whose row permutation `llama` files carry for this tensor, if any.
+    fn permuted_heads(&self, name: &str) -> Option<usize> {
+        if self.architecture != "llama" {
+            None
+        } else if name.contains("q_proj") {
+            Some(self.num_heads)
+        } else if name.contains("k_proj") {
+            Some(self.num_kv_heads)
+        } else {
+            None
+        }
     }
 }
 
@@ -200,19 +236,22 @@ impl WeightSource for GgufFile {
 fn unpermute_rows(values: &[f32], shape: &[usize], heads: usize) -> Vec<f32> {
     let rows = shape[0];
     let cols = values.len() / rows;
+    unpermute_order(rows, heads).iter().flat_map(|&src| &values[src * cols..(src + 1) * cols]).copied().collect()
+}
+
+/// For each Hugging Face row, the GGUF row it comes from.
+fn unpermute_order(rows: usize, heads: usize) -> Vec<usize> {
     let head_dim = rows / heads;
     let half = head_dim / 2;
-    let mut out = vec![0.0; values.len()];
+    let mut order = vec![0; rows];
     for h in 0..heads {
         for j in 0..half {
             for k in 0..2 {
-                let src = h * head_dim + 2 * j + k;
-                let dst = h * head_dim + k * half + j;
-                out[dst * cols..(dst + 1) * cols].copy_from_slice(&values[src * cols..(src + 1) * cols]);
+                order[h * head_dim + k * half + j] = h * head_dim + 2 * j + k;
             }
         }
     }
-    out
+    order
 }
 
 #[cfg(test)]

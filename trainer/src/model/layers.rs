@@ -1,8 +1,12 @@
 //! The building blocks shared by the decoder and the encoder, with PyTorch's numerics.
 
+use std::sync::Arc;
+
 use burn::module::{Module, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
+
+use super::quant::QuantMatrix;
 
 /// A dense layer. The weight is kept as `[in, out]` (transposed once at load from PyTorch's
 /// `[out, in]`) so the forward pass is a plain matmul with no per-call transpose.
@@ -10,25 +14,68 @@ use burn::tensor::{Tensor, TensorData};
 pub struct Linear<B: Backend> {
     pub weight: Param<Tensor<B, 2>>,
     pub bias: Option<Param<Tensor<B, 1>>>,
+    /// The same weight as a GGUF file stores it, multiplied as stored by inference (`quant`);
+    /// set only by [`super::LanguageModel::load_quantized`], never on a model being trained.
+    #[module(skip)]
+    pub quant: Option<Arc<QuantMatrix>>,
 }
 
 impl<B: Backend> Linear<B> {
+    pub fn new(weight: Tensor<B, 2>, bias: Option<Tensor<B, 1>>) -> Self {
+        Self { weight: Param::from_tensor(weight), bias: bias.map(Param::from_tensor), quant: None }
+    }
+
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         let dims = x.dims();
         let d_in = dims[D - 1];
         let rows = dims.iter().take(D - 1).product::<usize>();
-        let mut y = x.reshape([rows, d_in]).matmul(self.weight.val());
-        if let Some(bias) = &self.bias {
-            y = y + bias.val().unsqueeze_dim(0);
-        }
+        let x = x.reshape([rows, d_in]);
+        let y = match &self.quant {
+            Some(q) => quantized_matmul(q, x),
+            None => x.matmul(self.weight.val()),
+        };
         let mut out = dims;
         out[D - 1] = self.weight.dims()[1];
-        y.reshape(out)
+        self.add_bias(y).reshape(out)
+    }
+
+    /// `y + bias` for `y` `[rows, out]`, when there is a bias.
+    pub fn add_bias(&self, y: Tensor<B, 2>) -> Tensor<B, 2> {
+        match &self.bias {
+            Some(bias) => y + bias.val().unsqueeze_dim(0),
+            None => y,
+        }
+    }
+
+    /// Several layers over the same input as one product with their stacked quantised weights
+    /// (`stacked` holds each layer's rows in turn): one pass over `x` and one fan-out to the
+    /// threads instead of one per layer.
+    pub fn forward_stacked<const N: usize>(
+        layers: [&Self; N],
+        stacked: &QuantMatrix,
+        x: Tensor<B, 3>,
+    ) -> [Tensor<B, 3>; N] {
+        let [b, t, d] = x.dims();
+        let y = quantized_matmul(stacked, x.reshape([b * t, d]));
+        let mut start = 0;
+        layers.map(|layer| {
+            let width = layer.d_out();
+            let part = layer.add_bias(y.clone().narrow(1, start, width));
+            start += width;
+            part.reshape([b, t, width])
+        })
     }
 
     pub fn d_out(&self) -> usize {
         self.weight.dims()[1]
     }
+}
+
+/// `x · Wᵀ` with `W` as stored, through the host (`x` is a few rows on the paths that use it).
+pub fn quantized_matmul<B: Backend>(w: &QuantMatrix, x: Tensor<B, 2>) -> Tensor<B, 2> {
+    let device = x.device();
+    let [rows, _] = x.dims();
+    tensor(w.matmul(&host(x), rows), [rows, w.rows], &device)
 }
 
 /// Root-mean-square norm as in Llama: `x / sqrt(mean(x²) + eps) * weight`.

@@ -9,6 +9,7 @@ pub mod generate;
 pub mod gguf;
 pub mod hf;
 pub mod layers;
+pub mod quant;
 pub mod tokenizer;
 pub mod weights;
 
@@ -46,5 +47,16 @@ impl<B: Backend> LanguageModel<B> {
         let tokenizer = TextTokenizer::from_hf_dir(path)?;
         let model = Decoder::load(&config, &mut hf::SafetensorsFolder::open(path)?, device)?;
         Ok(Self { config, model, tokenizer })
+    }
+
+    /// [`Self::load`], then a GGUF file's quantised blocks multiplied as stored (`quant`): for
+    /// serving and generation, never for training. An HF folder loads as f32.
+    pub fn load_quantized(path: &Path, device: &B::Device) -> Result<Self> {
+        let mut lm = Self::load(path, device)?;
+        if path.is_file() {
+            let count = lm.model.use_quantized(&mut gguf::GgufFile::open(path)?)?;
+            tracing::debug!(path = %path.display(), matrices = count, "multiplying GGUF blocks as stored");
+        }
+        Ok(lm)
     }
 }

@@ -6,7 +6,7 @@ mod chat;
 mod workers;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -68,6 +68,11 @@ pub struct ServeConfig {
     pub queue: usize,
     #[arg(long, default_value_t = 4 << 20)]
     pub max_body_bytes: usize,
+    /// Multiply a GGUF decoder's dequantised f32 weights instead of its Q4_0 / Q4_1 / Q8_0 blocks
+    /// as stored: slower, and equal to transformers to float rounding rather than to 8-bit
+    /// activation error.
+    #[arg(long)]
+    pub dequantize: bool,
 }
 
 struct ChatModel {
@@ -133,6 +138,14 @@ impl Server {
     }
 }
 
+fn load_decoder(
+    path: &Path,
+    dequantize: bool,
+    device: &burn::tensor::Device<Inference>,
+) -> Result<LanguageModel<Inference>> {
+    if dequantize { LanguageModel::load(path, device) } else { LanguageModel::load_quantized(path, device) }
+}
+
 /// Loads the models, starts their threads and binds the address.
 pub async fn bind(config: ServeConfig) -> Result<Server> {
     let api_key = match &config.api_key_env {
@@ -148,7 +161,7 @@ pub async fn bind(config: ServeConfig) -> Result<Server> {
     let device = Default::default();
     let chat = match &config.chat {
         Some(path) => {
-            let lm = LanguageModel::<Inference>::load(path, &device)?;
+            let lm = load_decoder(path, config.dequantize, &device)?;
             let (tx, rx) = mpsc::channel(config.queue);
             let model = ChatModel {
                 name: served_name(path, config.chat_name.clone()),
@@ -170,7 +183,7 @@ pub async fn bind(config: ServeConfig) -> Result<Server> {
     if let Some(path) = &config.embed {
         // (tokenizer, model, longest input, dimension, texts per batch)
         let (tokenizer, embedder, max_tokens, dim, max_batch) = if is_decoder(path)? {
-            let lm = LanguageModel::<Inference>::load(path, &device)?;
+            let lm = load_decoder(path, config.dequantize, &device)?;
             let (context, dim) = (lm.config.max_position, lm.config.hidden_size);
             (lm.tokenizer.clone(), Embedder::Decoder(Box::new(lm.model)), context, dim, config.max_batch)
         } else {

@@ -55,7 +55,57 @@ const LOGIT_TOLERANCE: f32 = 2e-3;
 #[test]
 fn smollm2_logits_and_greedy_continuations_match_transformers() {
     let lm = LanguageModel::<Inference>::load(&smollm2(), &Default::default()).unwrap();
+    let worst = logits_and_continuations_match(&lm, LOGIT_TOLERANCE, None);
+    eprintln!("f32: top-50 logits within {worst}");
+}
+
+/// Multiplying the GGUF blocks as stored (what `serve` runs) quantises each activation row to
+/// 8 bits per block of 32, as llama.cpp does. Against transformers on the dequantised f32
+/// weights the top-50 logits then move by up to 0.42 (measured 2026-12-06), and greedy
+/// continuations part where two tokens are nearly tied: llama.cpp's own `llama-server` on this
+/// file leaves transformers' continuation after 5, 32 and 27 tokens of these prompts; this
+/// engine after 5, 15 and 31 (docs/benchmarks.md).
+const QUANTIZED_LOGIT_TOLERANCE: f32 = 0.5;
+const QUANTIZED_GREEDY_PREFIX: usize = 5;
+
+#[test]
+fn gguf_blocks_unpack_to_what_candle_dequantises() {
+    use lrem_trainer::model::weights::WeightSource;
+    let mut gguf = GgufFile::open(&smollm2()).unwrap();
+    // Q4_1 layers (q and k with llama.cpp's row permutation undone) and the Q8_0 embeddings.
+    for name in [
+        "model.layers.0.self_attn.q_proj.weight",
+        "model.layers.7.self_attn.k_proj.weight",
+        "model.layers.0.mlp.down_proj.weight",
+        "model.embed_tokens.weight",
+    ] {
+        let blocks = gguf.read_quantized(name).unwrap().unwrap();
+        let f32 = gguf.read(name).unwrap();
+        assert_eq!(f32.shape, [blocks.rows, blocks.cols], "{name}");
+        assert!(blocks.dequantize() == f32.values, "{name}: unpacked blocks differ from candle's dequantisation");
+    }
+    assert!(gguf.read_quantized("model.norm.weight").unwrap().is_none(), "f32 tensors stay on the f32 path");
+}
+
+#[test]
+fn smollm2_multiplied_as_stored_stays_near_transformers() {
+    let lm = LanguageModel::<Inference>::load_quantized(&smollm2(), &Default::default()).unwrap();
+    assert!(
+        lm.model
+            .blocks
+            .iter()
+            .all(|b| b.attn.qkv_quant.is_some() && b.mlp.gate_up_quant.is_some() && b.mlp.down.quant.is_some())
+    );
+    assert!(lm.model.embed_quant.is_some(), "the tied head multiplies the Q8_0 embeddings as stored");
+    let worst = logits_and_continuations_match(&lm, QUANTIZED_LOGIT_TOLERANCE, Some(QUANTIZED_GREEDY_PREFIX));
+    eprintln!("quantised: top-50 logits within {worst}");
+}
+
+/// Checks each fixture prompt's top-50 logits and that its greedy continuation agrees with
+/// transformers' (for `greedy_prefix` tokens, or all of it); returns the largest logit difference seen.
+fn logits_and_continuations_match(lm: &LanguageModel<Inference>, tolerance: f32, greedy_prefix: Option<usize>) -> f32 {
     let f = fixture("smollm2.json");
+    let mut worst_seen = 0.0f32;
     for p in f["prompts"].as_array().unwrap() {
         let name = p["name"].as_str().unwrap();
         let prompt = ids(&p["ids"]);
@@ -65,7 +115,8 @@ fn smollm2_logits_and_greedy_continuations_match_transformers() {
         let top_ids = ids(&p["top_ids"]);
         let top: Vec<f32> = p["top_logits"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
         let worst = top_ids.iter().zip(&top).map(|(&i, &v)| (logits[i as usize] - v).abs()).fold(0.0, f32::max);
-        assert!(worst <= LOGIT_TOLERANCE, "{name}: top-50 logits differ by up to {worst}");
+        worst_seen = worst_seen.max(worst);
+        assert!(worst <= tolerance, "{name}: top-50 logits differ by up to {worst}");
         let argmax = (0..logits.len()).max_by(|&a, &b| logits[a].total_cmp(&logits[b])).unwrap();
         assert_eq!(argmax as u32, top_ids[0], "{name}: top token");
 
@@ -77,8 +128,15 @@ fn smollm2_logits_and_greedy_continuations_match_transformers() {
             // transformers keeps the EOS it stopped on; this engine reports it as finish_reason.
             got.push(expected[got.len()]);
         }
-        assert_eq!(got, expected, "{name}: greedy continuation ({:?})", out[0].text);
+        match greedy_prefix {
+            None => assert_eq!(got, expected, "{name}: greedy continuation ({:?})", out[0].text),
+            Some(prefix) => {
+                let same = got.iter().zip(&expected).take_while(|(a, b)| a == b).count();
+                assert!(same >= prefix, "{name}: greedy continuation leaves transformers' after {same} tokens");
+            }
+        }
     }
+    worst_seen
 }
 
 #[test]

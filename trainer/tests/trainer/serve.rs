@@ -43,6 +43,7 @@ fn loopback() -> ServeConfig {
         max_batch: 16,
         queue: 8,
         max_body_bytes: 1 << 20,
+        dequantize: false,
     }
 }
 
@@ -303,8 +304,9 @@ fn json_schema_output_and_decoder_embeddings() {
             "must be a JSON schema object",
         );
 
-        // Decoder embeddings: the last token's state, normalised, as the library computes it.
-        let lm = LanguageModel::<Inference>::load(&gguf, &Default::default()).unwrap();
+        // Decoder embeddings: the last token's state, normalised, as the library computes it (with
+        // the GGUF blocks multiplied as stored, as `serve` loads it).
+        let lm = LanguageModel::<Inference>::load_quantized(&gguf, &Default::default()).unwrap();
         let texts = ["coffee beans", "a drink more energizing than tea"];
         let ids: Vec<Vec<u32>> = texts.iter().map(|t| lm.tokenizer.encode(t, true).unwrap()).collect();
         let direct = pool_last(&lm.model, &ids, 4);
