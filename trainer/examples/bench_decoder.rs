@@ -74,11 +74,12 @@ fn peak_rss_mib() -> f64 {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let (prefill, decode) = match args.backend.as_str() {
-        "candle" => run::<lrem_trainer::backend::Cpu>(&args)?,
-        "flex" => run::<lrem_trainer::backend::Flex>(&args)?,
+    // On a rayon worker, as `serve` runs its decoder.
+    let (prefill, decode) = rayon::scope(|_| match args.backend.as_str() {
+        "candle" => run::<lrem_trainer::backend::Cpu>(&args),
+        "flex" => run::<lrem_trainer::backend::Flex>(&args),
         other => anyhow::bail!("unknown backend `{other}` (candle, flex)"),
-    };
+    })?;
     println!(
         "{}",
         serde_json::json!({"impl": format!("burn-{}{}", args.backend, if args.quantized { "-quantized" } else { "" }), "batch": args.batch, "prompt_tokens": args.prompt_tokens,
