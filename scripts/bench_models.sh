@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # P4: SmolLM2-135M prefill and decode throughput, Burn (candle and flex backends) against PyTorch
-# on the same dequantised weights, same prompts, same loop, 2 threads each; appends rows to
+# on the same dequantised weights, same prompts, same loop, 2 threads each, and candle with the
+# GGUF blocks multiplied as stored (what `serve` runs; llama.cpp is its peer in P5); appends rows to
 # runs/bench.md; then the training step and the GRPO step. PyTorch comes from a venv outside the
 # clone (`make py-venv`).
 set -euo pipefail
@@ -13,6 +14,7 @@ for batch in 1 16; do
     for backend in candle flex; do
         RAYON_NUM_THREADS=2 "$bin/examples/bench_decoder" --model "$gguf_dir/$gguf" --backend $backend --batch $batch >> "$out"
     done
+    RAYON_NUM_THREADS=2 "$bin/examples/bench_decoder" --model "$gguf_dir/$gguf" --quantized --batch $batch >> "$out"
     OMP_NUM_THREADS=2 "$py" scripts/bench_torch_decoder.py --model-dir "$gguf_dir" --gguf-file $gguf --batch $batch --threads 2 2> /dev/null >> "$out"
 done
 python3 - "$out" >> runs/bench.md <<'PY'

@@ -16,6 +16,24 @@ use super::weights::{HostTensor, WeightSource};
 use crate::error::{Context, Result};
 use crate::{bail, err};
 
+/// The tensor types this loader reads: dequantised to f32 for training, and for inference kept
+/// as Q4_0 / Q4_1 / Q8_0 blocks, Q4_K as Q4_1 blocks, the other quantised types requantised to
+/// Q8_0 (`quant`). A `Q4_K_M` file mixes Q4_K, Q5_0 and Q6_K.
+const SUPPORTED: [GgmlDType; 12] = [
+    GgmlDType::F32,
+    GgmlDType::F16,
+    GgmlDType::BF16,
+    GgmlDType::Q4_0,
+    GgmlDType::Q4_1,
+    GgmlDType::Q5_0,
+    GgmlDType::Q5_1,
+    GgmlDType::Q8_0,
+    GgmlDType::Q3K,
+    GgmlDType::Q4K,
+    GgmlDType::Q5K,
+    GgmlDType::Q6K,
+];
+
 pub struct GgufFile {
     path: PathBuf,
     file: File,
@@ -166,11 +184,9 @@ impl WeightSource for GgufFile {
     fn read(&mut self, name: &str) -> Result<HostTensor> {
         let gguf = Self::gguf_name(name).ok_or_else(|| err!("{}: no GGUF name for `{name}`", self.path.display()))?;
         let info = &self.content.tensor_infos[&gguf];
-        let supported =
-            [GgmlDType::F32, GgmlDType::F16, GgmlDType::BF16, GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0];
-        if !supported.contains(&info.ggml_dtype) {
+        if !SUPPORTED.contains(&info.ggml_dtype) {
             bail!(
-                "{}: tensor `{gguf}` has quant type {:?}; supported: {supported:?}",
+                "{}: tensor `{gguf}` has quant type {:?}; supported: {SUPPORTED:?}",
                 self.path.display(),
                 info.ggml_dtype
             );
@@ -197,20 +213,28 @@ impl GgufFile {
             return Ok(None);
         };
         let info = &self.content.tensor_infos[&gguf];
-        let kind = match info.ggml_dtype {
-            GgmlDType::Q4_0 => QuantKind::Q4_0,
-            GgmlDType::Q4_1 => QuantKind::Q4_1,
-            GgmlDType::Q8_0 => QuantKind::Q8_0,
-            _ => return Ok(None),
-        };
+        let dtype = info.ggml_dtype;
         let &[rows, cols] = info.shape.dims() else { return Ok(None) };
+        if matches!(dtype, GgmlDType::F32 | GgmlDType::F16 | GgmlDType::BF16) || !SUPPORTED.contains(&dtype) {
+            return Ok(None);
+        }
         let q = self
             .content
             .tensor(&mut self.file, &gguf, &candle_core::Device::Cpu)
             .map_err(|e| err!("{}: reading `{gguf}`: {e}", self.path.display()))?;
-        let bytes = q.data().map_err(|e| err!("{}: `{gguf}`: {e}", self.path.display()))?.into_owned();
-        let matrix =
-            QuantMatrix::new(kind, rows, cols, bytes).with_context(|| format!("{}: `{gguf}`", self.path.display()))?;
+        let bytes = || q.data().map(|d| d.into_owned()).map_err(|e| err!("{}: `{gguf}`: {e}", self.path.display()));
+        let matrix = match dtype {
+            GgmlDType::Q4_0 => QuantMatrix::new(QuantKind::Q4_0, rows, cols, bytes()?),
+            GgmlDType::Q4_1 => QuantMatrix::new(QuantKind::Q4_1, rows, cols, bytes()?),
+            GgmlDType::Q8_0 => QuantMatrix::new(QuantKind::Q8_0, rows, cols, bytes()?),
+            GgmlDType::Q4K => QuantMatrix::from_q4_k(rows, cols, &bytes()?),
+            _ => {
+                let t = q.dequantize(&candle_core::Device::Cpu).map_err(|e| err!("dequantising `{gguf}`: {e}"))?;
+                let values = t.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(|e| err!("`{gguf}`: {e}"))?;
+                QuantMatrix::quantize_q8(rows, cols, &values)
+            }
+        }
+        .with_context(|| format!("{}: `{gguf}` ({dtype:?})", self.path.display()))?;
         Ok(Some(match self.permuted_heads(name) {
             Some(heads) => matrix.permute_rows(&unpermute_order(rows, heads)),
             None => matrix,
@@ -257,6 +281,57 @@ fn unpermute_order(rows: usize, heads: usize) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A GGUF file holding one `qwen2` layer's q, k, v and down projections in the types a
+    /// `Q4_K_M` file mixes, quantised by candle from seeded values.
+    fn k_quant_file(dir: &Path) -> PathBuf {
+        use candle_core::quantized::{QTensor, gguf_file};
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+        let tensors: Vec<(&str, QTensor)> = [
+            ("blk.0.attn_q.weight", GgmlDType::Q4K),
+            ("blk.0.attn_k.weight", GgmlDType::Q5K),
+            ("blk.0.attn_v.weight", GgmlDType::Q6K),
+            ("blk.0.ffn_down.weight", GgmlDType::Q5_0),
+        ]
+        .into_iter()
+        .map(|(name, dtype)| {
+            let values: Vec<f32> = (0..8 * 512).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let t = candle_core::Tensor::from_vec(values, (8, 512), &candle_core::Device::Cpu).unwrap();
+            (name, QTensor::quantize(&t, dtype).unwrap())
+        })
+        .collect();
+        let arch = Value::String("qwen2".into());
+        let path = dir.join("k.gguf");
+        let mut file = File::create(&path).unwrap();
+        let refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
+        gguf_file::write(&mut file, &[("general.architecture", &arch)], &refs).unwrap();
+        path
+    }
+
+    #[test]
+    fn k_quants_load_for_training_and_stay_quantised_for_inference() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut gguf = GgufFile::open(&k_quant_file(dir.path())).unwrap();
+        for (name, exact) in [
+            ("model.layers.0.self_attn.q_proj.weight", true), // Q4_K: the same values as Q4_1 blocks
+            ("model.layers.0.self_attn.k_proj.weight", false), // Q5_K, Q6_K, Q5_0: requantised to 8 bits
+            ("model.layers.0.self_attn.v_proj.weight", false),
+            ("model.layers.0.mlp.down_proj.weight", false),
+        ] {
+            let f32 = gguf.read(name).unwrap();
+            assert_eq!(f32.shape, [8, 512]);
+            let blocks = gguf.read_quantized(name).unwrap().unwrap();
+            let unpacked = blocks.dequantize();
+            if exact {
+                assert!(unpacked == f32.values, "{name}: Q4_K blocks unpack to other values than candle's");
+            } else {
+                // Half a step of a 8-bit block scale: amax / 254 ≤ 1/254 here.
+                let worst = unpacked.iter().zip(&f32.values).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+                assert!(worst <= 1.0 / 250.0, "{name}: requantised values off by {worst}");
+            }
+        }
+    }
 
     #[test]
     fn unpermute_inverts_the_converters_permutation() {

@@ -21,7 +21,8 @@ use crate::error::Result;
 
 pub const BLOCK: usize = 32;
 
-/// The block formats multiplied as stored.
+/// The block formats the kernels multiply. GGUF's Q4_K arrives as Q4_1 blocks (the same values);
+/// other types a kernel does not read are requantised to Q8_0 at load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QuantKind {
     /// `d: f16, q: [u8; 16]`, value `d · (nibble − 8)`.
@@ -91,14 +92,7 @@ impl QuantMatrix {
         if data.len() != expected {
             bail!("{kind:?} [{rows}, {cols}]: {} bytes, expected {expected}", data.len());
         }
-        let mut me = Self {
-            kind,
-            rows,
-            cols,
-            scales: Vec::with_capacity(blocks),
-            offsets: Vec::with_capacity(if kind == QuantKind::Q8_0 { 0 } else { blocks }),
-            values: Vec::with_capacity(blocks * kind.value_bytes()),
-        };
+        let mut me = Self::empty(kind, rows, cols, blocks);
         for block in data.chunks_exact(kind.block_bytes()) {
             let d = f16_at(block, 0);
             me.scales.push(d);
@@ -110,6 +104,58 @@ impl QuantMatrix {
             me.values.extend_from_slice(&block[block.len() - kind.value_bytes()..]);
         }
         Ok(me)
+    }
+
+    /// Q4_K super-blocks of 256 values (8 sub-blocks of 32, each with a 6-bit scale and min
+    /// under the super-block's f16 `d` and `dmin`) as 4-bit blocks of 32 with their own scale
+    /// and offset: the same values exactly, read by the Q4_1 kernel.
+    pub fn from_q4_k(rows: usize, cols: usize, data: &[u8]) -> Result<Self> {
+        const SUPER: usize = 256;
+        const BYTES: usize = 144;
+        if cols % SUPER != 0 || data.len() != rows * cols / SUPER * BYTES {
+            bail!("Q4_K [{rows}, {cols}]: {} bytes is not whole super-blocks of {SUPER} values", data.len());
+        }
+        let blocks = rows * cols / BLOCK;
+        let mut me = Self::empty(QuantKind::Q4_1, rows, cols, blocks);
+        for sb in data.chunks_exact(BYTES) {
+            let (d, dmin, scales, qs) = (f16_at(sb, 0), f16_at(sb, 2), &sb[4..16], &sb[16..]);
+            for sub in 0..8 {
+                let (sc, m) = q4_k_scale_min(sub, scales);
+                me.scales.push(d * sc as f32);
+                me.offsets.push(-(dmin * m as f32));
+                // Sub-block 2c holds the low nibbles of bytes 32c..32c+32, 2c+1 their high ones.
+                let bytes = &qs[sub / 2 * 32..sub / 2 * 32 + 32];
+                let nibble = |i: usize| if sub % 2 == 0 { bytes[i] & 0x0F } else { bytes[i] >> 4 };
+                me.values.extend((0..16).map(|j| nibble(j) | (nibble(j + 16) << 4)));
+            }
+        }
+        Ok(me)
+    }
+
+    /// f32 rows quantised to 8 bits per block of 32 (scale `amax / 127`, kept in f32): for GGUF
+    /// types with no kernel of their own (Q5_0, Q5_K, Q6_K, …), which then stay 8-bit in memory
+    /// instead of becoming f32.
+    pub fn quantize_q8(rows: usize, cols: usize, values: &[f32]) -> Result<Self> {
+        if cols % BLOCK != 0 || values.len() != rows * cols {
+            bail!("[{rows}, {cols}]: {} values are not whole blocks of {BLOCK}", values.len());
+        }
+        let mut me = Self::empty(QuantKind::Q8_0, rows, cols, rows * cols / BLOCK);
+        for block in quantize_rows(values) {
+            me.scales.push(block.d);
+            me.values.extend(block.q.iter().map(|&q| q as u8));
+        }
+        Ok(me)
+    }
+
+    fn empty(kind: QuantKind, rows: usize, cols: usize, blocks: usize) -> Self {
+        Self {
+            kind,
+            rows,
+            cols,
+            scales: Vec::with_capacity(blocks),
+            offsets: Vec::with_capacity(if kind == QuantKind::Q8_0 { 0 } else { blocks }),
+            values: Vec::with_capacity(blocks * kind.value_bytes()),
+        }
     }
 
     /// Keeps rows in a new order: `order[i]` is the source of row `i`.
@@ -201,6 +247,16 @@ impl QuantMatrix {
             }
         }
         out
+    }
+}
+
+/// The 6-bit scale and min of Q4_K sub-block `j` from the super-block's 12 packed bytes
+/// (ggml's `get_scale_min_k4`).
+fn q4_k_scale_min(j: usize, q: &[u8]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        ((q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
     }
 }
 

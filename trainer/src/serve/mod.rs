@@ -174,10 +174,7 @@ pub async fn bind(config: ServeConfig) -> Result<Server> {
             let max_batch = config.max_batch;
             std::thread::Builder::new()
                 .name("decoder".into())
-                // On one of rayon's workers: each product's fan-out then wakes one thread fewer,
-                // and this one works instead of waiting (batch-1 decode +15%, P4). Only this
-                // loop: a worker parked in another loop's idle wait would be lost to this one.
-                .spawn(move || rayon::scope(|_| workers::generation_loop(lm, rx, max_batch)))?;
+                .spawn(move || workers::generation_loop(lm, rx, max_batch))?;
             Some(model)
         }
         None => None,

@@ -42,23 +42,54 @@ struct Active {
     hold: usize,
 }
 
-/// Runs until every sender of `jobs` is gone.
+/// Runs until every sender of `jobs` is gone. Idle, it waits on this plain thread; busy, it runs
+/// on one of rayon's workers, where each product's fan-out wakes one thread fewer and this thread
+/// works instead of waiting. Not while idle: a worker parked here would be lost to the encoder's
+/// products (`make triples` embeds its items meanwhile).
 pub fn generation_loop(lm: LanguageModel<Inference>, mut jobs: mpsc::Receiver<GenJob>, max_batch: usize) {
-    let mut engine = Engine::new(&lm.model, &lm.tokenizer);
-    let mut active: HashMap<u64, Active> = HashMap::new();
-    let mut next_tag = 0u64;
-    loop {
-        let mut admitted = Vec::new();
-        let mut seats = max_batch.saturating_sub(engine.running());
-        if engine.running() == 0 {
-            match jobs.blocking_recv() {
-                Some(job) => {
-                    seats = seats.saturating_sub(job.params.n);
-                    admitted.push(job);
-                }
-                None => return,
+    let mut state = Batch { engine: Engine::new(&lm.model, &lm.tokenizer), active: HashMap::new(), next_tag: 0 };
+    while let Some(job) = jobs.blocking_recv() {
+        rayon::scope(|_| state.run_until_idle(&lm, &mut jobs, job, max_batch));
+    }
+}
+
+struct Batch<'m> {
+    engine: Engine<'m, Inference>,
+    active: HashMap<u64, Active>,
+    next_tag: u64,
+}
+
+impl<'m> Batch<'m> {
+    /// Admits `first` and whatever else is queued, and decodes until no sequence is left.
+    fn run_until_idle(
+        &mut self,
+        lm: &'m LanguageModel<Inference>,
+        jobs: &mut mpsc::Receiver<GenJob>,
+        first: GenJob,
+        max_batch: usize,
+    ) {
+        let mut first = Some(first);
+        while first.is_some() || self.engine.running() > 0 {
+            let mut admitted = Vec::new();
+            let mut seats = max_batch.saturating_sub(self.engine.running());
+            if let Some(job) = first.take() {
+                seats = seats.saturating_sub(job.params.n);
+                admitted.push(job);
             }
+            self.step(lm, jobs, admitted, seats);
         }
+    }
+
+    /// Admits the queued jobs that fit, then decodes one token of every running sequence; a
+    /// failure drops the batch (`fail_all`).
+    fn step(
+        &mut self,
+        lm: &'m LanguageModel<Inference>,
+        jobs: &mut mpsc::Receiver<GenJob>,
+        mut admitted: Vec<GenJob>,
+        mut seats: usize,
+    ) {
+        let Batch { engine, active, next_tag } = self;
         while seats > 0 {
             match jobs.try_recv() {
                 Ok(job) => {
@@ -71,23 +102,23 @@ pub fn generation_loop(lm: LanguageModel<Inference>, mut jobs: mpsc::Receiver<Ge
         if !admitted.is_empty() {
             let mut prompts = Vec::with_capacity(admitted.len());
             for job in admitted {
-                let tag = next_tag;
-                next_tag += 1;
+                let tag = *next_tag;
+                *next_tag += 1;
                 let hold = job.params.stop.iter().map(String::len).max().unwrap_or(1).saturating_sub(1);
                 active
                     .insert(tag, Active { events: job.events, stream: job.stream, sent: vec![0; job.params.n], hold });
                 prompts.push((tag, job.prompt, Arc::new(job.params)));
             }
             if let Err(e) = guarded(|| engine.admit(prompts)) {
-                engine = fail_all(&mut active, e, &lm);
-                continue;
+                *engine = fail_all(active, e, lm);
+                return;
             }
         }
         if engine.running() > 0
             && let Err(e) = guarded(|| engine.step())
         {
-            engine = fail_all(&mut active, e, &lm);
-            continue;
+            *engine = fail_all(active, e, lm);
+            return;
         }
         for (tag, sample, text) in engine.partial() {
             let Some(a) = active.get_mut(&tag) else { continue };
