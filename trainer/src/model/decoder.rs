@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use super::gguf::GgufFile;
-use super::layers::{Linear, RmsNorm, host, quantized_matmul, silu, tensor, transpose_host};
+use super::layers::{Linear, RmsNorm, host, quantized_for, quantized_matmul, silu, tensor, transpose_host};
 use super::quant::QuantMatrix;
 use super::weights::WeightSource;
 use crate::bail;
@@ -248,7 +248,7 @@ impl<B: Backend> Decoder<B> {
                 let [b, t, h] = hidden.dims();
                 let vocab = self.embed.dims()[1];
                 let rows = hidden.reshape([b * t, h]);
-                let logits = match &self.embed_quant {
+                let logits = match quantized_for(&self.embed_quant, b * t) {
                     Some(q) => quantized_matmul(q, rows),
                     None => rows.matmul(self.embed.val()),
                 };
@@ -438,7 +438,7 @@ impl<B: Backend> Attention<B> {
         let [b, t, _] = x.dims();
         let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let heads = |y: Tensor<B, 3>, n: usize| y.reshape([b, t, n, hd]).swap_dims(1, 2);
-        let [q, k, v] = match &self.qkv_quant {
+        let [q, k, v] = match quantized_for(&self.qkv_quant, b * t) {
             Some(w) => Linear::forward_stacked([&self.q, &self.k, &self.v], w, x),
             None => [self.q.forward(x.clone()), self.k.forward(x.clone()), self.v.forward(x)],
         };
@@ -464,7 +464,8 @@ impl<B: Backend> Attention<B> {
 
 impl<B: Backend> Mlp<B> {
     fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let [gate, up] = match &self.gate_up_quant {
+        let [b, t, _] = x.dims();
+        let [gate, up] = match quantized_for(&self.gate_up_quant, b * t) {
             Some(w) => Linear::forward_stacked([&self.gate, &self.up], w, x),
             None => [self.gate.forward(x.clone()), self.up.forward(x)],
         };

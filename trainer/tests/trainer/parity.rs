@@ -101,6 +101,21 @@ fn smollm2_multiplied_as_stored_stays_near_transformers() {
     eprintln!("quantised: top-50 logits within {worst}");
 }
 
+#[test]
+fn a_long_prefill_runs_on_the_f32_weights() {
+    use lrem_trainer::model::layers::QUANTIZED_MAX_ROWS;
+    let device = Default::default();
+    let quantized = LanguageModel::<Inference>::load_quantized(&smollm2(), &device).unwrap();
+    let f32 = LanguageModel::<Inference>::load(&smollm2(), &device).unwrap();
+    let long: Vec<u32> = (0..QUANTIZED_MAX_ROWS as u32 + 1).map(|i| 1000 + i * 7).collect();
+    let short = long[..8].to_vec();
+    let hidden = |lm: &LanguageModel<Inference>, ids: &[u32]| {
+        host(lm.model.forward(&[ids.to_vec()], &[vec![true; ids.len()]], None))
+    };
+    assert_eq!(hidden(&quantized, &long), hidden(&f32, &long), "over the row limit gemm runs on the f32 weights");
+    assert_ne!(hidden(&quantized, &short), hidden(&f32, &short), "under it the blocks are multiplied as stored");
+}
+
 /// Checks each fixture prompt's top-50 logits and that its greedy continuation agrees with
 /// transformers' (for `greedy_prefix` tokens, or all of it); returns the largest logit difference seen.
 fn logits_and_continuations_match(lm: &LanguageModel<Inference>, tolerance: f32, greedy_prefix: Option<usize>) -> f32 {
