@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde_json::Value;
@@ -79,7 +79,7 @@ impl<B: Backend> BertLayer<B> {
         let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(1.0 / (hd as f64).sqrt()) + mask.clone();
         let ctx = softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([b, t, h]);
         let x = self.attn_norm.forward(self.attn_out.forward(ctx) + x);
-        let y = self.output.forward(gelu(self.intermediate.forward(x.clone())));
+        let y = self.output.forward(gelu_erf(self.intermediate.forward(x.clone())));
         self.out_norm.forward(y + x)
     }
 }
@@ -273,4 +273,10 @@ impl<B: Backend> SentenceEncoder<B> {
         }
         out
     }
+}
+
+/// BERT's `hidden_act = "gelu"`: the exact `x · Φ(x)` through erf, as transformers computes it.
+/// (burn-candle's `gelu` is candle's tanh approximation, one libm `tanhf` per element.)
+fn gelu_erf<B: Backend>(x: Tensor<B, 3>) -> Tensor<B, 3> {
+    x.clone().mul(x.mul_scalar(std::f64::consts::FRAC_1_SQRT_2).erf().add_scalar(1.0)).mul_scalar(0.5)
 }
