@@ -13,7 +13,7 @@ use std::time::Instant;
 use burn::tensor::backend::Backend;
 use clap::Parser;
 use lrem_trainer::model::LanguageModel;
-use lrem_trainer::model::decoder::KvCache;
+use lrem_trainer::model::kv_cache::KvCache;
 use lrem_trainer::model::layers::host;
 
 #[derive(Parser)]
@@ -46,7 +46,7 @@ fn run<B: Backend>(args: &Args) -> anyhow::Result<(f64, f64)> {
         .map(|b| (0..args.prompt_tokens).map(|t| (1000 + (b * 131 + t * 17) % 20000) as u32).collect())
         .collect();
     let valid = vec![vec![true; args.prompt_tokens]; args.batch];
-    let mut cache = KvCache { layers: Vec::new(), valid: Vec::new() };
+    let mut cache = KvCache::default();
     let start = Instant::now();
     let hidden = lm.model.forward(&prompts, &valid, Some(&mut cache));
     let last = hidden.narrow(1, args.prompt_tokens - 1, 1);

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use super::gguf::GgufFile;
+use super::kv_cache::{KvCache, StepTensors};
 use super::layers::{Linear, RmsNorm, host, quantized_for, quantized_matmul, silu, tensor, transpose_host};
 use super::quant::QuantMatrix;
 use super::weights::WeightSource;
@@ -121,75 +122,35 @@ pub struct Decoder<B: Backend> {
     pub rope_sin: Tensor<B, 2>,
 }
 
-/// The keys and values of earlier tokens, per layer `[batch, kv_heads, len, head_dim]`, and which
-/// cache slots hold a real token (left padding and finished sequences do not).
-#[derive(Debug, Clone)]
-pub struct KvCache<B: Backend> {
-    pub layers: Vec<(Tensor<B, 4>, Tensor<B, 4>)>,
-    pub valid: Vec<Vec<bool>>,
-}
-
-impl<B: Backend> KvCache<B> {
-    pub fn len(&self) -> usize {
-        self.valid.first().map_or(0, Vec::len)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn batch(&self) -> usize {
-        self.valid.len()
-    }
-
-    /// Keeps the given rows, in the given order (a row may repeat: `n` samples of one prompt).
-    /// Rows are sliced and concatenated rather than gathered: the cache is often a strided view
-    /// (after a trim), and candle's gather wants contiguous input.
-    pub fn select(&self, rows: &[usize]) -> Self {
-        let pick = |t: &Tensor<B, 4>| Tensor::cat(rows.iter().map(|&r| t.clone().narrow(0, r, 1)).collect(), 0);
-        Self {
-            layers: self.layers.iter().map(|(k, v)| (pick(k), pick(v))).collect(),
-            valid: rows.iter().map(|&r| self.valid[r].clone()).collect(),
-        }
-    }
-}
-
-/// Positions and the additive attention mask of one forward step, computed on the host from which
-/// tokens are real.
-struct StepLayout {
-    positions: Vec<i64>,
-    /// `[batch, 1, new, past + new]`: 0 where attention is allowed, a large negative elsewhere.
-    mask: Vec<f32>,
-    total: usize,
-}
-
 /// Finite, so a row with nothing to attend to (a pad query) softmaxes to uniform instead of NaN.
 const MASKED: f32 = -1e30;
 
-fn layout(past: &[Vec<bool>], new: &[Vec<bool>]) -> StepLayout {
-    let batch = new.len();
-    let t_new = new.first().map_or(0, Vec::len);
-    let t_past = past.first().map_or(0, Vec::len);
-    let total = t_past + t_new;
-    let mut positions = Vec::with_capacity(batch * t_new);
-    let mut mask = vec![MASKED; batch * t_new * total];
-    for b in 0..batch {
-        let mut seen = past.get(b).map_or(0, |row| row.iter().filter(|&&v| v).count()) as i64;
-        let valid_at = |s: usize| if s < t_past { past[b][s] } else { new[b][s - t_past] };
-        for t in 0..t_new {
+/// Each new token's position: the real tokens before it, cached (`past`) or new.
+fn positions(past: &[usize], new: &[Vec<bool>]) -> Vec<i64> {
+    let mut positions = Vec::with_capacity(new.iter().map(Vec::len).sum());
+    for (row, &past) in new.iter().zip(past) {
+        let mut seen = past as i64;
+        for &valid in row {
             positions.push(seen);
-            if new[b][t] {
-                seen += 1;
-            }
-            let row = &mut mask[(b * t_new + t) * total..(b * t_new + t + 1) * total];
-            for (s, m) in row.iter_mut().enumerate().take(t_past + t + 1) {
-                if valid_at(s) {
-                    *m = 0.0;
-                }
+            seen += i64::from(valid);
+        }
+    }
+    positions
+}
+
+/// The additive causal mask of a step with nothing cached, `[batch, 1, new, new]`: 0 where a token
+/// may attend to a real token at or before it, a large negative elsewhere (left padding).
+fn causal_mask(new: &[Vec<bool>]) -> Vec<f32> {
+    let t = new.first().map_or(0, Vec::len);
+    let mut mask = vec![MASKED; new.len() * t * t];
+    for (b, row) in new.iter().enumerate() {
+        for q in 0..t {
+            for s in (0..=q).filter(|&s| row[s]) {
+                mask[(b * t + q) * t + s] = 0.0;
             }
         }
     }
-    StepLayout { positions, mask, total }
+    mask
 }
 
 impl<B: Backend> Decoder<B> {
@@ -199,43 +160,33 @@ impl<B: Backend> Decoder<B> {
     }
 
     /// One forward step over `ids` (`[batch][new]`, all rows the same length; `valid` marks real
-    /// tokens). Appends to `cache` when given. Returns the last layer's hidden states after the
-    /// final norm, `[batch, new, hidden]`.
-    pub fn forward(&self, ids: &[Vec<u32>], valid: &[Vec<bool>], cache: Option<&mut KvCache<B>>) -> Tensor<B, 3> {
+    /// tokens). With a `cache`, the new tokens follow its sequences (one cache row per batch row)
+    /// and their keys and values are appended to it. Returns the last layer's hidden states after
+    /// the final norm, `[batch, new, hidden]`.
+    pub fn forward(&self, ids: &[Vec<u32>], valid: &[Vec<bool>], mut cache: Option<&mut KvCache>) -> Tensor<B, 3> {
         let device = self.embed.device();
         let batch = ids.len();
         let t_new = ids.first().map_or(0, Vec::len);
-        let empty = Vec::new();
-        let past = cache.as_ref().map_or(&empty, |c| &c.valid);
-        let step = layout(past, valid);
+        let cached = cache.as_deref().is_some_and(|c| !c.is_empty());
+        let past: Vec<usize> =
+            (0..batch).map(|b| if cached { cache.as_deref().map_or(0, |c| c.tokens(b)) } else { 0 }).collect();
         let flat: Vec<i64> = ids.iter().flatten().map(|&i| i as i64).collect();
         let ids_t = Tensor::<B, 1, Int>::from_data(TensorData::new(flat, [batch * t_new]), &device);
-        let pos_t = Tensor::<B, 1, Int>::from_data(TensorData::new(step.positions, [batch * t_new]), &device);
+        let pos_t = Tensor::<B, 1, Int>::from_data(TensorData::new(positions(&past, valid), [batch * t_new]), &device);
         let head_dim = self.rope_cos.dims()[1];
         let cos = self.rope_cos.clone().select(0, pos_t.clone()).reshape([batch, 1, t_new, head_dim]);
         let sin = self.rope_sin.clone().select(0, pos_t).reshape([batch, 1, t_new, head_dim]);
-        let mask = tensor::<B, 4>(step.mask, [batch, 1, t_new, step.total], &device);
+        // Steps that follow cached tokens attend on the host, inside the cache (see `kv_cache`).
+        let mask = (!cached).then(|| tensor::<B, 4>(causal_mask(valid), [batch, 1, t_new, t_new], &device));
         let hidden_size = self.embed.dims()[0];
         // The identity product between gather and transpose hands the gather's backward (an
         // index-add) a contiguous gradient: candle's index-add rejects the transposed one.
         let gathered = self.embed.val().select(1, ids_t).mul_scalar(1.0);
         let mut x = gathered.transpose().reshape([batch, t_new, hidden_size]);
-        let mut new_layers = Vec::with_capacity(self.blocks.len());
-        for (i, block) in self.blocks.iter().enumerate() {
-            let past_kv = cache.as_ref().and_then(|c| c.layers.get(i).cloned());
-            let (h, kv) = block.attn.forward(block.attn_norm.forward(x.clone()), &cos, &sin, &mask, past_kv);
-            x = x + h;
+        for (layer, block) in self.blocks.iter().enumerate() {
+            let step = Step { layer, valid, mask: mask.as_ref(), cache: cache.as_deref_mut() };
+            x = x.clone() + block.attn.forward(block.attn_norm.forward(x), &cos, &sin, step);
             x = x.clone() + block.mlp.forward(block.mlp_norm.forward(x));
-            new_layers.push(kv);
-        }
-        if let Some(cache) = cache {
-            cache.layers = new_layers;
-            if cache.valid.is_empty() {
-                cache.valid = vec![Vec::new(); batch];
-            }
-            for (row, v) in cache.valid.iter_mut().zip(valid) {
-                row.extend_from_slice(v);
-            }
         }
         self.norm.forward(x)
     }
@@ -426,16 +377,19 @@ fn rotate_half<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
     Tensor::cat(vec![x2.neg(), x1], 3)
 }
 
+/// What one layer's attention sees besides its input: a mask when nothing is cached (the whole
+/// sequence is in the step), else the cache to attend in; with both, it fills the cache.
+struct Step<'a, B: Backend> {
+    layer: usize,
+    valid: &'a [Vec<bool>],
+    mask: Option<&'a Tensor<B, 4>>,
+    cache: Option<&'a mut KvCache>,
+}
+
 impl<B: Backend> Attention<B> {
-    fn forward(
-        &self,
-        x: Tensor<B, 3>,
-        cos: &Tensor<B, 4>,
-        sin: &Tensor<B, 4>,
-        mask: &Tensor<B, 4>,
-        past: Option<(Tensor<B, 4>, Tensor<B, 4>)>,
-    ) -> (Tensor<B, 3>, (Tensor<B, 4>, Tensor<B, 4>)) {
+    fn forward(&self, x: Tensor<B, 3>, cos: &Tensor<B, 4>, sin: &Tensor<B, 4>, step: Step<B>) -> Tensor<B, 3> {
         let [b, t, _] = x.dims();
+        let x_device = x.device();
         let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let heads = |y: Tensor<B, 3>, n: usize| y.reshape([b, t, n, hd]).swap_dims(1, 2);
         let [q, k, v] = match quantized_for(&self.qkv_quant, b * t) {
@@ -445,10 +399,18 @@ impl<B: Backend> Attention<B> {
         let (q, k, v) = (heads(q, nh), heads(k, nkv), heads(v, nkv));
         let q = q.clone() * cos.clone() + rotate_half(q) * sin.clone();
         let k = k.clone() * cos.clone() + rotate_half(k) * sin.clone();
-        let (k, v) = match past {
-            Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
-            None => (k, v),
+        let Some(mask) = step.mask else {
+            let cache = step.cache.expect("a step without a mask attends in the cache");
+            let (q, k, v) = (host(q), host(k), host(v));
+            let tensors = StepTensors { q: &q, k: &k, v: &v, heads: nh, kv_heads: nkv, head_dim: hd };
+            let out = cache.attend(step.layer, &tensors, step.valid);
+            return self.o.forward(tensor(out, [b, t, nh * hd], &x_device));
         };
+        if let Some(cache) = step.cache {
+            let (k, v) = (host(k.clone()), host(v.clone()));
+            let tensors = StepTensors { q: &[], k: &k, v: &v, heads: nh, kv_heads: nkv, head_dim: hd };
+            cache.store(step.layer, &tensors, step.valid);
+        }
         // Grouped-query attention without copying the cache per query head: the `rep` query heads
         // that share a key/value head become `rep · t` rows against that head's keys (the mask
         // rows tiled to match), then fold back.
@@ -458,7 +420,7 @@ impl<B: Backend> Attention<B> {
         let scores = q.matmul(k.clone().swap_dims(2, 3)).mul_scalar(1.0 / (hd as f64).sqrt()) + mask;
         let out = softmax(scores, 3).matmul(v.clone()).reshape([b, nh, t, hd]);
         let out = out.swap_dims(1, 2).reshape([b, t, nh * hd]);
-        (self.o.forward(out), (k, v))
+        self.o.forward(out)
     }
 }
 

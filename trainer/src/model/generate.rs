@@ -5,13 +5,13 @@
 
 use std::sync::Arc;
 
-use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::constrain::Constraint;
-use super::decoder::{Decoder, KvCache};
+use super::decoder::Decoder;
+use super::kv_cache::KvCache;
 use super::layers::host;
 use super::tokenizer::TextTokenizer;
 use crate::error::Result;
@@ -108,7 +108,7 @@ struct Running {
 pub struct Engine<'m, B: Backend> {
     model: &'m Decoder<B>,
     tokenizer: &'m TextTokenizer,
-    cache: Option<KvCache<B>>,
+    cache: Option<KvCache>,
     running: Vec<Running>,
     done: Vec<Completion>,
 }
@@ -136,7 +136,7 @@ impl<'m, B: Backend> Engine<'m, B> {
             valid
                 .push(std::iter::repeat_n(false, pad).chain(std::iter::repeat_n(true, p.len())).collect::<Vec<bool>>());
         }
-        let mut cache = KvCache { layers: Vec::new(), valid: Vec::new() };
+        let mut cache = KvCache::default();
         let hidden = self.model.forward(&ids, &valid, Some(&mut cache));
         let [b, t, h] = hidden.dims();
         let last = hidden.narrow(1, t - 1, 1).reshape([b, 1, h]);
@@ -166,10 +166,10 @@ impl<'m, B: Backend> Engine<'m, B> {
             }
         }
         let cache = if rows.iter().enumerate().all(|(i, &r)| i == r) { cache } else { cache.select(&rows) };
-        self.cache = Some(match self.cache.take() {
-            Some(old) => merge(old, cache),
-            None => cache,
-        });
+        match self.cache.as_mut() {
+            Some(old) => old.extend(cache),
+            None => self.cache = Some(cache),
+        }
         self.running.extend(new);
         self.retire();
         Ok(())
@@ -229,7 +229,7 @@ impl<'m, B: Backend> Engine<'m, B> {
         self.running = kept;
         self.cache = match self.cache.take() {
             Some(_) if keep.is_empty() => None,
-            Some(cache) => Some(trim_left(cache.select(&keep))),
+            Some(cache) => Some(cache.select(&keep)),
             None => None,
         };
     }
@@ -338,52 +338,6 @@ pub fn sample(logits: &[f32], p: &SamplingParams, rng: &mut impl Rng) -> u32 {
         }
     }
     order[probs.len() - 1]
-}
-
-/// Puts two caches in one batch, left-padding the shorter one (its pad slots are invalid).
-fn merge<B: Backend>(a: KvCache<B>, b: KvCache<B>) -> KvCache<B> {
-    let width = a.len().max(b.len());
-    let a = pad_left(a, width);
-    let b = pad_left(b, width);
-    let layers = a
-        .layers
-        .into_iter()
-        .zip(b.layers)
-        .map(|((ka, va), (kb, vb))| (Tensor::cat(vec![ka, kb], 0), Tensor::cat(vec![va, vb], 0)))
-        .collect();
-    KvCache { layers, valid: a.valid.into_iter().chain(b.valid).collect() }
-}
-
-fn pad_left<B: Backend>(c: KvCache<B>, width: usize) -> KvCache<B> {
-    let pad = width - c.len();
-    if pad == 0 {
-        return c;
-    }
-    let layers = c
-        .layers
-        .into_iter()
-        .map(|(k, v)| {
-            let [b, h, _, d] = k.dims();
-            let zeros = Tensor::<B, 4>::zeros([b, h, pad, d], &k.device());
-            (Tensor::cat(vec![zeros.clone(), k], 2), Tensor::cat(vec![zeros, v], 2))
-        })
-        .collect();
-    let valid = c.valid.into_iter().map(|row| std::iter::repeat_n(false, pad).chain(row).collect()).collect();
-    KvCache { layers, valid }
-}
-
-/// Drops leading slots that no row uses (left by sequences that left the batch).
-fn trim_left<B: Backend>(c: KvCache<B>) -> KvCache<B> {
-    let len = c.len();
-    let first_used = (0..len).find(|&s| c.valid.iter().any(|row| row[s])).unwrap_or(len);
-    if first_used == 0 || first_used == len {
-        return c;
-    }
-    let keep = len - first_used;
-    let layers =
-        c.layers.into_iter().map(|(k, v)| (k.narrow(2, first_used, keep), v.narrow(2, first_used, keep))).collect();
-    let valid = c.valid.into_iter().map(|row| row[first_used..].to_vec()).collect();
-    KvCache { layers, valid }
 }
 
 /// Runs every prompt to completion; completions come back in prompt order, samples in order.

@@ -8,6 +8,7 @@ pub mod export;
 pub mod generate;
 pub mod gguf;
 pub mod hf;
+pub mod kv_cache;
 pub mod layers;
 pub mod quant;
 pub mod tokenizer;

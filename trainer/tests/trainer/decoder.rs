@@ -2,7 +2,8 @@
 //! the same numbers as a plain full forward pass.
 
 use burn::tensor::backend::Backend;
-use lrem_trainer::model::decoder::{Decoder, DecoderConfig, KvCache};
+use lrem_trainer::model::decoder::{Decoder, DecoderConfig};
+use lrem_trainer::model::kv_cache::KvCache;
 use lrem_trainer::model::layers::host;
 use lrem_trainer::model::weights::RandomWeights;
 
@@ -29,7 +30,7 @@ fn kv_cache_steps_equal_full_recompute() {
     let seq: Vec<u32> = vec![3, 17, 5, 42, 8, 8, 1, 30, 12, 7];
     let full = logits_all(&model, &[seq.clone()], &[vec![true; seq.len()]]);
     let vocab = 50;
-    let mut cache = KvCache { layers: Vec::new(), valid: Vec::new() };
+    let mut cache = KvCache::default();
     // A 4-token prefill, then one token at a time.
     let h = model.forward(&[seq[..4].to_vec()], &[vec![true; 4]], Some(&mut cache));
     close(&host(model.logits(h)), &full[..4 * vocab], 1e-4);
@@ -37,7 +38,7 @@ fn kv_cache_steps_equal_full_recompute() {
         let h = model.forward(&[vec![seq[t]]], &[vec![true]], Some(&mut cache));
         close(&host(model.logits(h)), &full[t * vocab..(t + 1) * vocab], 1e-4);
     }
-    assert_eq!(cache.len(), seq.len());
+    assert_eq!(cache.tokens(0), seq.len());
 }
 
 #[test]
@@ -55,7 +56,7 @@ fn left_padded_batch_equals_each_sequence_alone() {
     close(&batch[(6 + 4) * vocab..12 * vocab], &alone_b, 1e-4);
 
     // Decoding on from the padded batch: each row's next logits equal its own cached run.
-    let mut cache = KvCache { layers: Vec::new(), valid: Vec::new() };
+    let mut cache = KvCache::default();
     model.forward(
         &[a.clone(), vec![0, 0, 0, 0, 7, 3]],
         &[vec![true; 6], vec![false, false, false, false, true, true]],
