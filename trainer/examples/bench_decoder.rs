@@ -66,6 +66,7 @@ fn run<B: Backend>(args: &Args) -> anyhow::Result<(f64, f64)> {
 }
 
 fn main() -> anyhow::Result<()> {
+    lrem_trainer::backend::keep_freed_memory();
     let args = Args::parse();
     // On a rayon worker, as `serve` runs its decoder.
     let (prefill, decode) = rayon::scope(|_| match args.backend.as_str() {

@@ -26,6 +26,7 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
+    lrem_trainer::backend::keep_freed_memory();
     let args = Args::parse();
     let text = std::fs::read_to_string(&args.texts)?;
     let texts: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();

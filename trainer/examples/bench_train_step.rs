@@ -125,6 +125,7 @@ fn run<B: AutodiffBackend>(a: &Args, device: &B::Device) -> Result<()> {
 }
 
 fn main() -> Result<()> {
+    lrem_trainer::backend::keep_freed_memory();
     let a = args()?;
     common::on_backend!(a.backend.as_str(), run, &a)
 }

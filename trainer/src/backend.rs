@@ -44,3 +44,19 @@ pub fn configure_threads(threads: Option<usize>) -> usize {
     let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
     n
 }
+
+/// Keeps freed memory in the process for the next allocation instead of handing it back to the
+/// kernel. glibc serves every allocation above 32 MB (logits, the embedding's gradient, most
+/// activations of a training step) from a fresh `mmap` and unmaps it on free, so each step paid
+/// for the kernel zeroing the same pages again: 11% of a SmolLM2 training step in `perf`, 2.4 M
+/// page faults per two steps. With mmap off and trimming rare, the freed blocks are reused
+/// (0.7 M page faults, 14% less CPU time). The peak RSS stays the same; between peaks the
+/// process keeps what it had. glibc only; other allocators are left as they are.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; called before the process allocates much.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_MAX, 0);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
+}

@@ -122,6 +122,7 @@ enum Command {
 fn main() -> ExitCode {
     // The library logs with tracing (what it serves, where it resumes, the evaluation's steps).
     let cli = Cli::parse();
+    lrem_trainer::backend::keep_freed_memory();
     let threads = lrem_trainer::backend::configure_threads(cli.threads);
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let filter =
