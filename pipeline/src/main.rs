@@ -81,8 +81,10 @@ enum Command {
         /// Run only this stage (its upstream stages must be done).
         #[arg(long)]
         only: Option<String>,
-        /// Run the per-query stages of shard i of n (`query_id % n == i`), e.g. a Slurm array
-        /// task or a Kubernetes Indexed Job; the shared stages must be done first.
+        /// Run the per-query stages of shard i of n (`query_id % n == i`); the shared stages must
+        /// be done first. Without it, a Slurm array task (`SLURM_ARRAY_TASK_ID`) or a Kubernetes
+        /// Indexed Job pod (`JOB_COMPLETION_INDEX` with `LREM_SHARD_COUNT`) runs the shard its
+        /// batch system gave it; `--shard none` runs unsharded even there.
         #[arg(long)]
         shard: Option<String>,
         /// No progress bars.
@@ -193,7 +195,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Run { config, run_dir, until, only, shard, quiet, log_json } => {
             let options = RunOptions {
-                shard: shard.as_deref().map(|s| Shard::parse(s).map_err(lrem_pipeline::Error::Usage)).transpose()?,
+                shard: choose_shard(shard.as_deref())?,
                 run_dir,
                 until: until.as_deref().map(stages::find).transpose()?,
                 only: only.as_deref().map(stages::find).transpose()?,
@@ -321,4 +323,19 @@ fn funnel(manifest: &Manifest) -> String {
         ));
     }
     out
+}
+
+/// `--shard i/n`, `--shard none`, or else the shard the batch system assigned (see `Run`).
+fn choose_shard(flag: Option<&str>) -> Result<Option<Shard>, lrem_pipeline::Error> {
+    let shard = match flag {
+        Some("none") => None,
+        Some(text) => Some(Shard::parse(text).map_err(lrem_pipeline::Error::Usage)?),
+        None => Shard::from_env(|name| std::env::var(name).ok()).map_err(lrem_pipeline::Error::Usage)?,
+    };
+    if flag.is_none()
+        && let Some(shard) = shard
+    {
+        tracing::info!(%shard, "shard from the batch system's environment");
+    }
+    Ok(shard)
 }

@@ -37,6 +37,41 @@ impl Shard {
     }
 }
 
+impl Shard {
+    /// The shard a batch system assigned to this process, if any: a Slurm array task
+    /// (`SLURM_ARRAY_TASK_ID` counted from `SLURM_ARRAY_TASK_MIN` in steps of
+    /// `SLURM_ARRAY_TASK_STEP`, of `SLURM_ARRAY_TASK_COUNT`), else a Kubernetes Indexed Job pod
+    /// (`JOB_COMPLETION_INDEX` of `LREM_SHARD_COUNT`, which the Job's manifest sets: Kubernetes
+    /// does not tell a pod the completion count). `env` looks a variable up.
+    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, String> {
+        let number = |name: &str| -> Result<Option<u32>, String> {
+            env(name)
+                .map(|v| v.trim().parse::<u32>().map_err(|_| format!("{name}={v}: expected a non-negative integer")))
+                .transpose()
+        };
+        let required = |name: &str, because: &str| -> Result<u32, String> {
+            number(name)?.ok_or_else(|| format!("{because} is set but {name} is not"))
+        };
+        let (index, count, from) = if let Some(id) = number("SLURM_ARRAY_TASK_ID")? {
+            let min = number("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
+            let step = number("SLURM_ARRAY_TASK_STEP")?.unwrap_or(1).max(1);
+            let count = required("SLURM_ARRAY_TASK_COUNT", "SLURM_ARRAY_TASK_ID")?;
+            let offset = id
+                .checked_sub(min)
+                .ok_or_else(|| format!("SLURM_ARRAY_TASK_ID={id} is below SLURM_ARRAY_TASK_MIN={min}"))?;
+            (offset / step, count, "SLURM_ARRAY_TASK_ID")
+        } else if let Some(index) = number("JOB_COMPLETION_INDEX")? {
+            (index, required("LREM_SHARD_COUNT", "JOB_COMPLETION_INDEX")?, "JOB_COMPLETION_INDEX")
+        } else {
+            return Ok(None);
+        };
+        if count == 0 || index >= count {
+            return Err(format!("{from}: shard {index} of {count} is out of range (0 <= i < n)"));
+        }
+        Ok(Some(Self { index, count }))
+    }
+}
+
 impl fmt::Display for Shard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.index, self.count)
@@ -174,6 +209,42 @@ mod tests {
         assert_eq!(Shard::parse("3/8"), Ok(Shard { index: 3, count: 8 }));
         for bad in ["8/8", "1", "a/2", "0/0"] {
             assert!(Shard::parse(bad).unwrap_err().starts_with(&format!("--shard {bad}:")));
+        }
+    }
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn shards_come_from_slurm_arrays_and_indexed_jobs() {
+        assert_eq!(Shard::from_env(env(&[])), Ok(None));
+        // `--array=0-3`
+        let slurm = [("SLURM_ARRAY_TASK_ID", "2"), ("SLURM_ARRAY_TASK_COUNT", "4"), ("SLURM_ARRAY_TASK_MIN", "0")];
+        assert_eq!(Shard::from_env(env(&slurm)), Ok(Some(Shard { index: 2, count: 4 })));
+        // `--array=1-7:2` (tasks 1, 3, 5, 7)
+        let stepped = [
+            ("SLURM_ARRAY_TASK_ID", "5"),
+            ("SLURM_ARRAY_TASK_COUNT", "4"),
+            ("SLURM_ARRAY_TASK_MIN", "1"),
+            ("SLURM_ARRAY_TASK_STEP", "2"),
+        ];
+        assert_eq!(Shard::from_env(env(&stepped)), Ok(Some(Shard { index: 2, count: 4 })));
+        let k8s = [("JOB_COMPLETION_INDEX", "0"), ("LREM_SHARD_COUNT", "3")];
+        assert_eq!(Shard::from_env(env(&k8s)), Ok(Some(Shard { index: 0, count: 3 })));
+    }
+
+    #[test]
+    fn a_shard_from_the_environment_that_cannot_be_right_names_the_variable() {
+        let cases: [(&[(&str, &str)], &str); 4] = [
+            (&[("JOB_COMPLETION_INDEX", "1")], "LREM_SHARD_COUNT is not"),
+            (&[("SLURM_ARRAY_TASK_ID", "x"), ("SLURM_ARRAY_TASK_COUNT", "2")], "SLURM_ARRAY_TASK_ID=x"),
+            (&[("SLURM_ARRAY_TASK_ID", "4"), ("SLURM_ARRAY_TASK_COUNT", "4")], "SLURM_ARRAY_TASK_ID: shard 4 of 4"),
+            (&[("JOB_COMPLETION_INDEX", "0"), ("LREM_SHARD_COUNT", "0")], "JOB_COMPLETION_INDEX: shard 0 of 0"),
+        ];
+        for (vars, expected) in cases {
+            let err = Shard::from_env(env(vars)).unwrap_err();
+            assert!(err.contains(expected), "{err:?} does not contain {expected:?}");
         }
     }
 }

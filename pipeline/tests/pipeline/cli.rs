@@ -115,3 +115,19 @@ fn datagen_refuses_an_impossible_size_and_writes_nothing() {
     assert!(stderr(&o).contains("--items must be at least"), "{}", stderr(&o));
     assert!(!out.exists());
 }
+
+#[test]
+fn a_batch_system_shard_that_cannot_be_right_stops_the_run_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let o = Command::new(env!("CARGO_BIN_EXE_lrem-pipeline"))
+        .args(["run", "--config", "data_samples/pipeline.toml", "--run-dir", run_dir.to_str().unwrap(), "--quiet"])
+        .env("SLURM_ARRAY_TASK_ID", "4")
+        .env("SLURM_ARRAY_TASK_COUNT", "4")
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("SLURM_ARRAY_TASK_ID: shard 4 of 4 is out of range"), "{}", stderr(&o));
+    assert!(!run_dir.exists());
+}
