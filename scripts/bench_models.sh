@@ -57,6 +57,22 @@ mine_vs_peer "$embed" "P4 MiniLM embeddings" \
     "all-MiniLM-L6-v2, $(wc -l < "$titles") catalogue titles, batches of 256, 2 threads" texts_per_s texts/s
 rm -f "$titles" "$embed"
 
+# P4 (kernels): the f32 products alone, at the training step's and MiniLM's shapes, against
+# torch.matmul on the same threads: how much of the gaps above is the matmul kernel's.
+mm=$(mktemp)
+RAYON_NUM_THREADS=2 "$bin/examples/bench_matmul" >> "$mm"
+OMP_NUM_THREADS=2 "$py" scripts/bench_torch_matmul.py --threads 2 >> "$mm"
+python3 - "$mm" >> runs/bench.md <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+for shape in dict.fromkeys(r["shape"] for r in rows):
+    mine, peer = (next(r for r in rows if r["shape"] == shape and r["impl"].startswith(p)) for p in ("burn", "pytorch"))
+    print(f"| P4 f32 matmul | {shape}: [{mine['m']}×{mine['k']}]·[{mine['k']}×{mine['n']}], 2 threads | "
+          f"{mine['impl']}: {mine['gflops']:.1f} GFLOP/s | {peer['impl']}: {peer['gflops']:.1f} GFLOP/s | "
+          f"{mine['gflops'] / peer['gflops']:.2f}× |")
+PY
+rm -f "$mm"
+
 # P4 (training): one cold-start step (NTP + InfoNCE, backward, clipping, AdamW) of a random-init
 # SmolLM2-135M-shaped decoder, batch 8 × 64 tokens, 2 threads, against the same step in PyTorch.
 train=$(mktemp)
