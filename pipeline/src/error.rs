@@ -7,6 +7,10 @@ pub enum Error {
     #[error(transparent)]
     Schema(#[from] lrem_schemas::Error),
 
+    /// A run directory's storage (a local disk or an object store): names the location.
+    #[error(transparent)]
+    Store(#[from] lrem_schemas::store::StoreError),
+
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
 

@@ -8,12 +8,17 @@
 //!   holds, per stage;
 //! - [`stages`]: one module per stage; [`client`]: the HTTP model clients and response cache;
 //! - [`index`]: exact top-K vector search for retrieval sets ① and ②;
-//! - [`parquet_out`]: atomic Parquet writes shared by every stage.
+//! - [`parquet_out`]: Parquet writes shared by every stage, to a local disk or an object store;
+//! - [`cluster`]: Slurm and Kubernetes recipes of a sharded run (`lrem-pipeline slurm`, `k8s`);
+//! - [`gc`]: deletes the files no commit marker names (`lrem-pipeline gc`).
 
 pub mod client;
+pub mod cluster;
 pub mod datagen;
 mod error;
+pub mod gc;
 pub mod index;
+pub mod local_copy;
 pub mod manifest;
 pub mod parquet_out;
 pub mod progress;

@@ -11,8 +11,8 @@ use lrem_pipeline::run::RunOptions;
 use lrem_pipeline::run::manifest::Manifest;
 use lrem_pipeline::sql::{Inspector, OutputFormat, render};
 use lrem_pipeline::stages::{self, DAG, Shard};
-use lrem_schemas::RunDir;
 use lrem_schemas::ValidateOptions;
+use lrem_schemas::store::Storage;
 
 #[derive(Parser)]
 #[command(name = "lrem-pipeline", version, about = "Turns a query log and a catalogue into <query, CoT, item> triples")]
@@ -94,10 +94,59 @@ enum Command {
         #[arg(long)]
         log_json: bool,
     },
-    /// The state and funnel of a run directory, from its manifest.
+    /// The state and funnel of a run directory (a path or an s3:// URL), from its manifests.
     Status {
         #[arg(long)]
         run: PathBuf,
+    },
+    /// Write (and with --submit, submit) the Slurm jobs of a sharded run: the shared stages, then
+    /// an array of --shards tasks once they succeeded.
+    Slurm {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        shards: u32,
+        #[arg(long)]
+        partition: Option<String>,
+        /// Attempts after the first, per task (a failed task requeues itself).
+        #[arg(long, default_value_t = 2)]
+        retries: u32,
+        /// Where the scripts go.
+        #[arg(long, default_value = "lrem-slurm")]
+        out: PathBuf,
+        /// Submit them (`sbatch`) and print the job ids.
+        #[arg(long)]
+        submit: bool,
+    },
+    /// Write the Kubernetes manifests of a sharded run: the config, a Job for the shared stages, an
+    /// Indexed Job of --shards pods.
+    K8s {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        shards: u32,
+        #[arg(long)]
+        image: String,
+        #[arg(long)]
+        namespace: Option<String>,
+        /// A Secret whose keys become the pods' environment (storage credentials, API keys).
+        #[arg(long, default_value = "lrem-env")]
+        secret: String,
+        /// The binary's path in the image.
+        #[arg(long, default_value = "lrem-pipeline")]
+        binary: String,
+        #[arg(long, default_value_t = 2)]
+        retries: u32,
+        #[arg(long, default_value = "lrem-k8s")]
+        out: PathBuf,
+    },
+    /// Delete the files no commit names: killed or losing attempts, outputs of an old config.
+    Gc {
+        #[arg(long)]
+        run: PathBuf,
+        /// Keep unnamed files younger than this many minutes (an attempt may still be writing).
+        #[arg(long, default_value_t = 60)]
+        grace_minutes: u64,
     },
     /// Read-only SQL over a run directory (or the inputs alone).
     Sql {
@@ -208,24 +257,62 @@ fn run(cli: Cli) -> Result<()> {
             println!("inspect: lrem-pipeline sql --run {} --file sql/inspect/funnel.sql", run_dir.display());
             Ok(())
         }
-        Command::Status { run } => {
-            let layout = RunDir::new(&run);
-            let manifest = Manifest::load(&layout, None)?
-                .with_context(|| format!("{}: no manifest.json (not a run directory)", run.display()))?;
-            print!("{}", funnel(&manifest));
-            // Shard manifests of the per-query stages, in name order.
-            for path in layout.shard_manifests()? {
-                let shard = Manifest::load_from(&path)?.with_context(|| format!("{}", path.display()))?;
-                println!("\n{}", path.file_name().unwrap_or_default().to_string_lossy());
-                print!("{}", funnel(&shard));
+        Command::Slurm { config, shards, partition, retries, out, submit } => {
+            let plan = lrem_pipeline::cluster::Plan::new(&config, shards, retries)?;
+            let logs = std::path::absolute(out.join("logs"))?;
+            let files = lrem_pipeline::cluster::slurm(&plan, &lrem_pipeline::cluster::Slurm { partition, logs });
+            lrem_pipeline::cluster::write(&out, &files)?;
+            println!("wrote {}/{{01-shared.sbatch,02-shards.sbatch,submit.sh}}", out.display());
+            if submit {
+                let o = std::process::Command::new(out.join("submit.sh")).output().context("running submit.sh")?;
+                anyhow::ensure!(o.status.success(), "submit.sh: {}", String::from_utf8_lossy(&o.stderr));
+                print!("{}", String::from_utf8_lossy(&o.stdout));
             }
             Ok(())
         }
+        Command::K8s { config, shards, image, namespace, secret, binary, retries, out } => {
+            let plan = lrem_pipeline::cluster::Plan::new(&config, shards, retries)?;
+            let options = lrem_pipeline::cluster::K8s { image, namespace, secret, binary };
+            lrem_pipeline::cluster::write(&out, &lrem_pipeline::cluster::k8s(&plan, &options)?)?;
+            println!("wrote {}/{{00-config,01-shared,02-shards}}.json and apply.sh", out.display());
+            Ok(())
+        }
+        Command::Status { run } => tokio::runtime::Runtime::new()?.block_on(status(run)),
+        Command::Gc { run, grace_minutes } => tokio::runtime::Runtime::new()?.block_on(async {
+            let storage = Storage::open(&run.to_string_lossy())?;
+            let grace = std::time::Duration::from_secs(grace_minutes * 60);
+            let done = lrem_pipeline::gc::collect(&storage, &storage.run_dir(), grace).await?;
+            println!(
+                "deleted {} files ({:.1} MB) no commit names; kept {} committed, {} younger than {grace_minutes} min",
+                done.deleted,
+                done.deleted_bytes as f64 / 1e6,
+                done.kept,
+                done.young
+            );
+            Ok(())
+        }),
         Command::Sql { run, execute, file, format } => {
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(sql(run, execute, file, format))
         }
     }
+}
+
+/// The shared manifest's funnel, then each shard's, in name order.
+async fn status(run: PathBuf) -> Result<()> {
+    let storage = Storage::open(&run.to_string_lossy())?;
+    let layout = storage.run_dir();
+    let manifest = Manifest::load(&storage, &layout, None)
+        .await?
+        .with_context(|| format!("{}: no manifest.json (not a run directory)", run.display()))?;
+    print!("{}", funnel(&manifest));
+    for name in storage.children("").await? {
+        let Some(shard) = Shard::from_manifest_name(&name) else { continue };
+        let Some(manifest) = Manifest::load(&storage, &layout, Some(shard)).await? else { continue };
+        println!("\n{name}");
+        print!("{}", funnel(&manifest));
+    }
+    Ok(())
 }
 
 /// Validates every input found in `dir`; all problems of all inputs are reported together.

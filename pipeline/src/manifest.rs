@@ -1,10 +1,12 @@
 //! `manifest.json`: what a run directory holds. Per stage: fingerprint, state, funnel counts,
-//! timings and model usage. Rewritten atomically after every stage (and at every state change),
-//! so a killed run leaves the last consistent manifest.
+//! timings and model usage. Rewritten whole after every stage (and at every state change), so a
+//! killed run leaves the last consistent manifest. What a stage wrote is in its commit marker
+//! ([`lrem_schemas::commit`]); the manifest says which markers are the run's.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+use lrem_schemas::store::Storage;
 use lrem_schemas::{RunDir, Shard};
 
 use serde::{Deserialize, Serialize};
@@ -52,27 +54,18 @@ impl StageRecord {
 
 impl Manifest {
     /// The manifest of the shared stages (`None`) or of one shard's per-query stages, if any.
-    pub fn load(run: &RunDir, shard: Option<Shard>) -> Result<Option<Self>, Error> {
-        Self::load_from(&run.manifest(shard))
+    pub async fn load(storage: &Storage, run: &RunDir, shard: Option<Shard>) -> Result<Option<Self>, Error> {
+        let path = storage.relative(run, &run.manifest(shard));
+        let Some(bytes) = storage.read(&path).await? else { return Ok(None) };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| Error::Usage(format!("{}: not a manifest this version can read: {e}", storage.display(&path))))
     }
 
-    pub fn load_from(path: &Path) -> Result<Option<Self>, Error> {
-        match std::fs::read(path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| Error::Usage(format!("{}: not a manifest this version can read: {e}", path.display()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(path, e)),
-        }
-    }
-
-    /// Writes the manifest atomically (a temporary file renamed over it).
-    pub fn save(&self, run: &RunDir, shard: Option<Shard>) -> Result<(), Error> {
-        let path = run.manifest(shard);
-        let name = path.file_name().expect("file name").to_string_lossy().into_owned();
-        let temp = run.root().join(format!(".{name}.tmp"));
+    /// Writes the manifest (one object, replaced whole: a reader sees the old or the new one).
+    pub async fn save(&self, storage: &Storage, run: &RunDir, shard: Option<Shard>) -> Result<(), Error> {
+        let path = storage.relative(run, &run.manifest(shard));
         let bytes = serde_json::to_vec_pretty(self).map_err(|e| Error::Internal(e.to_string()))?;
-        std::fs::write(&temp, bytes).map_err(|e| Error::io(&temp, e))?;
-        std::fs::rename(&temp, &path).map_err(|e| Error::io(&path, e))
+        Ok(storage.write(&path, bytes.into()).await?)
     }
 }

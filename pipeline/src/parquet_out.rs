@@ -1,9 +1,13 @@
-//! Atomic Parquet output: rows go to a hidden temp file beside the target, which is renamed into
-//! place only when complete. A reader never sees a half-written file, and a crash leaves only a
-//! dot-file that readers skip and the next write replaces.
+//! Parquet output. [`ParquetFile`]: rows go to a hidden temp file beside the target, which is
+//! renamed into place only when complete, so a crash leaves only a dot-file. [`PartFile`]: a part
+//! of a run directory's table, local or on an object store.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use lrem_schemas::commit::FileEntry;
+use lrem_schemas::store::Storage;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -56,5 +60,46 @@ impl Drop for ParquetFile {
         if self.writer.is_some() {
             let _ = std::fs::remove_file(&self.temp);
         }
+    }
+}
+
+/// A part of a run directory's table being written under this attempt's name: Parquet into a
+/// local file (beside its place for a local run, in the temporary directory for an object store),
+/// moved into the store when finished. Until a commit marker names it, no reader sees it.
+pub struct PartFile {
+    file: ParquetFile,
+    spill: PathBuf,
+    entry: FileEntry,
+    storage: Arc<Storage>,
+}
+
+impl PartFile {
+    /// `path` is relative to the run's root.
+    pub fn create(storage: &Arc<Storage>, table: &str, path: String, schema: SchemaRef) -> Result<Self, Error> {
+        let spill = match storage.local_root() {
+            Some(root) => root.join(&path),
+            None => std::env::temp_dir().join("lrem-spill").join(path.replace('/', "%")),
+        };
+        let dir = spill.parent().expect("a part has a directory");
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let file = ParquetFile::create(&spill, schema)?;
+        let entry = FileEntry { table: table.to_string(), path, bytes: 0, rows: 0 };
+        Ok(Self { file, spill, entry, storage: storage.clone() })
+    }
+
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), Error> {
+        self.entry.rows += batch.num_rows() as u64;
+        self.file.write(batch)
+    }
+
+    /// Finishes the file and puts it in its place; returns what a commit marker lists of it.
+    pub async fn finish(self) -> Result<FileEntry, Error> {
+        let Self { file, spill, mut entry, storage } = self;
+        file.finish()?;
+        entry.bytes = std::fs::metadata(&spill).map_err(|e| Error::io(&spill, e))?.len();
+        if storage.local_root().is_none() {
+            storage.upload(&spill, &entry.path).await?;
+        }
+        Ok(entry)
     }
 }

@@ -9,14 +9,18 @@
 //! - [`config`]: the typed TOML configuration of a pipeline run;
 //! - [`holdout`]: which hard queries of the sample world training may see, by need;
 //! - [`Triple`]: the row both halves exchange, with its Arrow conversions;
-//! - [`RunDir`]: the layout of a run directory (tables, parts, shards, manifests, cache).
+//! - [`RunDir`]: the layout of a run directory (tables, parts, shards, manifests, cache);
+//! - [`store`]: where its bytes live (a local disk or an object store), and [`commit`]: which
+//!   files of it a reader may read.
 
+pub mod commit;
 pub mod config;
 mod error;
 pub mod holdout;
 mod query_id;
 pub mod rows;
 pub mod run_dir;
+pub mod store;
 pub mod tables;
 pub mod validate;
 

@@ -5,14 +5,15 @@
 //! <run>/manifest.json                      shared stages (and the whole run when not sharded)
 //! <run>/manifest.shard-<i>-of-<n>.json     one shard's per-query stages
 //! <run>/cache.redb | cache.shard-<i>-of-<n>.redb
-//! <run>/tables/<table>/[shard=<i>/]part-<writer>-<seq>.parquet
-//! <run>/tables/<table>/[shard=<i>/]_part-<writer>-<seq>.json    counts of a committed part
-//! <run>/tables/failures/stage=<stage>/[shard=<i>/]part-<writer>-<seq>.parquet
+//! <run>/tables/<table>/[shard=<i>/]part-<writer>-<seq>.<attempt>.parquet
+//! <run>/tables/failures/stage=<stage>/[shard=<i>/]part-<writer>-<seq>.<attempt>.parquet
+//! <run>/commits/<stage>/<scope>/<fingerprint>.json              what a stage committed
+//! <run>/commits/<stage>/<scope>/<fingerprint>/part-<seq>.json   what a part committed
 //! <run>/<input>.{parquet,csv,jsonl} | <run>/<input>/ | <run>/inputs/<input>/
 //! ```
 //!
-//! A second storage backend (an object store) changes this type: its callers ask it for
-//! locations by meaning (a table, a part, a manifest) and never join path segments.
+//! The root may be a local path or an object-store URL (`s3://bucket/run`); [`crate::store`]
+//! turns these locations into keys, and [`crate::commit`] says which files a reader may read.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -72,6 +73,15 @@ impl Shard {
     }
 }
 
+impl Shard {
+    /// The shard whose manifest is named `name` (`manifest.shard-<i>-of-<n>.json`).
+    pub fn from_manifest_name(name: &str) -> Option<Self> {
+        let (i, n) = name.strip_prefix("manifest.shard-")?.strip_suffix(".json")?.split_once("-of-")?;
+        let shard = Self { index: i.parse().ok()?, count: n.parse().ok()? };
+        (shard.index < shard.count).then_some(shard)
+    }
+}
+
 impl fmt::Display for Shard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.index, self.count)
@@ -87,18 +97,21 @@ pub struct Part {
 }
 
 impl Part {
+    /// The name of a part put there by hand (or by [`crate::Triple`] fixtures).
     pub fn file_name(self) -> String {
         format!("part-{:03}-{:05}.parquet", self.writer, self.seq)
     }
 
-    /// Counts of the part, written before the part itself (so a part on disk always has them).
-    pub fn sidecar_name(self) -> String {
-        format!("_part-{:03}-{:05}.json", self.writer, self.seq)
+    /// The name the part gets when `attempt` writes it: never the name of another attempt's.
+    pub fn file_name_of(self, attempt: &str) -> String {
+        format!("part-{:03}-{:05}.{attempt}.parquet", self.writer, self.seq)
     }
 
-    /// The part a file name names, if it names one.
+    /// The part a file name names, if it names one (with or without an attempt).
     pub fn parse(file_name: &str) -> Option<Self> {
-        let (writer, seq) = file_name.strip_prefix("part-")?.strip_suffix(".parquet")?.split_once('-')?;
+        let stem = file_name.strip_prefix("part-")?.strip_suffix(".parquet")?;
+        let (numbers, _attempt) = stem.split_once('.').unwrap_or((stem, ""));
+        let (writer, seq) = numbers.split_once('-')?;
         Some(Self { writer: writer.parse().ok()?, seq: seq.parse().ok()? })
     }
 }
@@ -144,17 +157,6 @@ impl RunDir {
         }
     }
 
-    /// The shard manifests present, in name order.
-    pub fn shard_manifests(&self) -> std::io::Result<Vec<PathBuf>> {
-        let mut found: Vec<PathBuf> = std::fs::read_dir(&self.root)?
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("manifest.shard-")))
-            .collect();
-        found.sort();
-        Ok(found)
-    }
-
     /// The response cache; shards run at once, possibly on other machines, so each has its own.
     pub fn cache(&self, shard: Option<Shard>) -> PathBuf {
         match shard {
@@ -191,6 +193,9 @@ mod tests {
         names.sort();
         assert_eq!(names.iter().map(|n| Part::parse(n).unwrap()).collect::<Vec<_>>(), parts);
         assert_eq!(Part::parse("_part-000-00001.json"), None);
+        assert_eq!(Part::parse(&parts[1].file_name_of("a7f3")), Some(parts[1]));
+        assert_eq!(Shard::from_manifest_name("manifest.shard-2-of-8.json"), Some(Shard { index: 2, count: 8 }));
+        assert_eq!(Shard::from_manifest_name("manifest.shard-8-of-8.json"), None);
         assert_eq!(Part::parse("part-0.parquet"), None);
     }
 

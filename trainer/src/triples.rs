@@ -1,7 +1,10 @@
-//! Reading training triples from a run directory (`tables/<split>/**/*.parquet`, shards included).
+//! Reading training triples from a run directory, local or on an object store, shards included.
 
 use std::path::{Path, PathBuf};
 
+use bytes::Bytes;
+use lrem_schemas::commit;
+use lrem_schemas::store::Storage;
 use lrem_schemas::{Part, RunDir};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -14,6 +17,8 @@ pub enum Error {
     Schema(#[from] lrem_schemas::Error),
     #[error("{path}: {message}")]
     Read { path: PathBuf, message: String },
+    #[error(transparent)]
+    Store(#[from] lrem_schemas::store::StoreError),
 }
 
 /// Which split to read.
@@ -32,16 +37,58 @@ impl Split {
     }
 }
 
-/// Reads every triple of `split` in `run_dir`, checking each file against the schema contract.
+/// Reads every triple of `split` in `run_dir` (a path or an `s3://` URL), checking each file
+/// against the schema contract. A run the pipeline wrote is read through its commit markers
+/// (only the files its done stages name); a directory without a manifest, put together by hand,
+/// is read as the Parquet files below `tables/<split>/`.
 pub fn read(run_dir: &Path, split: Split) -> Result<Vec<Triple>, Error> {
     let table = split.table();
-    let files = lrem_schemas::validate::input_files(&RunDir::new(run_dir).table(table), table)?;
+    let storage = Storage::open(&run_dir.to_string_lossy())?;
+    let run = storage.run_dir();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Read { path: run_dir.to_owned(), message: e.to_string() })?;
+    let files: Vec<(String, Bytes)> = runtime.block_on(async {
+        let Some(mut committed) = commit::committed_files(&storage, &run).await? else {
+            if storage.local_root().is_none() {
+                return Err(Error::Read {
+                    path: run_dir.to_owned(),
+                    message: "no manifest.json: not a run directory".into(),
+                });
+            }
+            let files = lrem_schemas::validate::input_files(&run.table(table), table)?;
+            return files
+                .into_iter()
+                .map(|p| {
+                    let bytes =
+                        std::fs::read(&p).map_err(|e| Error::Read { path: p.clone(), message: e.to_string() })?;
+                    Ok((p.display().to_string(), Bytes::from(bytes)))
+                })
+                .collect();
+        };
+        let named = committed.remove(table).unwrap_or_default();
+        if named.is_empty() {
+            return Err(Error::Read {
+                path: run_dir.to_owned(),
+                message: format!("the run has no committed `{table}` table (is its `triples` stage done?)"),
+            });
+        }
+        let mut files = Vec::with_capacity(named.len());
+        for file in named {
+            let bytes = storage.read(&file.path).await?.ok_or_else(|| Error::Read {
+                path: PathBuf::from(storage.display(&file.path)),
+                message: "a commit names this file but it is gone".into(),
+            })?;
+            files.push((storage.display(&file.path), bytes));
+        }
+        Ok(files)
+    })?;
     let expected = lrem_schemas::table(table)?.schema();
     let mut out = Vec::new();
-    for path in files {
-        let read_err = |message: String| Error::Read { path: path.clone(), message };
-        let file = std::fs::File::open(&path).map_err(|e| read_err(e.to_string()))?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+    for (path, bytes) in files {
+        let read_err = |message: String| Error::Read { path: PathBuf::from(&path), message };
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
             .map_err(|e| read_err(e.to_string()))?
             .build()
             .map_err(|e| read_err(e.to_string()))?;

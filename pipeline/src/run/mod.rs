@@ -1,8 +1,9 @@
 //! `lrem-pipeline run`: checks everything that can be checked before work starts (config, inputs,
 //! endpoints and model names), then runs the stages in DAG order. A stage whose fingerprint and
-//! state say it is done is skipped; one whose fingerprint changed is cleared and rerun (and so,
-//! through their fingerprints, every stage below it); one left `running` by a killed process
-//! resumes from its committed parts.
+//! state say it is done is skipped; one whose fingerprint changed is rerun (and so, through their
+//! fingerprints, every stage below it); one left `running` by a killed process resumes from its
+//! committed parts. Each stage is committed by a create-only marker ([`lrem_schemas::commit`]);
+//! files it no longer names stay until `lrem-pipeline gc`.
 
 pub use crate::manifest;
 
@@ -16,10 +17,13 @@ use lrem_schemas::config::PipelineConfig;
 use crate::Error;
 use crate::client::ModelClient;
 use crate::client::cache::Cache;
+use crate::local_copy;
 use crate::progress::Progress;
 use crate::sql::Inspector;
 use crate::stages::{self, DAG, Prompts, Scope, Shard, Stage, StageCtx};
 use lrem_schemas::RunDir;
+use lrem_schemas::commit::{self, Commit};
+use lrem_schemas::store::{Storage, is_url};
 use manifest::{Manifest, StageRecord, StageState};
 
 #[derive(Debug, Clone, Default)]
@@ -37,12 +41,8 @@ pub struct RunOptions {
 pub async fn run(config_path: &Path, options: RunOptions) -> Result<(PathBuf, Manifest), Error> {
     let config = PipelineConfig::load(config_path)?;
     let run_dir = options.run_dir.clone().unwrap_or_else(|| PathBuf::from(&config.run_dir));
-    if run_dir.to_string_lossy().contains("://") {
-        return Err(Error::Usage(format!(
-            "run_dir {}: object stores are not supported yet; use a local path",
-            run_dir.display()
-        )));
-    }
+    let location = run_dir.to_string_lossy().into_owned();
+    let storage = Arc::new(Storage::open(&location)?);
     let mut selected: Vec<&'static dyn Stage> = match (options.only, options.until) {
         (Some(only), _) => vec![only],
         (None, Some(until)) => {
@@ -53,28 +53,38 @@ pub async fn run(config_path: &Path, options: RunOptions) -> Result<(PathBuf, Ma
     if options.shard.is_some() {
         selected.retain(|s| s.scope() != Scope::Shared);
     }
-    let inputs = validate_inputs(&config)?;
+    let inputs = validate_inputs(&config).await?;
     let prompts = Prompts::load(&config, Path::new("."))?;
     let clients = connect(&config, &selected).await?;
+    let attempt = attempt_id();
+    // The bucket exists, the credentials are accepted, create-only writes hold.
+    storage.check_writable(&attempt).await?;
     // Everything that can be checked was: from here on, the run directory is written.
-    std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
-    let layout = RunDir::new(&run_dir);
-    let cache = Cache::open(&layout.cache(options.shard))?;
+    let layout = storage.run_dir();
+    let cache = Cache::open(&cache_path(&storage, &layout, options.shard))?;
     let clients = clients.into_iter().map(|(name, c)| (name, Arc::new(c.with_cache(cache.clone())))).collect();
 
-    let shared = Manifest::load(&layout, None)?.unwrap_or_default();
+    let shared = Manifest::load(&storage, &layout, None).await?.unwrap_or_default();
     let mut manifest = match options.shard {
         None => shared.clone(),
-        Some(s) => Manifest::load(&layout, Some(s))?.unwrap_or_default(),
+        Some(s) => Manifest::load(&storage, &layout, Some(s)).await?.unwrap_or_default(),
     };
     manifest.version = 1;
-    manifest.inputs = inputs.clone();
+    manifest.inputs = [("items", &config.inputs.items), ("query_log", &config.inputs.query_log)]
+        .into_iter()
+        .map(|(t, p)| (t.to_string(), p.clone()))
+        .collect();
     manifest.config = serde_json::to_value(&config).map_err(|e| Error::Internal(e.to_string()))?;
     let fingerprints = all_fingerprints(&config, &prompts);
-    let tables = Inspector::open_with_inputs(&run_dir, inputs).await?;
+    let tables = Inspector::open_run(storage.clone(), inputs).await?;
+    tracing::info!(%attempt, run = %location, "attempt started");
     let mut ctx = StageCtx {
         shard: options.shard,
         run_dir: layout.clone(),
+        storage: storage.clone(),
+        attempt,
+        fingerprint: String::new(),
+        journal: Default::default(),
         config,
         prompts,
         tables,
@@ -87,6 +97,15 @@ pub async fn run(config_path: &Path, options: RunOptions) -> Result<(PathBuf, Ma
         let previous = manifest.stages.get(stage.name()).cloned().unwrap_or_default();
         if previous.state == StageState::Done && previous.fingerprint == fingerprint {
             tracing::info!(stage = stage.name(), "up to date");
+            continue;
+        }
+        let marker = layout.commit(stage.name(), options.shard, &fingerprint);
+        if let Some(theirs) = commit::read::<Commit>(&storage, &marker).await? {
+            // Another attempt of this scope (a requeued task, a retried pod) committed it.
+            tracing::info!(stage = stage.name(), attempt = %theirs.attempt, "committed by an earlier attempt");
+            manifest.stages.insert(stage.name().into(), record_of(&theirs)?);
+            manifest.save(&storage, &layout, options.shard).await?;
+            ctx.tables.refresh().await?;
             continue;
         }
         for upstream in stage.upstream() {
@@ -111,19 +130,66 @@ pub async fn run(config_path: &Path, options: RunOptions) -> Result<(PathBuf, Ma
                 )));
             }
         }
-        if previous.fingerprint != fingerprint || !stage.resumable() {
-            clear(&ctx, stage)?;
-        }
         manifest.stages.insert(
             stage.name().into(),
             StageRecord { fingerprint: fingerprint.clone(), state: StageState::Running, ..Default::default() },
         );
-        manifest.save(&layout, options.shard)?;
-        let record = run_one(stage, &mut ctx, fingerprint).await?;
+        manifest.save(&storage, &layout, options.shard).await?;
+        ctx.fingerprint = fingerprint.clone();
+        let record = run_one(stage, &mut ctx, fingerprint.clone()).await?;
+        let ours = Commit {
+            stage: stage.name().into(),
+            fingerprint,
+            attempt: ctx.attempt.clone(),
+            files: ctx.journal.take(),
+            record: serde_json::to_value(&record).map_err(|e| Error::Internal(e.to_string()))?,
+        };
+        let record = if commit::create(&storage, &marker, &ours).await? {
+            record
+        } else {
+            let theirs = commit::read::<Commit>(&storage, &marker)
+                .await?
+                .ok_or_else(|| Error::Internal(format!("{marker}: refused as existing, then not found")))?;
+            tracing::info!(
+                stage = stage.name(),
+                attempt = %theirs.attempt,
+                "another attempt committed first; this attempt's files are left for `lrem-pipeline gc`"
+            );
+            record_of(&theirs)?
+        };
         manifest.stages.insert(stage.name().into(), record);
-        manifest.save(&layout, options.shard)?;
+        manifest.save(&storage, &layout, options.shard).await?;
+        ctx.tables.refresh().await?;
     }
     Ok((run_dir, manifest))
+}
+
+/// A stage's manifest record, as its commit marker holds it.
+fn record_of(commit: &Commit) -> Result<StageRecord, Error> {
+    serde_json::from_value(commit.record.clone())
+        .map_err(|e| Error::Usage(format!("the commit of `{}` by {}: {e}", commit.stage, commit.attempt)))
+}
+
+/// An id no other attempt has: the time, and 32 bits the OS seeded (std's `RandomState`), so two
+/// attempts on two nodes in the same millisecond still differ.
+fn attempt_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let millis = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
+    let mut random = std::collections::hash_map::RandomState::new().build_hasher();
+    random.write_u32(std::process::id());
+    format!("{millis:x}-{:08x}", random.finish() as u32)
+}
+
+/// The response cache: in the run directory when it is local; for an object store, a local file
+/// per shard under the node's cache ([`local_copy::dir_for`]), keyed by the run's URL. A shard requeued on
+/// another node starts with an empty cache: its requests are sent again, and greedy answers make
+/// the same rows.
+fn cache_path(storage: &Storage, run: &RunDir, shard: Option<Shard>) -> PathBuf {
+    let cache = run.cache(shard);
+    if storage.local_root().is_some() {
+        return cache;
+    }
+    local_copy::dir_for(storage.location()).join(cache.file_name().expect("a file name"))
 }
 
 async fn run_one(stage: &dyn Stage, ctx: &mut StageCtx, fingerprint: String) -> Result<StageRecord, Error> {
@@ -133,10 +199,8 @@ async fn run_one(stage: &dyn Stage, ctx: &mut StageCtx, fingerprint: String) -> 
     tracing::info!(stage = stage.name(), "stage started");
     let before: BTreeMap<String, serde_json::Value> =
         ctx.clients.iter().map(|(n, c)| (n.clone(), c.stats.snapshot())).collect();
+    ctx.journal.take();
     let counts = stage.run(ctx).await?;
-    for table in stage.tables().into_iter().chain(["failures"]) {
-        ctx.tables.refresh(table).await?;
-    }
     let usage = stage
         .endpoints(&ctx.config)
         .into_iter()
@@ -188,29 +252,23 @@ fn all_fingerprints(config: &PipelineConfig, prompts: &Prompts) -> BTreeMap<&'st
     out
 }
 
-/// Removes a stage's tables and failures, of this shard only (before a rerun).
-fn clear(ctx: &StageCtx, stage: &dyn Stage) -> Result<(), Error> {
-    let mut dirs: Vec<PathBuf> = stage.tables().iter().map(|t| ctx.table_dir(t)).collect();
-    dirs.push(ctx.failures_dir(stage.name()));
-    for dir in dirs {
-        match std::fs::remove_dir_all(&dir) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&dir, e)),
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
 /// Validates both inputs (all problems of both are reported together).
-fn validate_inputs(config: &PipelineConfig) -> Result<BTreeMap<String, PathBuf>, Error> {
+/// An input on an object store is fetched first, into this node's cache ([`local_copy`]).
+async fn validate_inputs(config: &PipelineConfig) -> Result<BTreeMap<String, PathBuf>, Error> {
     let mut problems = Vec::new();
     let mut inputs = BTreeMap::new();
     for (table, path) in [("items", &config.inputs.items), ("query_log", &config.inputs.query_log)] {
         let spec = lrem_schemas::table(table)?;
-        if let Err(e) = lrem_schemas::validate(path, &spec, &Default::default()) {
-            problems.push(e.to_string());
+        let location = path.to_string_lossy();
+        let local = if is_url(&location) { local_copy::fetch(&location).await? } else { path.clone() };
+        if let Err(e) = lrem_schemas::validate(&local, &spec, &Default::default()) {
+            problems.push(if is_url(&location) {
+                format!("{location} (fetched to {}): {e}", local.display())
+            } else {
+                e.to_string()
+            });
         }
-        inputs.insert(table.to_string(), path.clone());
+        inputs.insert(table.to_string(), local);
     }
     if problems.is_empty() { Ok(inputs) } else { Err(Error::Usage(problems.join("\n"))) }
 }

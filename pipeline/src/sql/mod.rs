@@ -4,7 +4,9 @@
 //! - inputs (`items`, `query_log`, `qrels`) from `DIR/<name>.{parquet,csv,jsonl}` or `DIR/<name>/`,
 //!   seen through their schema: columns found by name (a CSV header in any order), optional
 //!   columns a file lacks read as NULL, extra columns ignored;
-//! - stage tables from `DIR/tables/<name>/` (Parquet parts, shards `shard=i/` included);
+//! - stage tables from the files their commit markers name (every shard's), never from a listing;
+//!   a directory without a manifest (Parquet parts put there by hand) from `DIR/tables/<name>/`;
+//! - `DIR` may be an object-store URL (`s3://bucket/run`), registered in DataFusion's registry;
 //! - a table not produced yet is registered empty with its schema, so `funnel.sql` shows 0 rather
 //!   than failing on a missing name.
 
@@ -21,10 +23,14 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::ScalarValue;
 use datafusion::datasource::MemTable;
+use datafusion::datasource::file_format::options::ReadOptions;
+use datafusion::datasource::listing::{ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::{
     CsvReadOptions, DataFrame, JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext, cast, ident, lit,
 };
+use lrem_schemas::commit::{self, FileEntry};
+use lrem_schemas::store::Storage;
 use lrem_schemas::{RunDir, TableKind, TableSpec, all_tables};
 
 use crate::Error;
@@ -36,6 +42,8 @@ pub use render::{OutputFormat, render};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     Files(PathBuf),
+    /// The files commit markers name, as URLs.
+    Committed(Vec<String>),
     /// Not produced (yet) in this directory: registered with its schema and no rows.
     Empty,
 }
@@ -43,19 +51,36 @@ pub enum Source {
 /// A DataFusion session with every table of one directory registered.
 pub struct Inspector {
     ctx: SessionContext,
-    dir: PathBuf,
+    storage: Arc<Storage>,
+    run: RunDir,
     inputs: BTreeMap<String, PathBuf>,
+    /// The files of each table that commit markers name; `None` for a directory without a
+    /// manifest.
+    committed: Option<BTreeMap<String, Vec<FileEntry>>>,
     pub tables: Vec<(&'static str, Source)>,
 }
 
 impl Inspector {
-    /// Registers the tables of `dir`; inputs a run's manifest names are taken from there.
+    /// Registers the tables of `dir` (a path or an object-store URL); inputs a run's manifest
+    /// names are taken from there.
     pub async fn open(dir: &Path) -> Result<Self, Error> {
-        if !dir.is_dir() {
-            return Err(Error::Usage(format!("--run {}: no such directory", dir.display())));
+        let storage = Arc::new(Storage::open(&dir.to_string_lossy())?);
+        match storage.local_root() {
+            Some(root) if !root.is_dir() => {
+                return Err(Error::Usage(format!("--run {}: no such directory", dir.display())));
+            }
+            Some(_) => {}
+            None => storage.check_readable().await?,
         }
-        let inputs = Manifest::load(&RunDir::new(dir), None)?.map(|m| m.inputs).unwrap_or_default();
-        let inspector = Self::open_with_inputs(dir, inputs).await?;
+        let mut inputs =
+            Manifest::load(&storage, &storage.run_dir(), None).await?.map(|m| m.inputs).unwrap_or_default();
+        for path in inputs.values_mut() {
+            let location = path.to_string_lossy().into_owned();
+            if lrem_schemas::store::is_url(&location) {
+                *path = crate::local_copy::fetch(&location).await?;
+            }
+        }
+        let inspector = Self::open_run(storage, inputs).await?;
         inspector.register_cache()?;
         Ok(inspector)
     }
@@ -65,8 +90,8 @@ impl Inspector {
     fn register_cache(&self) -> Result<(), Error> {
         use arrow::array::{StringArray, TimestampMillisecondArray};
         let schema = lrem_schemas::tables::cache_table().schema();
-        let path = RunDir::new(&self.dir).cache(None);
-        let entries = if path.exists() {
+        let path = self.run.cache(None);
+        let entries = if self.storage.local_root().is_some() && path.exists() {
             match crate::client::cache::Cache::open(&path).and_then(|c| c.entries()) {
                 Ok(entries) => entries,
                 Err(e) => {
@@ -98,12 +123,22 @@ impl Inspector {
 
     /// Like [`Inspector::open`], with the input files given (by table name).
     pub async fn open_with_inputs(dir: &Path, inputs: BTreeMap<String, PathBuf>) -> Result<Self, Error> {
+        Self::open_run(Arc::new(Storage::open(&dir.to_string_lossy())?), inputs).await
+    }
+
+    /// The tables of the run `storage` holds, with the input files given (by table name).
+    pub async fn open_run(storage: Arc<Storage>, inputs: BTreeMap<String, PathBuf>) -> Result<Self, Error> {
         let mut config = SessionConfig::new().with_information_schema(true);
-        // Parts of sharded runs live in `shard=i/` below the table's directory.
+        // Parts of sharded runs put there by hand live in `shard=i/` below the table's directory.
         config.options_mut().execution.listing_table_ignore_subdirectory = false;
         let ctx = SessionContext::new_with_config(config);
+        if storage.local_root().is_none() {
+            ctx.register_object_store(storage.base_url(), storage.object_store());
+        }
         functions::register(&ctx);
-        let mut inspector = Self { ctx, dir: dir.to_owned(), inputs, tables: Vec::new() };
+        let run = storage.run_dir();
+        let committed = commit::committed_files(&storage, &run).await?;
+        let mut inspector = Self { ctx, storage, run, inputs, committed, tables: Vec::new() };
         for spec in all_tables() {
             let source = inspector.register(&spec).await?;
             inspector.tables.push((spec.name, source));
@@ -111,21 +146,33 @@ impl Inspector {
         Ok(inspector)
     }
 
-    /// Registers `table` again, after a stage wrote it.
-    pub async fn refresh(&mut self, table: &str) -> Result<(), Error> {
-        let spec = lrem_schemas::table(table)?;
-        self.ctx.deregister_table(spec.name)?;
-        let source = self.register(&spec).await?;
-        if let Some(entry) = self.tables.iter_mut().find(|(n, _)| *n == spec.name) {
-            entry.1 = source;
+    /// Registers the stage tables again, from the commit markers as they are now (after a stage
+    /// committed).
+    pub async fn refresh(&mut self) -> Result<(), Error> {
+        self.committed = commit::committed_files(&self.storage, &self.run).await?;
+        for spec in all_tables().into_iter().filter(|t| t.kind == TableKind::Stage) {
+            self.ctx.deregister_table(spec.name)?;
+            let source = self.register(&spec).await?;
+            if let Some(entry) = self.tables.iter_mut().find(|(n, _)| *n == spec.name) {
+                entry.1 = source;
+            }
         }
         Ok(())
     }
 
     async fn register(&self, spec: &TableSpec) -> Result<Source, Error> {
-        let source = match self.inputs.get(spec.name) {
-            Some(path) => Source::Files(path.clone()),
-            None => locate(&self.dir, spec),
+        let source = match (self.inputs.get(spec.name), &self.committed) {
+            (Some(path), _) => Source::Files(path.clone()),
+            (None, Some(committed)) if spec.kind == TableKind::Stage => match committed.get(spec.name) {
+                Some(files) if !files.is_empty() => {
+                    Source::Committed(files.iter().map(|f| self.storage.url(&f.path)).collect())
+                }
+                _ => Source::Empty,
+            },
+            (None, _) => match self.storage.local_root() {
+                Some(root) => locate(root, spec),
+                None => Source::Empty,
+            },
         };
         register(&self.ctx, spec, &source).await?;
         Ok(source)
@@ -188,6 +235,17 @@ async fn register(ctx: &SessionContext, spec: &TableSpec, source: &Source) -> Re
             return Ok(());
         }
         Source::Files(p) => p,
+        Source::Committed(urls) => {
+            let paths = urls.iter().map(ListingTableUrl::parse).collect::<Result<Vec<_>, _>>()?;
+            let options =
+                ParquetReadOptions::default().to_listing_options(&ctx.copied_config(), ctx.copied_table_options());
+            let config = ListingTableConfig::new_with_multi_paths(paths)
+                .with_listing_options(options)
+                .infer_schema(&ctx.state())
+                .await?;
+            ctx.register_table(spec.name, Arc::new(ListingTable::try_new(config)?))?;
+            return Ok(());
+        }
     };
     let location = if path.is_dir() { format!("{}/", path.display()) } else { path.display().to_string() };
     if spec.kind == TableKind::Input {

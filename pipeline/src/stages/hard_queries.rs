@@ -66,9 +66,9 @@ impl Stage for HardQueries {
                             None => _ = verdicts.insert(v.to_string(), 1),
                         }
                     }
-                    out.write(&filter_record_batch(&batch, &eq(verdict, &StringArray::new_scalar("hard"))?)?)?;
+                    out.write(&filter_record_batch(&batch, &eq(verdict, &StringArray::new_scalar("hard"))?)?).await?;
                 }
-                Ok((verdicts, out.finish()?))
+                Ok((verdicts, out.finish().await?))
             })
         })
         .await?;

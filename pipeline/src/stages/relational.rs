@@ -10,10 +10,11 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::DataFrame;
 use futures::StreamExt;
 use lrem_schemas::Part;
+use lrem_schemas::store::Storage;
 
-use super::stage::StageCtx;
+use super::stage::{Journal, StageCtx};
 use crate::Error;
-use crate::parquet_out::ParquetFile;
+use crate::parquet_out::PartFile;
 
 /// Rows per Parquet part of a SQL stage.
 const PART_ROWS: usize = 1 << 20;
@@ -24,9 +25,9 @@ pub async fn write_table(ctx: &StageCtx, frame: DataFrame, table: &'static str) 
         let mut out = TableWriter::create(ctx, table, partition)?;
         Ok(async move {
             while let Some(batch) = stream.next().await {
-                out.write(&batch?)?;
+                out.write(&batch?).await?;
             }
-            out.finish()
+            out.finish().await
         })
     })
     .await?;
@@ -57,36 +58,50 @@ where
 /// still a table.
 pub struct TableWriter {
     table: &'static str,
-    dir: std::path::PathBuf,
+    dir: String,
     schema: SchemaRef,
-    file: ParquetFile,
+    file: PartFile,
     partition: usize,
     part: usize,
     rows_in_part: usize,
     written: u64,
+    attempt: String,
+    storage: Arc<Storage>,
+    journal: Arc<Journal>,
 }
 
 impl TableWriter {
     pub fn create(ctx: &StageCtx, table: &'static str, partition: usize) -> Result<Self, Error> {
         let dir = ctx.table_dir(table);
-        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let schema = lrem_schemas::table(table)?.schema();
-        let file = ParquetFile::create(&dir.join(Part { writer: partition, seq: 0 }.file_name()), schema.clone())?;
-        Ok(Self { table, dir, schema, file, partition, part: 0, rows_in_part: 0, written: 0 })
+        let path = format!("{dir}/{}", Part { writer: partition, seq: 0 }.file_name_of(&ctx.attempt));
+        let file = PartFile::create(&ctx.storage, table, path, schema.clone())?;
+        Ok(Self {
+            table,
+            dir,
+            schema,
+            file,
+            partition,
+            part: 0,
+            rows_in_part: 0,
+            written: 0,
+            attempt: ctx.attempt.clone(),
+            storage: ctx.storage.clone(),
+            journal: ctx.journal.clone(),
+        })
     }
 
-    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), Error> {
+    pub async fn write(&mut self, batch: &RecordBatch) -> Result<(), Error> {
         if batch.num_rows() == 0 {
             return Ok(());
         }
         let batch = conform(batch, &self.schema, self.table)?;
         if self.rows_in_part >= PART_ROWS {
             self.part += 1;
-            let next = ParquetFile::create(
-                &self.dir.join(Part { writer: self.partition, seq: self.part }.file_name()),
-                self.schema.clone(),
-            )?;
-            std::mem::replace(&mut self.file, next).finish()?;
+            let part = Part { writer: self.partition, seq: self.part };
+            let path = format!("{}/{}", self.dir, part.file_name_of(&self.attempt));
+            let next = PartFile::create(&self.storage, self.table, path, self.schema.clone())?;
+            self.journal.record(std::mem::replace(&mut self.file, next).finish().await?);
             self.rows_in_part = 0;
         }
         self.rows_in_part += batch.num_rows();
@@ -94,8 +109,8 @@ impl TableWriter {
         self.file.write(&batch)
     }
 
-    pub fn finish(self) -> Result<u64, Error> {
-        self.file.finish()?;
+    pub async fn finish(self) -> Result<u64, Error> {
+        self.journal.record(self.file.finish().await?);
         Ok(self.written)
     }
 }

@@ -3,8 +3,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use lrem_schemas::commit::FileEntry;
 use lrem_schemas::config::PipelineConfig;
-use lrem_schemas::{RunDir, Shard};
+use lrem_schemas::store::Storage;
+use lrem_schemas::{Part, RunDir, Shard};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -16,7 +18,8 @@ use crate::sql::Inspector;
 
 /// Bumped when a stage's code changes what it writes, so old outputs are not reused.
 /// 2: one part-naming scheme (`part-<writer>-<seq>.parquet`) for every stage.
-const STAGE_CODE_VERSION: u32 = 2;
+/// 3: parts named by attempt and committed by markers (`commits/`).
+const STAGE_CODE_VERSION: u32 = 3;
 
 /// Whether a stage runs once for the whole run or once per shard of the queries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,10 +93,30 @@ impl Counts {
     }
 }
 
+/// The files a stage wrote, for its commit marker.
+#[derive(Debug, Default)]
+pub struct Journal(std::sync::Mutex<Vec<FileEntry>>);
+
+impl Journal {
+    pub fn record(&self, entry: FileEntry) {
+        self.0.lock().expect("journal lock").push(entry);
+    }
+
+    pub fn take(&self) -> Vec<FileEntry> {
+        std::mem::take(&mut *self.0.lock().expect("journal lock"))
+    }
+}
+
 /// What a stage runs with.
 pub struct StageCtx {
     pub shard: Option<Shard>,
     pub run_dir: RunDir,
+    pub storage: Arc<Storage>,
+    /// This process's attempt: in the name of every file it writes.
+    pub attempt: String,
+    /// The running stage's fingerprint (its markers are filed under it).
+    pub fingerprint: String,
+    pub journal: Arc<Journal>,
     pub config: PipelineConfig,
     pub prompts: Prompts,
     pub tables: Inspector,
@@ -102,13 +125,18 @@ pub struct StageCtx {
 }
 
 impl StageCtx {
-    /// Where this run (or shard) writes `table`.
-    pub fn table_dir(&self, table: &str) -> std::path::PathBuf {
-        self.run_dir.table_of(table, self.shard)
+    /// Where this run (or shard) writes `table`, relative to the run's root.
+    pub fn table_dir(&self, table: &str) -> String {
+        self.storage.relative(&self.run_dir, &self.run_dir.table_of(table, self.shard))
     }
 
-    pub fn failures_dir(&self, stage: &str) -> std::path::PathBuf {
-        self.run_dir.failures_of(stage, self.shard)
+    pub fn failures_dir(&self, stage: &str) -> String {
+        self.storage.relative(&self.run_dir, &self.run_dir.failures_of(stage, self.shard))
+    }
+
+    /// The path of part `part` of a table in `dir`, named for this attempt.
+    pub fn part_path(&self, dir: &str, part: Part) -> String {
+        format!("{dir}/{}", part.file_name_of(&self.attempt))
     }
 
     pub fn client(&self, name: &str) -> Result<Arc<ModelClient>, Error> {

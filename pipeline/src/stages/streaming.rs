@@ -3,27 +3,28 @@
 //! for all of them: counting, progress, parts, the commit protocol, resume and the closing line.
 //!
 //! Units flow through `process` with many in flight (results kept in input order) and are grouped
-//! into numbered parts. Each part is committed as `failures` part → counts sidecar → output part
-//! (the rename of the output part is the commit). On resume, units of committed parts are skipped
-//! and their counts read back from the sidecars, so a killed stage redoes only uncommitted parts
-//! (and their requests hit the response cache).
+//! into numbered parts. Each part is committed as `failures` part and output part, each under the
+//! attempt's name, then a create-only part marker naming both with the part's counts (the commit
+//! point; [`lrem_schemas::commit`]). On resume, units of committed parts are skipped and their
+//! counts read back from the markers, so a killed stage redoes only uncommitted parts (and their
+//! requests hit the response cache).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use arrow::datatypes::{Schema, SchemaRef};
 use futures::{Stream, StreamExt, TryStreamExt};
 use lrem_schemas::Part;
+use lrem_schemas::commit::{self, FileEntry, PartCommit};
 use lrem_schemas::config::PipelineConfig;
 
 use super::prompts::Prompts;
 use super::stage::{Counts, Scope, Stage, StageCtx};
 use crate::Error;
 use crate::client::{CallError, ErrorKind, ModelClient};
-use crate::parquet_out::ParquetFile;
+use crate::parquet_out::PartFile;
 
 /// A stage that streams the rows of one SQL query through `process` into one table.
 pub trait Streaming: Sync {
@@ -207,6 +208,9 @@ pub async fn run<S: Streaming>(ctx: &StageCtx) -> Result<Counts, Error> {
         |c| bar.update(c.rows_in, client),
     )
     .await?;
+    for file in sink.files().await? {
+        ctx.journal.record(file);
+    }
     bar.finish(S::summary(state, &counts));
     Ok(counts)
 }
@@ -241,58 +245,82 @@ pub fn batch_by_name<R: Rows>(table: &str, schema: &SchemaRef, rows: &[R]) -> Re
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
-/// Where one stage writes.
-struct PartSink {
+/// Where one stage writes, and where its part markers go.
+struct PartSink<'a> {
+    ctx: &'a StageCtx,
     stage: &'static str,
     table: &'static str,
-    dir: PathBuf,
-    failures_dir: PathBuf,
+    dir: String,
+    failures_dir: String,
+    markers: String,
     schema: SchemaRef,
 }
 
-impl PartSink {
-    fn new(ctx: &StageCtx, stage: &'static str, table: &'static str) -> Result<Self, Error> {
-        let dir = ctx.table_dir(table);
-        let failures_dir = ctx.failures_dir(stage);
-        for d in [&dir, &failures_dir] {
-            std::fs::create_dir_all(d).map_err(|e| Error::io(d, e))?;
-        }
+impl<'a> PartSink<'a> {
+    fn new(ctx: &'a StageCtx, stage: &'static str, table: &'static str) -> Result<Self, Error> {
+        let markers = ctx.run_dir.part_commits(stage, ctx.shard, &ctx.fingerprint);
         let schema = lrem_schemas::table(table)?.schema();
-        Ok(Self { stage, table, dir, failures_dir, schema })
+        Ok(Self {
+            ctx,
+            stage,
+            table,
+            dir: ctx.table_dir(table),
+            failures_dir: ctx.failures_dir(stage),
+            markers,
+            schema,
+        })
     }
 
-    /// Parts committed by an earlier attempt, with their counts.
-    fn committed(&self) -> Result<BTreeMap<usize, Counts>, Error> {
+    /// Parts committed by earlier (or concurrent) attempts at this fingerprint, by number.
+    async fn committed(&self) -> Result<BTreeMap<usize, PartCommit>, Error> {
         let mut done = BTreeMap::new();
-        let entries = std::fs::read_dir(&self.dir).map_err(|e| Error::io(&self.dir, e))?;
-        for entry in entries.flatten() {
-            let Some(part) = Part::parse(&entry.file_name().to_string_lossy()) else { continue };
-            let sidecar = self.dir.join(part.sidecar_name());
-            let bytes = std::fs::read(&sidecar).map_err(|e| Error::io(&sidecar, e))?;
-            let counts =
-                serde_json::from_slice(&bytes).map_err(|e| Error::Internal(format!("{}: {e}", sidecar.display())))?;
-            done.insert(part.seq, counts);
+        for name in self.ctx.storage.children(&self.markers).await? {
+            let Some(seq) = commit::part_commit_seq(&name) else { continue };
+            let path = format!("{}/{name}", self.markers);
+            if let Some(marker) = commit::read::<PartCommit>(&self.ctx.storage, &path).await? {
+                done.insert(seq, marker);
+            }
         }
         Ok(done)
     }
 
-    /// Commits one part: failures, then counts, then the output part (the commit point).
-    fn commit<R: Rows>(&self, index: usize, rows: &[R], failures: &[FailureRow], counts: &Counts) -> Result<(), Error> {
+    /// Commits one part: its failures and its rows, each under this attempt's name, then the
+    /// create-only marker that names both (the commit point). A part another attempt committed
+    /// first keeps theirs; this attempt's files are left for `gc`.
+    async fn commit<R: Rows>(
+        &self,
+        index: usize,
+        rows: &[R],
+        failures: &[FailureRow],
+        counts: &Counts,
+    ) -> Result<(), Error> {
         let batch = batch_by_name(self.table, &self.schema, rows)?;
         let part = Part { writer: 0, seq: index };
-        write_failures(&self.failures_dir.join(part.file_name()), self.stage, failures)?;
-        let sidecar = self.dir.join(part.sidecar_name());
-        let temp = self.dir.join(format!(".{}.tmp", part.sidecar_name()));
-        std::fs::write(&temp, serde_json::to_vec(counts).expect("counts serialise"))
-            .map_err(|e| Error::io(&temp, e))?;
-        std::fs::rename(&temp, &sidecar).map_err(|e| Error::io(&sidecar, e))?;
-        let mut out = ParquetFile::create(&self.dir.join(part.file_name()), self.schema.clone())?;
+        let failed =
+            write_failures(self.ctx, self.ctx.part_path(&self.failures_dir, part), self.stage, failures).await?;
+        let mut out =
+            PartFile::create(&self.ctx.storage, self.table, self.ctx.part_path(&self.dir, part), self.schema.clone())?;
         out.write(&batch)?;
-        out.finish()
+        let written = out.finish().await?;
+        let marker = PartCommit {
+            attempt: self.ctx.attempt.clone(),
+            files: vec![failed, written],
+            counts: serde_json::to_value(counts).expect("counts serialise"),
+        };
+        let path = format!("{}/{}", self.markers, commit::part_commit_name(index));
+        if !commit::create(&self.ctx.storage, &path, &marker).await? {
+            tracing::info!(stage = self.stage, part = index, "part committed by another attempt first");
+        }
+        Ok(())
+    }
+
+    /// Every committed part's files, for the stage's marker.
+    async fn files(&self) -> Result<Vec<FileEntry>, Error> {
+        Ok(self.committed().await?.into_values().flat_map(|m| m.files).collect())
     }
 }
 
-fn write_failures(path: &std::path::Path, stage: &str, rows: &[FailureRow]) -> Result<(), Error> {
+async fn write_failures(ctx: &StageCtx, path: String, stage: &str, rows: &[FailureRow]) -> Result<FileEntry, Error> {
     let schema = lrem_schemas::table("failures")?.schema();
     let now = crate::client::now_ms();
     let n = rows.len();
@@ -304,15 +332,15 @@ fn write_failures(path: &std::path::Path, stage: &str, rows: &[FailureRow]) -> R
         Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.attempts))),
         Arc::new(TimestampMillisecondArray::from(vec![now; n]).with_timezone("UTC")),
     ];
-    let mut out = ParquetFile::create(path, schema.clone())?;
+    let mut out = PartFile::create(&ctx.storage, "failures", path, schema.clone())?;
     out.write(&RecordBatch::try_new(schema, columns)?)?;
-    out.finish()
+    out.finish().await
 }
 
 /// Runs `process` over `units` (at most `in_flight` at once, results in input order), committing
 /// a part every `units_per_part` units. Units of parts already committed are not processed.
 async fn run_parts<U, R: Rows, Fut>(
-    sink: &PartSink,
+    sink: &PartSink<'_>,
     units: impl Stream<Item = Result<U, Error>>,
     units_per_part: usize,
     in_flight: usize,
@@ -322,10 +350,14 @@ async fn run_parts<U, R: Rows, Fut>(
 where
     Fut: Future<Output = Result<UnitResult<R>, Error>>,
 {
-    let committed = sink.committed()?;
+    let committed = sink.committed().await?;
     let done: BTreeSet<usize> = committed.keys().copied().collect();
     let mut total = Counts::default();
-    committed.values().for_each(|c| total.add(c));
+    for marker in committed.values() {
+        let counts: Counts = serde_json::from_value(marker.counts.clone())
+            .map_err(|e| Error::Internal(format!("a part marker's counts: {e}")))?;
+        total.add(&counts);
+    }
     on_progress(&total);
     let todo = units.enumerate().filter_map(|(i, u)| {
         let part = i / units_per_part;
@@ -339,7 +371,7 @@ where
     while let Some((part, result)) = results.try_next().await? {
         if current.as_ref().is_some_and(|(p, ..)| *p != part) {
             let (p, rows, failures, counts) = current.take().expect("checked");
-            sink.commit(p, &rows, &failures, &counts)?;
+            sink.commit(p, &rows, &failures, &counts).await?;
         }
         let (_, rows, failures, counts) =
             current.get_or_insert_with(|| (part, Vec::new(), Vec::new(), Counts::default()));
@@ -357,7 +389,7 @@ where
         on_progress(&total);
     }
     if let Some((p, rows, failures, counts)) = current {
-        sink.commit(p, &rows, &failures, &counts)?;
+        sink.commit(p, &rows, &failures, &counts).await?;
     }
     Ok(total)
 }

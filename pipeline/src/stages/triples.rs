@@ -52,13 +52,13 @@ impl Stage for Triples {
                 while let Some(batch) = stream.next().await {
                     let batch = batch?;
                     let to_rl = batch.column_by_name("rl").expect("the SQL names `rl`").as_boolean().clone();
-                    all.write(&batch)?;
-                    rl.write(&filter_record_batch(&batch, &to_rl)?)?;
-                    cold_start.write(&filter_record_batch(&batch, &not(&to_rl)?)?)?;
+                    all.write(&batch).await?;
+                    rl.write(&filter_record_batch(&batch, &to_rl)?).await?;
+                    cold_start.write(&filter_record_batch(&batch, &not(&to_rl)?)?).await?;
                 }
-                cold_start.finish()?;
-                rl.finish()?;
-                all.finish()
+                cold_start.finish().await?;
+                rl.finish().await?;
+                all.finish().await
             })
         })
         .await?;

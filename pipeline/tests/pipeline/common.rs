@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,6 +30,68 @@ pub fn run_and_inputs_toml(run_dir: &std::path::Path, world: &std::path::Path) -
         world.join("items.parquet").display(),
         world.join("query_log.parquet").display()
     )
+}
+
+/// A small generated world in a temporary directory, and configs for runs over it.
+pub struct World {
+    _dir: tempfile::TempDir,
+    pub root: PathBuf,
+}
+
+impl World {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_owned();
+        let args = lrem_pipeline::datagen::Args { seed: 7, items: 1700, queries: 420, log_rows: 6000 };
+        lrem_pipeline::datagen::generate(&args, &root.join("world")).unwrap();
+        Self { _dir: dir, root }
+    }
+
+    pub fn run_dir(&self) -> PathBuf {
+        self.root.join("run")
+    }
+
+    /// A config for `base_url`, with fast retries; `extra` is appended (TOML).
+    pub fn config(&self, base_url: &str, extra: &str) -> PathBuf {
+        let head = run_and_inputs_toml(&self.run_dir(), &self.root.join("world"));
+        let text = format!(
+            r#"{head}
+[endpoints.embedder]
+base_url = "{base_url}"
+model = "fake-embed"
+max_concurrency = 4
+timeout_secs = 1.0
+max_retries = 3
+retry_base_secs = 0.01
+retry_max_secs = 0.05
+[endpoints.reasoner]
+base_url = "{base_url}"
+model = "fake-chat"
+max_concurrency = 8
+timeout_secs = 1.0
+max_retries = 3
+retry_base_secs = 0.01
+retry_max_secs = 0.05
+[stages.retrieval]
+k = 20
+batch_size = 32
+[stages.mining]
+min_days = 1
+min_impressions = 5
+max_ctr = 0.2
+min_missed_items = 1
+min_missed_share = 0.3
+[stages.relevance]
+method = "similarity"
+endpoint = "embedder"
+threshold = 0.2
+{extra}
+"#,
+        );
+        let path = self.root.join(format!("config-{}.toml", xxhash_rust::xxh3::xxh3_64(text.as_bytes())));
+        std::fs::write(&path, text).unwrap();
+        path
+    }
 }
 
 /// A chat-heavy bench run in `dir`: a generated world (8,000 queries, 80,000 log rows) where every

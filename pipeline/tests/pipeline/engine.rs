@@ -2,72 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{self, Endpoint, Fault};
+use crate::common::{self, Endpoint, Fault, World};
 use lrem_pipeline::run::manifest::{Manifest, StageState};
 use lrem_pipeline::run::{RunOptions, run};
 use lrem_pipeline::sql::{Inspector, OutputFormat, render};
 use lrem_pipeline::stages;
-
-struct World {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-}
-
-impl World {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_owned();
-        let args = lrem_pipeline::datagen::Args { seed: 7, items: 1700, queries: 420, log_rows: 6000 };
-        lrem_pipeline::datagen::generate(&args, &root.join("world")).unwrap();
-        Self { _dir: dir, root }
-    }
-
-    fn run_dir(&self) -> PathBuf {
-        self.root.join("run")
-    }
-
-    /// A config for `base_url`, with fast retries; `extra` is appended (TOML).
-    fn config(&self, base_url: &str, extra: &str) -> PathBuf {
-        let head = common::run_and_inputs_toml(&self.run_dir(), &self.root.join("world"));
-        let text = format!(
-            r#"{head}
-[endpoints.embedder]
-base_url = "{base_url}"
-model = "fake-embed"
-max_concurrency = 4
-timeout_secs = 1.0
-max_retries = 3
-retry_base_secs = 0.01
-retry_max_secs = 0.05
-[endpoints.reasoner]
-base_url = "{base_url}"
-model = "fake-chat"
-max_concurrency = 8
-timeout_secs = 1.0
-max_retries = 3
-retry_base_secs = 0.01
-retry_max_secs = 0.05
-[stages.retrieval]
-k = 20
-batch_size = 32
-[stages.mining]
-min_days = 1
-min_impressions = 5
-max_ctr = 0.2
-min_missed_items = 1
-min_missed_share = 0.3
-[stages.relevance]
-method = "similarity"
-endpoint = "embedder"
-threshold = 0.2
-{extra}
-"#,
-        );
-        let path = self.root.join(format!("config-{}.toml", xxhash_rust::xxh3::xxh3_64(text.as_bytes())));
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-}
 
 /// A copy of `config` with `from` replaced by `to`.
 fn edited(config: &Path, from: &str, to: &str) -> PathBuf {
@@ -144,8 +83,9 @@ async fn a_rerun_from_scratch_is_served_by_the_cache() {
     // Unchanged: nothing to do.
     run(&config, quiet()).await.unwrap();
     assert_eq!(endpoint.requests(), sent);
-    // Tables and manifest gone, cache kept: every request is a cache hit.
+    // Tables, their commits and the manifest gone, cache kept: every request is a cache hit.
     std::fs::remove_dir_all(run_dir.join("tables")).unwrap();
+    std::fs::remove_dir_all(run_dir.join("commits")).unwrap();
     std::fs::remove_file(run_dir.join("manifest.json")).unwrap();
     let (_, manifest) = run(&config, quiet()).await.unwrap();
     assert_eq!(endpoint.requests(), sent, "a rerun re-sent requests");
@@ -331,14 +271,10 @@ async fn shards_together_equal_one_unsharded_run() {
     for i in 0..3 {
         run(&sharded, shard(i)).await.unwrap();
         assert!(world.run_dir().join(format!("tables/triples/shard={i}")).is_dir());
-        assert!(
-            Manifest::load(
-                &lrem_schemas::RunDir::new(world.run_dir()),
-                Some(lrem_pipeline::stages::Shard { index: i, count: 3 })
-            )
-            .unwrap()
-            .is_some()
-        );
+        let storage = lrem_schemas::store::Storage::open(&world.run_dir().display().to_string()).unwrap();
+        let shard = Some(lrem_pipeline::stages::Shard { index: i, count: 3 });
+        let run = lrem_schemas::RunDir::new(world.run_dir());
+        assert!(Manifest::load(&storage, &run, shard).await.unwrap().is_some());
     }
     for table in ["reasoning", "cot", "gain", "relevance", "triples", "triples_rl", "triples_cold_start"] {
         let query = format!("select * from {table} order by 1, 2, 3, 4");

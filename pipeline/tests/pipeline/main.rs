@@ -3,5 +3,7 @@
 mod cli;
 mod common;
 mod engine;
+mod object_store;
 mod prompts;
 mod resume;
+mod s3;
