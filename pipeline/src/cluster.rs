@@ -58,7 +58,7 @@ pub struct Slurm {
 pub fn slurm(plan: &Plan, options: &Slurm) -> Vec<File> {
     let header = |name: &str, output: &str, extra: &str| {
         let mut h = format!(
-            "#!/bin/bash\n#SBATCH --job-name={name}\n#SBATCH --output={}/{output}\n#SBATCH --chdir={}\n#SBATCH --requeue\n",
+            "#!/bin/bash\n#SBATCH --job-name={name}\n#SBATCH --output={}/{output}\n#SBATCH --open-mode=append\n#SBATCH --chdir={}\n#SBATCH --requeue\n",
             options.logs.display(),
             plan.workdir.display()
         );

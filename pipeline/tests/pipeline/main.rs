@@ -1,6 +1,7 @@
 //! The pipeline's integration tests, as one binary (one link of DataFusion instead of four).
 
 mod cli;
+mod cluster;
 mod common;
 mod engine;
 mod object_store;
