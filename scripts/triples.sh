@@ -45,7 +45,13 @@ curl -sf "http://127.0.0.1:$port/health" > /dev/null || { echo "the model server
 echo
 echo "== pipeline: embeds the catalogue, mines hard queries, reasons, extracts keywords, retrieves again, filters (a few minutes on 2 cores) =="
 start=$(date +%s)
-"$bin/lrem-pipeline" run --config "$served_config"
+# RUN_WITH replaces the one process by another way of running the config (scripts/run_phases.sh:
+# the phases of a sharded run, as a batch system would).
+if [[ -n ${RUN_WITH:-} ]]; then
+    "$RUN_WITH" "$served_config"
+else
+    "$bin/lrem-pipeline" run --config "$served_config"
+fi
 seconds=$(( $(date +%s) - start ))
 
 echo

@@ -1,20 +1,21 @@
-//! Batch-system recipes for a sharded run, as DataTrove's Slurm executor gives them: one job for
-//! the shared stages, then an array of `shards` tasks for the per-query stages, started only when
-//! the first succeeded. Each task takes its shard from its batch system's environment
+//! Batch-system recipes for a sharded run, as DataTrove's Slurm executor gives them: a job per
+//! phase of the DAG ([`PHASES`]), each started only when the one before succeeded; a sharded phase
+//! is an array of `shards` tasks, a merge phase one task. Each task takes its shard from its batch system's environment
 //! (`Shard::from_env`); a task that fails is retried (Slurm: requeued by its own script; Kubernetes:
 //! `backoffLimitPerIndex`), and a retried task finds its committed stages and parts and goes on
 //! from there.
 //!
-//! - [`slurm`]: `01-shared.sbatch`, `02-shards.sbatch` and `submit.sh` (chained with
+//! - [`slurm`]: `01-queries.sbatch` … `05-per-query.sbatch` and `submit.sh` (chained with
 //!   `--dependency=afterok`);
-//! - [`k8s`]: a ConfigMap with the config, a Job for the shared stages and an Indexed Job for the
-//!   shards, as JSON manifests `kubectl apply -f` reads (JSON is YAML, and needs no new crate).
+//! - [`k8s`]: a ConfigMap with the config and a Job per phase (Indexed when sharded), as JSON
+//!   manifests `kubectl apply -f` reads (JSON is YAML, and needs no new crate), and `apply.sh`.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
 use crate::Error;
+use crate::stages::{PHASES, Phase};
 
 /// What a recipe runs: this binary, on this config, from this directory.
 #[derive(Debug, Clone)]
@@ -54,27 +55,56 @@ pub struct Slurm {
     pub logs: PathBuf,
 }
 
-/// The Slurm recipe: two batch scripts and the script that submits them in order.
+/// The arguments of `lrem-pipeline run` for one phase.
+fn phase_args(phase: &Phase) -> Vec<&'static str> {
+    let mut args = Vec::new();
+    if let Some(until) = phase.until {
+        args.extend(["--until", until]);
+    }
+    if !phase.sharded {
+        args.extend(["--shard", "none"]);
+    }
+    args
+}
+
+/// The name of phase `i`'s file (`01-queries`, …).
+fn phase_file(i: usize, phase: &Phase) -> String {
+    format!("{:02}-{}", i + 1, phase.name)
+}
+
+/// The Slurm recipe: a batch script per phase ([`PHASES`]; an array of `shards` tasks for a
+/// sharded one) and the script that submits them, each after the one before succeeded.
 pub fn slurm(plan: &Plan, options: &Slurm) -> Vec<File> {
-    let header = |name: &str, output: &str, extra: &str| {
-        let mut h = format!(
-            "#!/bin/bash\n#SBATCH --job-name={name}\n#SBATCH --output={}/{output}\n#SBATCH --open-mode=append\n#SBATCH --chdir={}\n#SBATCH --requeue\n",
+    let mut files = Vec::new();
+    let mut submit = String::from(
+        "#!/bin/bash\n\
+         # Submits the phases in order, each once the one before succeeded; prints their job ids.\n\
+         set -euo pipefail\n\
+         cd \"$(dirname \"$0\")\"\n",
+    );
+    submit.push_str(&format!("mkdir -p {}\nprevious=\nids=\n", quote(&options.logs)));
+    for (i, phase) in PHASES.iter().enumerate() {
+        let name = phase_file(i, phase);
+        let mut script = format!(
+            "#!/bin/bash\n#SBATCH --job-name=lrem-{}\n#SBATCH --output={}/{}\n#SBATCH --open-mode=append\n\
+             #SBATCH --chdir={}\n#SBATCH --requeue\n",
+            phase.name,
             options.logs.display(),
+            if phase.sharded { format!("{}-%A_%a.log", phase.name) } else { format!("{}-%j.log", phase.name) },
             plan.workdir.display()
         );
         if let Some(p) = &options.partition {
-            h.push_str(&format!("#SBATCH --partition={p}\n"));
+            script.push_str(&format!("#SBATCH --partition={p}\n"));
         }
-        h.push_str(extra);
-        h
-    };
-    let run = |args: &str| {
-        format!(
+        if phase.sharded {
+            script.push_str(&format!("#SBATCH --array=0-{}\n", plan.shards - 1));
+        }
+        script.push_str(&format!(
             "set -uo pipefail\n\
              {bin} run --config {config} --quiet --log-json {args} && exit 0\n\
              status=$?\n\
-             # A failed attempt requeues itself while it has retries left; the next attempt finds what\n\
-             # this one committed.\n\
+             # A failed attempt requeues itself while it has retries left; the next attempt goes on\n\
+             # from what this one committed.\n\
              if (( ${{SLURM_RESTART_COUNT:-0}} < {retries} )); then\n\
              \x20   echo \"lrem: attempt ${{SLURM_RESTART_COUNT:-0}} exited $status; requeueing\" >&2\n\
              \x20   scontrol requeue \"${{SLURM_ARRAY_JOB_ID:-$SLURM_JOB_ID}}${{SLURM_ARRAY_TASK_ID:+_$SLURM_ARRAY_TASK_ID}}\"\n\
@@ -83,24 +113,19 @@ pub fn slurm(plan: &Plan, options: &Slurm) -> Vec<File> {
              exit $status\n",
             bin = quote(&plan.binary),
             config = quote(&plan.config),
+            args = phase_args(phase).join(" "),
             retries = plan.retries,
-        )
-    };
-    let shared = header("lrem-shared", "shared-%j.log", "") + &run("--until hard_queries --shard none");
-    let array = format!("#SBATCH --array=0-{}\n", plan.shards - 1);
-    let shards = header("lrem-shards", "shard-%A_%a.log", &array) + &run("");
-    let submit = format!(
-        "#!/bin/bash\n\
-         # Submits the shared stages, then the shards once they succeeded; prints both job ids.\n\
-         set -euo pipefail\n\
-         cd \"$(dirname \"$0\")\"\n\
-         mkdir -p {logs}\n\
-         shared=$(sbatch --parsable 01-shared.sbatch)\n\
-         shards=$(sbatch --parsable --dependency=afterok:$shared 02-shards.sbatch)\n\
-         echo \"shared $shared shards $shards\"\n",
-        logs = quote(&options.logs)
-    );
-    vec![("01-shared.sbatch".into(), shared), ("02-shards.sbatch".into(), shards), ("submit.sh".into(), submit)]
+        ));
+        submit.push_str(&format!(
+            "id=$(sbatch --parsable ${{previous:+--dependency=afterok:$previous}} {name}.sbatch)\n\
+             previous=$id ids=\"$ids {} $id\"\n",
+            phase.name
+        ));
+        files.push((format!("{name}.sbatch"), script));
+    }
+    submit.push_str("echo $ids\n");
+    files.push(("submit.sh".into(), submit));
+    files
 }
 
 /// Kubernetes options beyond the plan.
@@ -117,8 +142,8 @@ pub struct K8s {
 /// Where the config is mounted in the pods.
 pub const K8S_CONFIG: &str = "/etc/lrem/run.toml";
 
-/// The Kubernetes recipe: the config as a ConfigMap, the shared stages as a Job, the shards as an
-/// Indexed Job (`JOB_COMPLETION_INDEX` of `LREM_SHARD_COUNT`), to apply in this order.
+/// The Kubernetes recipe: the config as a ConfigMap, then a Job per phase ([`PHASES`]): an Indexed
+/// Job (`JOB_COMPLETION_INDEX` of `LREM_SHARD_COUNT`) for a sharded one, applied in order.
 pub fn k8s(plan: &Plan, options: &K8s) -> Result<Vec<File>, Error> {
     let config = std::fs::read_to_string(&plan.config).map_err(|e| Error::io(&plan.config, e))?;
     let metadata = |name: &str| {
@@ -128,7 +153,7 @@ pub fn k8s(plan: &Plan, options: &K8s) -> Result<Vec<File>, Error> {
         }
         m
     };
-    let pod = |args: &[&str], extra_env: serde_json::Value| {
+    let pod = |args: &[&'static str], extra_env: serde_json::Value| {
         let mut command = vec![options.binary.as_str(), "run", "--config", K8S_CONFIG, "--quiet", "--log-json"];
         command.extend_from_slice(args);
         json!({
@@ -148,41 +173,48 @@ pub fn k8s(plan: &Plan, options: &K8s) -> Result<Vec<File>, Error> {
         "apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata("lrem-config"),
         "data": { "run.toml": config },
     });
-    let shared = json!({
-        "apiVersion": "batch/v1", "kind": "Job", "metadata": metadata("lrem-shared"),
-        "spec": {
-            "backoffLimit": plan.retries,
-            "template": { "spec": pod(&["--until", "hard_queries", "--shard", "none"], json!([])) },
-        },
-    });
-    let shards = json!({
-        "apiVersion": "batch/v1", "kind": "Job", "metadata": metadata("lrem-shards"),
-        "spec": {
-            "completionMode": "Indexed",
-            "completions": plan.shards,
-            "parallelism": plan.shards,
-            "backoffLimitPerIndex": plan.retries,
-            "maxFailedIndexes": 0,
-            "template": {
-                "spec": pod(&[], json!([{ "name": "LREM_SHARD_COUNT", "value": plan.shards.to_string() }])),
-            },
-        },
-    });
+    let jobs: Vec<(String, serde_json::Value)> = PHASES
+        .iter()
+        .enumerate()
+        .map(|(i, phase)| {
+            let name = format!("lrem-{}", phase.name);
+            let args = phase_args(phase);
+            let spec = if phase.sharded {
+                json!({
+                    "completionMode": "Indexed",
+                    "completions": plan.shards,
+                    "parallelism": plan.shards,
+                    "backoffLimitPerIndex": plan.retries,
+                    "maxFailedIndexes": 0,
+                    "template": {
+                        "spec": pod(&args, json!([{ "name": "LREM_SHARD_COUNT", "value": plan.shards.to_string() }])),
+                    },
+                })
+            } else {
+                json!({ "backoffLimit": plan.retries, "template": { "spec": pod(&args, json!([])) } })
+            };
+            let job = json!({ "apiVersion": "batch/v1", "kind": "Job", "metadata": metadata(&name), "spec": spec });
+            (phase_file(i, phase), job)
+        })
+        .collect();
     let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).expect("JSON") + "\n";
-    let apply = "#!/bin/bash\n\
-         # Applies the config, runs the shared stages, then the shards once the first Job completed.\n\
+    let mut apply = String::from(
+        "#!/bin/bash\n\
+         # Applies the config, then each phase's Job once the one before completed.\n\
          set -euo pipefail\n\
          cd \"$(dirname \"$0\")\"\n\
-         kubectl apply -f 00-config.json -f 01-shared.json\n\
-         kubectl wait --for=condition=complete --timeout=24h job/lrem-shared\n\
-         kubectl apply -f 02-shards.json\n"
-        .to_string();
-    Ok(vec![
-        ("00-config.json".into(), pretty(&configmap)),
-        ("01-shared.json".into(), pretty(&shared)),
-        ("02-shards.json".into(), pretty(&shards)),
-        ("apply.sh".into(), apply),
-    ])
+         kubectl apply -f 00-config.json\n",
+    );
+    let mut files = vec![("00-config.json".to_string(), pretty(&configmap))];
+    for (file, job) in jobs {
+        let name = job["metadata"]["name"].as_str().expect("a name").to_string();
+        apply.push_str(&format!(
+            "kubectl apply -f {file}.json\nkubectl wait --for=condition=complete --timeout=24h job/{name}\n"
+        ));
+        files.push((format!("{file}.json"), pretty(&job)));
+    }
+    files.push(("apply.sh".into(), apply));
+    Ok(files)
 }
 
 /// Writes a recipe's files into `dir` (scripts executable).
@@ -219,13 +251,26 @@ mod tests {
     }
 
     #[test]
-    fn the_slurm_array_follows_the_shared_job_and_requeues_a_failed_task() {
+    fn each_slurm_phase_follows_the_one_before_and_a_failed_task_requeues_itself() {
         let files = slurm(&plan(), &Slurm { partition: Some("cpu".into()), logs: "/work/logs".into() });
-        let [(_, shared), (_, shards), (_, submit)] = &files[..] else { panic!("three files") };
-        assert!(shared.contains("--until hard_queries --shard none") && !shared.contains("--array"));
-        assert!(shards.contains("#SBATCH --array=0-3\n") && shards.contains("#SBATCH --partition=cpu\n"));
-        assert!(shards.contains("'/work/run'\\''s.toml'"), "{shards}");
-        assert!(shards.contains("SLURM_RESTART_COUNT:-0} < 2") && shards.contains("scontrol requeue"));
-        assert!(submit.contains("--dependency=afterok:$shared 02-shards.sbatch"));
+        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "01-queries.sbatch",
+                "02-item-embeddings.sbatch",
+                "03-retrieval-1.sbatch",
+                "04-hard-queries.sbatch",
+                "05-per-query.sbatch",
+                "submit.sh"
+            ]
+        );
+        let text = |n: usize| files[n].1.as_str();
+        assert!(text(0).contains("--until queries --shard none") && !text(0).contains("--array"));
+        assert!(text(1).contains("#SBATCH --array=0-3\n") && text(1).contains("--until item_embeddings && exit 0"));
+        assert!(text(4).contains("#SBATCH --partition=cpu\n") && text(4).contains("--log-json  && exit 0"));
+        assert!(text(4).contains("'/work/run'\\''s.toml'"), "{}", text(4));
+        assert!(text(4).contains("SLURM_RESTART_COUNT:-0} < 2") && text(4).contains("scontrol requeue"));
+        assert!(text(5).contains("${previous:+--dependency=afterok:$previous} 05-per-query.sbatch"));
     }
 }

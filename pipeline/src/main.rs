@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use lrem_pipeline::datagen;
 use lrem_pipeline::run::RunOptions;
-use lrem_pipeline::run::manifest::Manifest;
+use lrem_pipeline::run::manifest::{Manifest, StageState};
 use lrem_pipeline::sql::{Inspector, OutputFormat, render};
 use lrem_pipeline::stages::{self, DAG, Shard};
 use lrem_schemas::ValidateOptions;
@@ -99,8 +99,8 @@ enum Command {
         #[arg(long)]
         run: PathBuf,
     },
-    /// Write (and with --submit, submit) the Slurm jobs of a sharded run: the shared stages, then
-    /// an array of --shards tasks once they succeeded.
+    /// Write (and with --submit, submit) the Slurm jobs of a sharded run: one per phase, each after
+    /// the one before succeeded; a sharded phase is an array of --shards tasks.
     Slurm {
         #[arg(long)]
         config: PathBuf,
@@ -118,8 +118,8 @@ enum Command {
         #[arg(long)]
         submit: bool,
     },
-    /// Write the Kubernetes manifests of a sharded run: the config, a Job for the shared stages, an
-    /// Indexed Job of --shards pods.
+    /// Write the Kubernetes manifests of a sharded run: the config and a Job per phase (an Indexed
+    /// Job of --shards pods for a sharded one).
     K8s {
         #[arg(long)]
         config: PathBuf,
@@ -262,7 +262,7 @@ fn run(cli: Cli) -> Result<()> {
             let logs = std::path::absolute(out.join("logs"))?;
             let files = lrem_pipeline::cluster::slurm(&plan, &lrem_pipeline::cluster::Slurm { partition, logs });
             lrem_pipeline::cluster::write(&out, &files)?;
-            println!("wrote {}/{{01-shared.sbatch,02-shards.sbatch,submit.sh}}", out.display());
+            println!("wrote {} batch scripts and submit.sh to {}", files.len() - 1, out.display());
             if submit {
                 let o = std::process::Command::new(out.join("submit.sh")).output().context("running submit.sh")?;
                 anyhow::ensure!(o.status.success(), "submit.sh: {}", String::from_utf8_lossy(&o.stderr));
@@ -274,7 +274,7 @@ fn run(cli: Cli) -> Result<()> {
             let plan = lrem_pipeline::cluster::Plan::new(&config, shards, retries)?;
             let options = lrem_pipeline::cluster::K8s { image, namespace, secret, binary };
             lrem_pipeline::cluster::write(&out, &lrem_pipeline::cluster::k8s(&plan, &options)?)?;
-            println!("wrote {}/{{00-config,01-shared,02-shards}}.json and apply.sh", out.display());
+            println!("wrote the manifests and apply.sh to {}", out.display());
             Ok(())
         }
         Command::Status { run } => tokio::runtime::Runtime::new()?.block_on(status(run)),
@@ -306,11 +306,31 @@ async fn status(run: PathBuf) -> Result<()> {
         .await?
         .with_context(|| format!("{}: no manifest.json (not a run directory)", run.display()))?;
     print!("{}", funnel(&manifest));
-    for name in storage.children("").await? {
-        let Some(shard) = Shard::from_manifest_name(&name) else { continue };
-        let Some(manifest) = Manifest::load(&storage, &layout, Some(shard)).await? else { continue };
-        println!("\n{name}");
-        print!("{}", funnel(&manifest));
+    let ledger = lrem_pipeline::manifest::Ledger::load(&storage, &layout).await?;
+    for (shard, manifest) in &ledger.shards {
+        println!("\nshard {shard}");
+        print!("{}", funnel(manifest));
+    }
+    // Per sharded stage: which shards have it, which left it running (killed or failed), which
+    // never started it.
+    for count in ledger.counts() {
+        println!("\nshards of {count}:");
+        for stage in DAG.iter().filter(|s| s.scope() != lrem_pipeline::stages::Scope::Once) {
+            let states = ledger.states(stage.name(), count);
+            let which = |want: Option<StageState>| -> Vec<String> {
+                states.iter().enumerate().filter(|(_, s)| **s == want).map(|(i, _)| i.to_string()).collect()
+            };
+            let (done, running, missing) =
+                (which(Some(StageState::Done)), which(Some(StageState::Running)), which(None));
+            let list = |v: &[String]| if v.is_empty() { "-".to_string() } else { v.join(",") };
+            println!(
+                "{:<18} done {:>3}/{count}  running or failed: {:<12} missing: {}",
+                stage.name(),
+                done.len(),
+                list(&running),
+                list(&missing)
+            );
+        }
     }
     Ok(())
 }

@@ -69,3 +69,54 @@ impl Manifest {
         Ok(storage.write(&path, bytes.into()).await?)
     }
 }
+
+/// Every manifest of a run: the unsharded one and each shard's, to tell whether a stage is done
+/// for the whole run and which shards lack it.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    pub unsharded: Manifest,
+    pub shards: BTreeMap<Shard, Manifest>,
+}
+
+impl Ledger {
+    pub async fn load(storage: &Storage, run: &RunDir) -> Result<Self, Error> {
+        let mut ledger =
+            Self { unsharded: Manifest::load(storage, run, None).await?.unwrap_or_default(), ..Default::default() };
+        for name in storage.children("").await? {
+            if let Some(shard) = Shard::from_manifest_name(&name)
+                && let Some(manifest) = Manifest::load(storage, run, Some(shard)).await?
+            {
+                ledger.shards.insert(shard, manifest);
+            }
+        }
+        Ok(ledger)
+    }
+
+    /// Whether `stage` is done at `fingerprint` for the whole run: unsharded, or by every shard of
+    /// one count.
+    pub fn complete(&self, stage: &str, fingerprint: &str) -> bool {
+        let done = |m: &Manifest| {
+            m.stages.get(stage).is_some_and(|r| r.state == StageState::Done && r.fingerprint == fingerprint)
+        };
+        done(&self.unsharded)
+            || self
+                .counts()
+                .into_iter()
+                .any(|n| (0..n).all(|i| self.shards.get(&Shard { index: i, count: n }).is_some_and(done)))
+    }
+
+    /// The shard counts the run's shard manifests name.
+    pub fn counts(&self) -> Vec<u32> {
+        let mut counts: Vec<u32> = self.shards.keys().map(|s| s.count).collect();
+        counts.sort();
+        counts.dedup();
+        counts
+    }
+
+    /// Per shard of `count`: the state `stage` has there (`None`: the shard never started it).
+    pub fn states(&self, stage: &str, count: u32) -> Vec<Option<StageState>> {
+        (0..count)
+            .map(|index| self.shards.get(&Shard { index, count }).and_then(|m| m.stages.get(stage)).map(|r| r.state))
+            .collect()
+    }
+}

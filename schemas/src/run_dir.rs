@@ -18,8 +18,9 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// One of `count` shards of the per-query stages: the queries with `query_id % count == index`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// One of `count` shards of the sharded stages: the queries with `query_id % count == index` (the
+/// items with `item_id mod count == index` for the catalogue's embeddings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Shard {
     pub index: u32,
     pub count: u32,

@@ -24,7 +24,7 @@ use crate::stages::{self, DAG, Prompts, Scope, Shard, Stage, StageCtx};
 use lrem_schemas::RunDir;
 use lrem_schemas::commit::{self, Commit};
 use lrem_schemas::store::{Storage, is_url};
-use manifest::{Manifest, StageRecord, StageState};
+use manifest::{Ledger, Manifest, StageRecord, StageState};
 
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -51,7 +51,7 @@ pub async fn run(config_path: &Path, options: RunOptions) -> Result<(PathBuf, Ma
         (None, None) => DAG.to_vec(),
     };
     if options.shard.is_some() {
-        selected.retain(|s| s.scope() != Scope::Shared);
+        selected.retain(|s| s.scope() != Scope::Once);
     }
     let inputs = validate_inputs(&config).await?;
     let prompts = Prompts::load(&config, Path::new("."))?;
@@ -64,11 +64,7 @@ pub async fn run(config_path: &Path, options: RunOptions) -> Result<(PathBuf, Ma
     let cache = Cache::open(&cache_path(&storage, &layout, options.shard))?;
     let clients = clients.into_iter().map(|(name, c)| (name, Arc::new(c.with_cache(cache.clone())))).collect();
 
-    let shared = Manifest::load(&storage, &layout, None).await?.unwrap_or_default();
-    let mut manifest = match options.shard {
-        None => shared.clone(),
-        Some(s) => Manifest::load(&storage, &layout, Some(s)).await?.unwrap_or_default(),
-    };
+    let mut manifest = Manifest::load(&storage, &layout, options.shard).await?.unwrap_or_default();
     manifest.version = 1;
     manifest.inputs = [("items", &config.inputs.items), ("query_log", &config.inputs.query_log)]
         .into_iter()
@@ -76,6 +72,18 @@ pub async fn run(config_path: &Path, options: RunOptions) -> Result<(PathBuf, Ma
         .collect();
     manifest.config = serde_json::to_value(&config).map_err(|e| Error::Internal(e.to_string()))?;
     let fingerprints = all_fingerprints(&config, &prompts);
+    // Before any work: every upstream is done, or is done by this run before it is read.
+    let ledger = Ledger::load(&storage, &layout).await?;
+    for stage in &selected {
+        let will_run = |name: &str| {
+            selected.iter().any(|s| s.name() == name)
+                || manifest
+                    .stages
+                    .get(name)
+                    .is_some_and(|r| r.state == StageState::Done && r.fingerprint == fingerprints[name])
+        };
+        check_upstream(*stage, options.shard, &ledger, &fingerprints, &will_run, config_path)?;
+    }
     let tables = Inspector::open_run(storage.clone(), inputs).await?;
     tracing::info!(%attempt, run = %location, "attempt started");
     let mut ctx = StageCtx {
@@ -99,6 +107,11 @@ pub async fn run(config_path: &Path, options: RunOptions) -> Result<(PathBuf, Ma
             tracing::info!(stage = stage.name(), "up to date");
             continue;
         }
+        let ledger = Ledger::load(&storage, &layout).await?;
+        if ledger.complete(stage.name(), &fingerprint) {
+            tracing::info!(stage = stage.name(), "done for the whole run (unsharded, or by every shard)");
+            continue;
+        }
         let marker = layout.commit(stage.name(), options.shard, &fingerprint);
         if let Some(theirs) = commit::read::<Commit>(&storage, &marker).await? {
             // Another attempt of this scope (a requeued task, a retried pod) committed it.
@@ -108,28 +121,13 @@ pub async fn run(config_path: &Path, options: RunOptions) -> Result<(PathBuf, Ma
             ctx.tables.refresh().await?;
             continue;
         }
-        for upstream in stage.upstream() {
-            let shared_upstream = stages::find(upstream)?.scope() == Scope::Shared;
-            let records = if options.shard.is_some() && shared_upstream { &shared } else { &manifest };
-            let done = records
+        let own = |name: &str| {
+            manifest
                 .stages
-                .get(*upstream)
-                .is_some_and(|r| r.state == StageState::Done && r.fingerprint == fingerprints[*upstream]);
-            if !done && options.shard.is_some() && shared_upstream {
-                return Err(Error::Usage(format!(
-                    "shards need the shared stages done first: run `lrem-pipeline run --config {} --until hard_queries` once",
-                    config_path.display()
-                )));
-            }
-            if !done {
-                return Err(Error::Usage(format!(
-                    "stage `{}` needs `{}` to be done with the current config; run without --only (or with --until {})",
-                    stage.name(),
-                    upstream,
-                    stage.name()
-                )));
-            }
-        }
+                .get(name)
+                .is_some_and(|r| r.state == StageState::Done && r.fingerprint == fingerprints[name])
+        };
+        check_upstream(stage, options.shard, &ledger, &fingerprints, &own, config_path)?;
         manifest.stages.insert(
             stage.name().into(),
             StageRecord { fingerprint: fingerprint.clone(), state: StageState::Running, ..Default::default() },
@@ -162,6 +160,44 @@ pub async fn run(config_path: &Path, options: RunOptions) -> Result<(PathBuf, Ma
         ctx.tables.refresh().await?;
     }
     Ok((run_dir, manifest))
+}
+
+/// That `stage` can read its upstream stages: each is done for the whole run, or is done (`own`)
+/// by this run or shard where that suffices: a shard reads its own shard of an upstream of the
+/// same scope, and anything else (the catalogue's embeddings for a query shard, a merge step's
+/// table) only when complete.
+fn check_upstream(
+    stage: &dyn Stage,
+    shard: Option<Shard>,
+    ledger: &Ledger,
+    fingerprints: &BTreeMap<&'static str, String>,
+    own: &dyn Fn(&str) -> bool,
+    config_path: &Path,
+) -> Result<(), Error> {
+    for upstream in stage.upstream() {
+        let up = stages::find(upstream)?;
+        let local = shard.is_none() || up.scope() == stage.scope();
+        if ledger.complete(upstream, &fingerprints[*upstream]) || (own(upstream) && local) {
+            continue;
+        }
+        let config = config_path.display();
+        let how = match (up.scope(), shard) {
+            (Scope::Once, Some(_)) => {
+                format!(
+                    "it runs once, unsharded, first: `lrem-pipeline run --config {config} --until {upstream} --shard none`"
+                )
+            }
+            (_, Some(_)) => format!(
+                "every shard must have it done first (`lrem-pipeline run --config {config} --until {upstream}` in each; `lrem-pipeline slurm` chains the phases)"
+            ),
+            (_, None) => format!("run without --only (or with --until {})", stage.name()),
+        };
+        return Err(Error::Usage(format!(
+            "stage `{}` needs `{upstream}` done with the current config; {how}",
+            stage.name()
+        )));
+    }
+    Ok(())
 }
 
 /// A stage's manifest record, as its commit marker holds it.

@@ -34,7 +34,7 @@ impl Stage for HardQueries {
     }
 
     fn scope(&self) -> Scope {
-        Scope::Shared
+        Scope::Once
     }
 
     async fn run(&self, ctx: &StageCtx) -> Result<Counts, Error> {

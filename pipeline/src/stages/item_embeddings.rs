@@ -29,7 +29,7 @@ pub struct Embedded {
 impl Streaming for ItemEmbeddings {
     const NAME: &'static str = "item_embeddings";
     const UPSTREAM: &'static [&'static str] = &[];
-    const SCOPE: Scope = Scope::Shared;
+    const SCOPE: Scope = Scope::PerItem;
     const INPUT_SQL: &'static str = include_str!("../../../sql/stages/item_embeddings.sql");
     /// Embedding requests per part (so a part holds `batch_size × 64` items).
     const UNITS_PER_PART: usize = 64;

@@ -56,6 +56,24 @@ pub static DAG: [&dyn Stage; 11] = [
     &triples::Triples,
 ];
 
+/// A step of a sharded run: the stages up to `until` (to the end when `None`), run once unsharded
+/// or by every shard. Each needs the phases before it done in full, so batch systems chain them
+/// (`lrem-pipeline slurm`, `k8s`); an unsharded run goes through all of them in one process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Phase {
+    pub name: &'static str,
+    pub until: Option<&'static str>,
+    pub sharded: bool,
+}
+
+pub static PHASES: [Phase; 5] = [
+    Phase { name: "queries", until: Some("queries"), sharded: false },
+    Phase { name: "item-embeddings", until: Some("item_embeddings"), sharded: true },
+    Phase { name: "retrieval-1", until: Some("retrieval_1"), sharded: true },
+    Phase { name: "hard-queries", until: Some("hard_queries"), sharded: false },
+    Phase { name: "per-query", until: None, sharded: true },
+];
+
 /// The stage called `name`, or an error listing them all.
 pub fn find(name: &str) -> Result<&'static dyn Stage, Error> {
     DAG.iter().copied().find(|s| s.name() == name).ok_or_else(|| {
@@ -91,10 +109,23 @@ mod tests {
     }
 
     #[test]
-    fn shared_stages_read_only_shared_stages() {
-        for stage in DAG.iter().filter(|s| s.scope() == Scope::Shared) {
+    fn the_phases_cover_the_dag_and_a_shard_reads_only_earlier_phases_or_its_own_scope() {
+        let mut phase_of = std::collections::BTreeMap::new();
+        let mut next = 0;
+        for (p, phase) in PHASES.iter().enumerate() {
+            let end = phase.until.map_or(DAG.len(), |u| position(find(u).unwrap()) + 1);
+            for stage in &DAG[next..end] {
+                assert_eq!(phase.sharded, stage.scope() != Scope::Once, "{} in phase {}", stage.name(), phase.name);
+                phase_of.insert(stage.name(), p);
+            }
+            next = end;
+        }
+        assert_eq!(next, DAG.len(), "the last phase runs to the end");
+        for stage in DAG {
             for upstream in stage.upstream() {
-                assert_eq!(find(upstream).unwrap().scope(), Scope::Shared, "{}", stage.name());
+                let same_phase = phase_of[upstream] == phase_of[stage.name()];
+                let same_scope = find(upstream).unwrap().scope() == stage.scope();
+                assert!(!same_phase || same_scope, "{} reads {upstream} of another scope in its phase", stage.name());
             }
         }
     }

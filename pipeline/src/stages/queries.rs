@@ -25,7 +25,7 @@ impl Stage for Queries {
     }
 
     fn scope(&self) -> Scope {
-        Scope::Shared
+        Scope::Once
     }
 
     async fn run(&self, ctx: &StageCtx) -> Result<Counts, Error> {

@@ -8,6 +8,6 @@ pub struct Retrieval1;
 impl RetrievalSet for Retrieval1 {
     const NAME: &'static str = "retrieval_1";
     const UPSTREAM: &'static [&'static str] = &["queries", "item_embeddings"];
-    const SCOPE: Scope = Scope::Shared;
+    const SCOPE: Scope = Scope::PerQuery;
     const INPUT_SQL: &'static str = include_str!("../../../sql/stages/retrieval_1.sql");
 }

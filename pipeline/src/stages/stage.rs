@@ -21,12 +21,16 @@ use crate::sql::Inspector;
 /// 3: parts named by attempt and committed by markers (`commits/`).
 const STAGE_CODE_VERSION: u32 = 3;
 
-/// Whether a stage runs once for the whole run or once per shard of the queries.
+/// Whether a stage runs once for the whole run, or per shard of the catalogue or of the queries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
-    /// Runs once, before any shard (the catalogue, retrieval set ①, mining).
-    Shared,
-    /// Runs per shard of `query_id` (`--shard i/n`), or once over all queries.
+    /// Runs once, unsharded, over what every shard wrote before it (a SQL merge step: the
+    /// queries table, mining).
+    Once,
+    /// Runs per shard of `item_id` (`--shard i/n`: `item_id mod n == i`), or once over the whole
+    /// catalogue.
+    PerItem,
+    /// Runs per shard of `query_id` (`query_id % n == i`), or once over all queries.
     PerQuery,
 }
 
@@ -155,6 +159,7 @@ impl StageCtx {
         let mut env = minijinja::Environment::new();
         env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
         env.add_function("shard_filter", move |column: String| shard_filter(shard, &column));
+        env.add_function("signed_shard_filter", move |column: String| signed_shard_filter(shard, &column));
         env.render_str(template, vars).map_err(|e| Error::Internal(format!("a stage's SQL template: {e}")))
     }
 
@@ -172,6 +177,15 @@ fn shard_filter(shard: Option<Shard>, column: &str) -> String {
     match shard {
         None => "TRUE".into(),
         Some(s) => format!("{column} % {} = {}", s.count, s.index),
+    }
+}
+
+/// [`shard_filter`] for a signed column (`item_id`): SQL's `%` keeps the sign, so a negative id
+/// would belong to no shard.
+fn signed_shard_filter(shard: Option<Shard>, column: &str) -> String {
+    match shard {
+        None => "TRUE".into(),
+        Some(s) => format!("(({column} % {n}) + {n}) % {n} = {}", s.index, n = s.count),
     }
 }
 

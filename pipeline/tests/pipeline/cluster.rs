@@ -62,24 +62,36 @@ async fn the_kubernetes_jobs_pod_commands_run_index_by_index() {
     let manifest = |name: &str| -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(out.join(name)).unwrap()).unwrap()
     };
-    let (configmap, shared, shards) =
-        (manifest("00-config.json"), manifest("01-shared.json"), manifest("02-shards.json"));
+    let configmap = manifest("00-config.json");
+    let apply = std::fs::read_to_string(out.join("apply.sh")).unwrap();
+    let phases = lrem_pipeline::stages::PHASES;
+    let jobs: Vec<serde_json::Value> = (0..phases.len())
+        .map(|i| {
+            let file = format!("{:02}-{}.json", i + 1, phases[i].name);
+            assert!(apply.contains(&format!("kubectl apply -f {file}")), "{apply}");
+            manifest(&file)
+        })
+        .collect();
 
     // The shape Kubernetes wants.
     assert_eq!((configmap["apiVersion"].as_str(), configmap["kind"].as_str()), (Some("v1"), Some("ConfigMap")));
     assert_eq!(configmap["data"]["run.toml"].as_str().unwrap(), std::fs::read_to_string(&config).unwrap());
-    for job in [&shared, &shards] {
+    for (job, phase) in jobs.iter().zip(&phases) {
         assert_eq!((job["apiVersion"].as_str(), job["kind"].as_str()), (Some("batch/v1"), Some("Job")));
         let pod = &job["spec"]["template"]["spec"];
         assert_eq!(pod["restartPolicy"], "Never");
         assert_eq!(pod["containers"][0]["image"], "ghcr.io/lrem/pipeline:0.1");
         assert_eq!(pod["volumes"][0]["configMap"]["name"], configmap["metadata"]["name"]);
+        let spec = &job["spec"];
+        if phase.sharded {
+            assert_eq!((spec["completionMode"].as_str(), spec["completions"].as_u64()), (Some("Indexed"), Some(3)));
+            assert_eq!((spec["parallelism"].as_u64(), spec["backoffLimitPerIndex"].as_u64()), (Some(3), Some(1)));
+            let env = &spec["template"]["spec"]["containers"][0]["env"][0];
+            assert_eq!(env, &serde_json::json!({"name": "LREM_SHARD_COUNT", "value": "3"}));
+        } else {
+            assert_eq!((spec["completionMode"].as_str(), spec["backoffLimit"].as_u64()), (None, Some(1)));
+        }
     }
-    let spec = &shards["spec"];
-    assert_eq!((spec["completionMode"].as_str(), spec["completions"].as_u64()), (Some("Indexed"), Some(3)));
-    assert_eq!((spec["parallelism"].as_u64(), spec["backoffLimitPerIndex"].as_u64()), (Some(3), Some(1)));
-    let container = &spec["template"]["spec"]["containers"][0];
-    assert_eq!(container["env"][0], serde_json::json!({"name": "LREM_SHARD_COUNT", "value": "3"}));
 
     // Each pod's command, as Kubernetes would run it: the config where the ConfigMap is mounted,
     // the Secret's variables, JOB_COMPLETION_INDEX for the shards.
@@ -104,12 +116,17 @@ async fn the_kubernetes_jobs_pod_commands_run_index_by_index() {
         }
         output(c)
     };
-    let o = pod_command(&shared, None).await;
-    assert!(o.status.success(), "{}", text(&o.stderr));
-    for index in 0..3 {
-        let o = pod_command(&shards, Some(index)).await;
-        assert!(o.status.success(), "index {index}: {}", text(&o.stderr));
-        assert!(text(&o.stderr).contains(&format!("\"shard\":\"{index}/3\"")), "{}", text(&o.stderr));
+    for (job, phase) in jobs.iter().zip(&phases) {
+        if !phase.sharded {
+            let o = pod_command(job, None).await;
+            assert!(o.status.success(), "{}: {}", phase.name, text(&o.stderr));
+            continue;
+        }
+        for index in 0..3 {
+            let o = pod_command(job, Some(index)).await;
+            assert!(o.status.success(), "{} index {index}: {}", phase.name, text(&o.stderr));
+            assert!(text(&o.stderr).contains(&format!("\"shard\":\"{index}/3\"")), "{}", text(&o.stderr));
+        }
     }
     assert_equal_to_local(&s3, &local, &url).await;
 }
@@ -148,7 +165,7 @@ async fn a_slurm_array_with_a_requeued_task_equals_an_unsharded_run() {
     assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
     let said = text(&o.stdout);
     let ids: Vec<&str> = said.lines().last().unwrap().split_whitespace().skip(1).step_by(2).collect();
-    assert_eq!(ids.len(), 2, "{said}");
+    assert_eq!(ids.len(), lrem_pipeline::stages::PHASES.len(), "{said}");
     let started = Instant::now();
     loop {
         let q = Command::new("squeue").args(["-h", "-j", &ids.join(",")]).output().unwrap();
@@ -165,6 +182,6 @@ async fn a_slurm_array_with_a_requeued_task_equals_an_unsharded_run() {
         .collect();
     let requeued = logs.iter().filter(|(_, l)| l.contains("requeueing")).count();
     assert_eq!(requeued, 1, "one task should have failed once and been requeued: {logs:#?}");
-    assert_eq!(logs.iter().filter(|(n, _)| n.starts_with("shard-")).count(), 4, "{logs:#?}");
+    assert_eq!(logs.iter().filter(|(n, _)| n.starts_with("per-query-")).count(), 4, "{logs:#?}");
     assert_equal_to_local(&s3, &local, &url).await;
 }

@@ -141,6 +141,28 @@ pub const STAGE_TABLES: [&str; 10] = [
     "triples",
 ];
 
+/// Runs `command` and SIGKILLs it after `delay` unless it ended first; `true` when it ended (and
+/// then it must have succeeded).
+pub async fn run_or_kill(mut command: std::process::Command, delay: Duration) -> bool {
+    tokio::task::spawn_blocking(move || {
+        let mut child = command.spawn().unwrap();
+        std::thread::sleep(delay);
+        match child.try_wait().unwrap() {
+            Some(status) => {
+                assert!(status.success());
+                true
+            }
+            None => {
+                child.kill().unwrap(); // SIGKILL
+                child.wait().unwrap();
+                false
+            }
+        }
+    })
+    .await
+    .unwrap()
+}
+
 #[derive(Debug, Clone)]
 pub enum Fault {
     Status {

@@ -251,22 +251,26 @@ async fn the_api_key_never_reaches_failures_or_the_manifest() {
     assert!(manifest.contains("LREM_TEST_SECRET_KEY") && !manifest.contains(KEY));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shards_together_equal_one_unsharded_run() {
-    let world = World::new();
-    let endpoint = Endpoint::default();
-    let base = endpoint.start().await;
-    let sharded = world.config(&base, "");
+/// A config of `world` for `base`, and the directory of an unsharded run of it made elsewhere.
+async fn config_and_reference(world: &World, base: &str) -> (PathBuf, PathBuf) {
+    let sharded = world.config(base, "");
     let reference = edited(
         &sharded,
         &format!("run_dir = \"{}\"", world.run_dir().display()),
         &format!("run_dir = \"{}\"", world.root.join("reference").display()),
     );
-    let (reference_dir, _) = run(&reference, quiet()).await.unwrap();
+    (sharded, run(&reference, quiet()).await.unwrap().0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shards_together_equal_one_unsharded_run() {
+    let world = World::new();
+    let endpoint = Endpoint::default();
+    let (sharded, reference_dir) = config_and_reference(&world, &endpoint.start().await).await;
 
     let shard = |i| RunOptions { shard: Some(lrem_pipeline::stages::Shard { index: i, count: 3 }), ..quiet() };
     let err = run(&sharded, shard(0)).await.err().unwrap().to_string();
-    assert!(err.contains("shards need the shared stages done first"), "{err}");
+    assert!(err.contains("needs `queries` done") && err.contains("--until queries --shard none"), "{err}");
     run(&sharded, RunOptions { until: Some(stages::find("hard_queries").unwrap()), ..quiet() }).await.unwrap();
     for i in 0..3 {
         run(&sharded, shard(i)).await.unwrap();
@@ -280,6 +284,44 @@ async fn shards_together_equal_one_unsharded_run() {
         let query = format!("select * from {table} order by 1, 2, 3, 4");
         let (a, b) = (sql_jsonl(&reference_dir, &query).await, sql_jsonl(&world.run_dir(), &query).await);
         assert!(a == b, "{table}: the shards' union differs from the unsharded run");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_phases_with_every_heavy_stage_sharded_equal_one_unsharded_run() {
+    let world = World::new();
+    let endpoint = Endpoint::default();
+    let (sharded, reference_dir) = config_and_reference(&world, &endpoint.start().await).await;
+    // A phase of shards cannot start before the phase it reads is complete: nothing is written.
+    let shard = |i, until: Option<&str>| RunOptions {
+        shard: Some(lrem_pipeline::stages::Shard { index: i, count: 3 }),
+        until: until.map(|u| stages::find(u).unwrap()),
+        ..quiet()
+    };
+    let err = run(&sharded, shard(0, Some("retrieval_1"))).await.err().unwrap().to_string();
+    assert!(err.contains("needs `queries` done"), "{err}");
+    assert!(!world.run_dir().join("tables").exists(), "a refused shard wrote tables");
+    for phase in lrem_pipeline::stages::PHASES {
+        if phase.sharded {
+            for i in 0..3 {
+                run(&sharded, shard(i, phase.until)).await.unwrap();
+            }
+        } else {
+            let until = phase.until.map(|u| stages::find(u).unwrap());
+            run(&sharded, RunOptions { until, ..quiet() }).await.unwrap();
+        }
+    }
+    // The catalogue was embedded by three processes, a third each.
+    let per_shard = sql_jsonl(&world.run_dir(), "select count(*) as n from item_embeddings").await;
+    let items = sql_jsonl(&reference_dir, "select count(*) as n from item_embeddings").await;
+    assert_eq!(per_shard, items);
+    for i in 0..3 {
+        assert!(world.run_dir().join(format!("tables/item_embeddings/shard={i}")).is_dir());
+    }
+    for table in ["retrieval_1", "hard_queries", "reasoning", "cot", "retrieval_2", "gain", "relevance", "triples"] {
+        let query = format!("select * from {table} order by 1, 2, 3, 4");
+        let (a, b) = (sql_jsonl(&reference_dir, &query).await, sql_jsonl(&world.run_dir(), &query).await);
+        assert!(a == b, "{table}: the phased shards differ from the unsharded run");
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use crate::common::{Endpoint, Fault, World};
+use crate::common::{self, Endpoint, Fault, World};
 use crate::s3::{Kind, S3};
 use lrem_pipeline::run::{RunOptions, run};
 use lrem_pipeline::sql::{Inspector, OutputFormat, render};
@@ -42,21 +42,6 @@ fn quiet() -> RunOptions {
     RunOptions { quiet: true, ..Default::default() }
 }
 
-const TABLES: [&str; 12] = [
-    "queries",
-    "retrieval_1",
-    "hard_queries",
-    "reasoning",
-    "keywords",
-    "cot",
-    "retrieval_2",
-    "gain",
-    "relevance",
-    "triples",
-    "triples_cold_start",
-    "triples_rl",
-];
-
 async fn the_dag_equals_a_local_run(kind: Kind) {
     let s3 = S3::start(kind);
     let world = World::new();
@@ -68,7 +53,7 @@ async fn the_dag_equals_a_local_run(kind: Kind) {
     let o =
         output(cli(&s3, &cache, &["run", "--quiet", "--config", config.to_str().unwrap(), "--run-dir", &url])).await;
     assert!(o.status.success(), "{kind:?}: {}", text(&o.stderr));
-    for table in TABLES {
+    for table in common::STAGE_TABLES.into_iter().chain(["triples_cold_start", "triples_rl"]) {
         let query = format!("select * from {table} order by 1, 2, 3, 4");
         let (a, b) = (local_rows(&local, &query).await, remote_rows(&s3, &cache, &url, &query).await);
         assert!(!a.is_empty() && a == b, "{kind:?} {table}: differs from the local run");
@@ -170,24 +155,11 @@ async fn a_shard_killed_mid_run_and_rerun_leaves_no_duplicate_rows() {
         c.args(["--shard", "1/2"]);
     };
     let mut kills = 0;
-    for delay_ms in [1500u64, 1500, 1500] {
+    for _ in 0..3 {
         let mut c = cli(&s3, &cache, &["run", "--quiet", "--config", &cfg, "--run-dir", &url]);
         shard(&mut c);
-        let finished = tokio::task::spawn_blocking(move || {
-            let mut child = c.spawn().unwrap();
-            std::thread::sleep(Duration::from_millis(delay_ms));
-            match child.try_wait().unwrap() {
-                Some(status) => status.success(),
-                None => {
-                    child.kill().unwrap(); // SIGKILL, possibly between a part's files and its marker
-                    child.wait().unwrap();
-                    false
-                }
-            }
-        })
-        .await
-        .unwrap();
-        if finished {
+        // Killed possibly between a part's files and its marker.
+        if common::run_or_kill(c, Duration::from_millis(1500)).await {
             break;
         }
         kills += 1;

@@ -74,25 +74,7 @@ async fn killed_runs_resume_to_the_same_tables() {
     // Each attempt is killed after a slice of an uninterrupted run's time.
     for percent in [12u64, 18, 24, 30, 36, 42] {
         let delay_ms = (whole * percent / 100).max(100);
-        let resumed = resumed.clone();
-        let finished = tokio::task::spawn_blocking(move || {
-            let mut child = pipeline(&resumed).spawn().unwrap();
-            std::thread::sleep(Duration::from_millis(delay_ms));
-            match child.try_wait().unwrap() {
-                Some(status) => {
-                    assert!(status.success());
-                    true
-                }
-                None => {
-                    child.kill().unwrap(); // SIGKILL
-                    child.wait().unwrap();
-                    false
-                }
-            }
-        })
-        .await
-        .unwrap();
-        if finished {
+        if common::run_or_kill(pipeline(&resumed), Duration::from_millis(delay_ms)).await {
             break;
         }
         kills += 1;
