@@ -67,6 +67,16 @@ fn phase_args(phase: &Phase) -> Vec<&'static str> {
     args
 }
 
+/// [`phase_args`] with the shard named in full: `sbatch --array=3 05-per-query.sbatch` reruns
+/// shard 3 of the run's count, where the array's own count would make it shard 0 of 1.
+fn slurm_args(phase: &Phase, shards: u32) -> String {
+    let mut args = phase_args(phase).join(" ");
+    if phase.sharded {
+        args.push_str(&format!(" --shard \"$SLURM_ARRAY_TASK_ID/{shards}\""));
+    }
+    args
+}
+
 /// The name of phase `i`'s file (`01-queries`, …).
 fn phase_file(i: usize, phase: &Phase) -> String {
     format!("{:02}-{}", i + 1, phase.name)
@@ -99,6 +109,8 @@ pub fn slurm(plan: &Plan, options: &Slurm) -> Vec<File> {
         if phase.sharded {
             script.push_str(&format!("#SBATCH --array=0-{}\n", plan.shards - 1));
         }
+        // A phase that failed for good cancels the ones after it instead of leaving them pending.
+        script.push_str("#SBATCH --kill-on-invalid-dep=yes\n");
         script.push_str(&format!(
             "set -uo pipefail\n\
              {bin} run --config {config} --quiet --log-json {args} && exit 0\n\
@@ -113,7 +125,7 @@ pub fn slurm(plan: &Plan, options: &Slurm) -> Vec<File> {
              exit $status\n",
             bin = quote(&plan.binary),
             config = quote(&plan.config),
-            args = phase_args(phase).join(" "),
+            args = slurm_args(phase, plan.shards),
             retries = plan.retries,
         ));
         submit.push_str(&format!(
@@ -267,8 +279,9 @@ mod tests {
         );
         let text = |n: usize| files[n].1.as_str();
         assert!(text(0).contains("--until queries --shard none") && !text(0).contains("--array"));
-        assert!(text(1).contains("#SBATCH --array=0-3\n") && text(1).contains("--until item_embeddings && exit 0"));
-        assert!(text(4).contains("#SBATCH --partition=cpu\n") && text(4).contains("--log-json  && exit 0"));
+        assert!(text(1).contains("#SBATCH --array=0-3\n"), "{}", text(1));
+        assert!(text(1).contains("--until item_embeddings --shard \"$SLURM_ARRAY_TASK_ID/4\" && exit 0"));
+        assert!(text(4).contains("#SBATCH --partition=cpu\n") && text(4).contains("--log-json  --shard"));
         assert!(text(4).contains("'/work/run'\\''s.toml'"), "{}", text(4));
         assert!(text(4).contains("SLURM_RESTART_COUNT:-0} < 2") && text(4).contains("scontrol requeue"));
         assert!(text(5).contains("${previous:+--dependency=afterok:$previous} 05-per-query.sbatch"));

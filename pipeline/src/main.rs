@@ -283,9 +283,10 @@ fn run(cli: Cli) -> Result<()> {
             let grace = std::time::Duration::from_secs(grace_minutes * 60);
             let done = lrem_pipeline::gc::collect(&storage, &storage.run_dir(), grace).await?;
             println!(
-                "deleted {} files ({:.1} MB) no commit names; kept {} committed, {} younger than {grace_minutes} min",
+                "deleted {} files ({:.1} MB) no commit names and {} markers of earlier configs; kept {} committed, {} younger than {grace_minutes} min",
                 done.deleted,
                 done.deleted_bytes as f64 / 1e6,
+                done.markers,
                 done.kept,
                 done.young
             );

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use lrem_schemas::commit;
 use lrem_schemas::store::Storage;
 use lrem_schemas::{RunDir, Shard};
 
@@ -16,6 +17,9 @@ use crate::Error;
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Manifest {
     pub version: u32,
+    /// Which revision of the scope's manifest this is (`manifests/<scope>/<revision>.json`).
+    #[serde(skip)]
+    pub revision: u64,
     /// The inputs the run read (so `lrem-pipeline sql --run` can register them).
     pub inputs: BTreeMap<String, PathBuf>,
     /// The configuration as loaded (endpoints name their key variables, never the keys).
@@ -52,21 +56,57 @@ impl StageRecord {
     }
 }
 
+fn rank(state: StageState) -> u8 {
+    match state {
+        StageState::Pending => 0,
+        StageState::Running => 1,
+        StageState::Done => 2,
+    }
+}
+
 impl Manifest {
     /// The manifest of the shared stages (`None`) or of one shard's per-query stages, if any.
     pub async fn load(storage: &Storage, run: &RunDir, shard: Option<Shard>) -> Result<Option<Self>, Error> {
-        let path = storage.relative(run, &run.manifest(shard));
-        let Some(bytes) = storage.read(&path).await? else { return Ok(None) };
-        serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| Error::Usage(format!("{}: not a manifest this version can read: {e}", storage.display(&path))))
+        let Some((revision, bytes)) = commit::read_manifest(storage, run, shard).await? else { return Ok(None) };
+        let mut manifest: Self = serde_json::from_slice(&bytes).map_err(|e| {
+            let at = storage.display(&run.manifest_versions(shard));
+            Error::Usage(format!("{at}: revision {revision} is not a manifest this version can read: {e}"))
+        })?;
+        manifest.revision = revision;
+        Ok(Some(manifest))
     }
 
-    /// Writes the manifest (one object, replaced whole: a reader sees the old or the new one).
-    pub async fn save(&self, storage: &Storage, run: &RunDir, shard: Option<Shard>) -> Result<(), Error> {
-        let path = storage.relative(run, &run.manifest(shard));
-        let bytes = serde_json::to_vec_pretty(self).map_err(|e| Error::Internal(e.to_string()))?;
-        Ok(storage.write(&path, bytes.into()).await?)
+    /// Writes the next revision, create-only. When another attempt of the same scope wrote that
+    /// revision first, its records are merged in (per stage, the further state wins: done over
+    /// running over pending) and the next one is tried, so no attempt loses another's progress.
+    /// Then `manifest.json` (or the shard's) is replaced by a copy, for reading by hand.
+    pub async fn save(&mut self, storage: &Storage, run: &RunDir, shard: Option<Shard>) -> Result<(), Error> {
+        let dir = run.manifest_versions(shard);
+        loop {
+            let revision = self.revision + 1;
+            let bytes = serde_json::to_vec_pretty(self).map_err(|e| Error::Internal(e.to_string()))?;
+            let path = format!("{dir}/{}", commit::manifest_version_name(revision));
+            if storage.create(&path, bytes.clone().into()).await? {
+                self.revision = revision;
+                let copy = storage.relative(run, &run.manifest(shard));
+                return Ok(storage.write(&copy, bytes.into()).await?);
+            }
+            let theirs = Self::load(storage, run, shard).await?.unwrap_or_default();
+            tracing::info!(revision = theirs.revision, "another attempt wrote the manifest; merging");
+            for (stage, record) in theirs.stages {
+                match self.stages.get_mut(&stage) {
+                    None => {
+                        self.stages.insert(stage, record);
+                    }
+                    // A record of another fingerprint is another config's: this attempt's stands.
+                    Some(ours) if ours.fingerprint == record.fingerprint && rank(record.state) > rank(ours.state) => {
+                        *ours = record;
+                    }
+                    Some(_) => {}
+                }
+            }
+            self.revision = theirs.revision;
+        }
     }
 }
 
@@ -118,5 +158,38 @@ impl Ledger {
         (0..count)
             .map(|index| self.shards.get(&Shard { index, count }).and_then(|m| m.stages.get(stage)).map(|r| r.state))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(fingerprint: &str, state: StageState) -> StageRecord {
+        StageRecord { fingerprint: fingerprint.into(), state, ..Default::default() }
+    }
+
+    #[tokio::test]
+    async fn two_writers_of_one_manifest_lose_neither_ones_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(&dir.path().display().to_string()).unwrap();
+        let run = storage.run_dir();
+        let shard = Some(Shard { index: 1, count: 4 });
+        let mut a = Manifest::default();
+        a.save(&storage, &run, shard).await.unwrap();
+        // B starts from revision 1, as A goes on to finish `reasoning`.
+        let mut b = Manifest::load(&storage, &run, shard).await.unwrap().unwrap();
+        a.stages.insert("reasoning".into(), record("f", StageState::Done));
+        a.save(&storage, &run, shard).await.unwrap();
+        b.stages.insert("reasoning".into(), record("f", StageState::Running));
+        b.stages.insert("keywords".into(), record("k", StageState::Running));
+        b.save(&storage, &run, shard).await.unwrap();
+        let now = Manifest::load(&storage, &run, shard).await.unwrap().unwrap();
+        assert_eq!((now.revision, b.revision), (3, 3));
+        assert_eq!(now.stages["reasoning"].state, StageState::Done, "A's progress survived B's stale write");
+        assert_eq!(now.stages["keywords"].state, StageState::Running);
+        let copy = std::fs::read(dir.path().join("manifest.shard-1-of-4.json")).unwrap();
+        assert_eq!(serde_json::from_slice::<Manifest>(&copy).unwrap().stages, now.stages);
+        assert!(dir.path().join("manifests/shard-1-of-4/0000000003.json").exists());
     }
 }

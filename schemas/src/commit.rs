@@ -73,6 +73,42 @@ impl RunDir {
     }
 }
 
+impl RunDir {
+    /// The versions of one scope's manifest: `manifests/<scope>/<revision>.json`, each written
+    /// once (create-only), the highest the current one. `manifest.json` (or the shard's) beside
+    /// it is a copy of the newest, for reading by hand.
+    pub fn manifest_versions(&self, shard: Option<Shard>) -> String {
+        format!("manifests/{}", scope_name(shard))
+    }
+}
+
+/// The name of revision `revision` of a manifest.
+pub fn manifest_version_name(revision: u64) -> String {
+    format!("{revision:010}.json")
+}
+
+/// The newest revision of one scope's manifest and its bytes; revision 0 is a `manifest.json`
+/// without versions (written by hand, or by a version before versions). `None`: no manifest.
+pub async fn read_manifest(
+    storage: &Storage,
+    run: &RunDir,
+    shard: Option<Shard>,
+) -> Result<Option<(u64, Bytes)>, StoreError> {
+    let dir = run.manifest_versions(shard);
+    let newest =
+        storage.children(&dir).await?.iter().filter_map(|n| n.strip_suffix(".json")?.parse::<u64>().ok()).max();
+    if let Some(revision) = newest {
+        let path = format!("{dir}/{}", manifest_version_name(revision));
+        let bytes = storage.read(&path).await?.ok_or_else(|| StoreError {
+            location: storage.display(&path),
+            message: "listed, then not found (deleted while read?)".into(),
+        })?;
+        return Ok(Some((revision, bytes)));
+    }
+    let copy = storage.relative(run, &run.manifest(shard));
+    Ok(storage.read(&copy).await?.map(|bytes| (0, bytes)))
+}
+
 /// The part marker's name for part `seq`; the inverse is [`part_commit_seq`].
 pub fn part_commit_name(seq: usize) -> String {
     format!("part-{seq:05}.json")
@@ -116,10 +152,11 @@ pub async fn recorded_stages(storage: &Storage, run: &RunDir) -> Result<Option<V
     }
     let mut found = None;
     for shard in scopes {
-        let path = storage.relative(run, &run.manifest(shard));
-        let Some(bytes) = storage.read(&path).await? else { continue };
-        let manifest: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| StoreError { location: storage.display(&path), message: format!("not a manifest: {e}") })?;
+        let Some((revision, bytes)) = read_manifest(storage, run, shard).await? else { continue };
+        let manifest: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| StoreError {
+            location: storage.display(&run.manifest_versions(shard)),
+            message: format!("revision {revision} is not a manifest: {e}"),
+        })?;
         let recorded: &mut Vec<_> = found.get_or_insert_with(Vec::new);
         for (stage, record) in manifest["stages"].as_object().into_iter().flatten() {
             recorded.push(Recorded {
@@ -133,15 +170,39 @@ pub async fn recorded_stages(storage: &Storage, run: &RunDir) -> Result<Option<V
     Ok(found)
 }
 
-/// The files of every table the run's done stages committed, by table. `None` when the directory
-/// has no manifest.
+/// Which done records of each stage a reader takes: the unsharded one when there is one (a run
+/// finished unsharded after some shards), else those of the shard count with the most shards done
+/// (the larger count on a tie). Never two scopes' rows of one stage: they would repeat.
+fn readable(recorded: Vec<Recorded>) -> Vec<Recorded> {
+    let mut by_stage: BTreeMap<String, Vec<Recorded>> = BTreeMap::new();
+    for r in recorded.into_iter().filter(|r| r.done) {
+        by_stage.entry(r.stage.clone()).or_default().push(r);
+    }
+    let mut out = Vec::new();
+    for (_, records) in by_stage {
+        if let Some(whole) = records.iter().find(|r| r.shard.is_none()) {
+            out.push(whole.clone());
+            continue;
+        }
+        let mut per_count: BTreeMap<u32, usize> = BTreeMap::new();
+        for r in &records {
+            *per_count.entry(r.shard.map_or(0, |s| s.count)).or_default() += 1;
+        }
+        let count = per_count.iter().max_by_key(|(count, done)| (**done, **count)).map(|(c, _)| *c);
+        out.extend(records.into_iter().filter(|r| r.shard.map(|s| s.count) == count));
+    }
+    out
+}
+
+/// The files of every table the run's done stages committed, by table (one set of scopes per
+/// stage, see [`readable`]). `None` when the directory has no manifest.
 pub async fn committed_files(
     storage: &Storage,
     run: &RunDir,
 ) -> Result<Option<BTreeMap<String, Vec<FileEntry>>>, StoreError> {
     let Some(recorded) = recorded_stages(storage, run).await? else { return Ok(None) };
     let mut tables: BTreeMap<String, Vec<FileEntry>> = BTreeMap::new();
-    for Recorded { shard, stage, fingerprint, .. } in recorded.into_iter().filter(|r| r.done) {
+    for Recorded { shard, stage, fingerprint, .. } in readable(recorded) {
         let path = run.commit(&stage, shard, &fingerprint);
         let commit: Commit = read(storage, &path).await?.ok_or_else(|| StoreError {
             location: storage.display(&path),
@@ -174,6 +235,22 @@ mod tests {
         assert_eq!(part_commit_seq("part-x.json"), None);
     }
 
+    #[test]
+    fn a_stage_is_read_from_one_set_of_scopes() {
+        let r = |shard: Option<(u32, u32)>, done| Recorded {
+            shard: shard.map(|(index, count)| Shard { index, count }),
+            stage: "retrieval_1".into(),
+            fingerprint: "f".into(),
+            done,
+        };
+        // Shards 0-2 of 4 done, the run then finished unsharded: the unsharded rows only.
+        let finished = vec![r(Some((0, 4)), true), r(Some((1, 4)), true), r(Some((2, 4)), true), r(None, true)];
+        assert_eq!(readable(finished), [r(None, true)]);
+        // Two counts tried: the one with more shards done.
+        let mixed = vec![r(Some((0, 2)), true), r(Some((0, 4)), true), r(Some((1, 4)), true), r(Some((2, 4)), false)];
+        assert_eq!(readable(mixed), [r(Some((0, 4)), true), r(Some((1, 4)), true)]);
+    }
+
     #[tokio::test]
     async fn only_files_of_done_stages_are_read() {
         let dir = tempfile::tempdir().unwrap();
@@ -202,9 +279,9 @@ mod tests {
         std::fs::write(dir.path().join("manifest.json"), manifest.to_string()).unwrap();
         let files = committed_files(&storage, &run).await.unwrap().unwrap();
         assert_eq!(files["triples"], [file("tables/triples/new.parquet")]);
-        std::fs::write(dir.path().join("manifest.shard-0-of-2.json"), manifest.to_string().replace("new", "lost"))
-            .unwrap();
+        let shard = serde_json::json!({"stages": {"gain": {"state": "done", "fingerprint": "lost"}}});
+        std::fs::write(dir.path().join("manifest.shard-0-of-2.json"), shard.to_string()).unwrap();
         let e = committed_files(&storage, &run).await.unwrap_err().to_string();
-        assert!(e.contains("commits/triples/shard-0-of-2/lost.json") && e.contains("marker is missing"), "{e}");
+        assert!(e.contains("commits/gain/shard-0-of-2/lost.json") && e.contains("marker is missing"), "{e}");
     }
 }

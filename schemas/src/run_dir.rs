@@ -9,6 +9,7 @@
 //! <run>/tables/failures/stage=<stage>/[shard=<i>/]part-<writer>-<seq>.<attempt>.parquet
 //! <run>/commits/<stage>/<scope>/<fingerprint>.json              what a stage committed
 //! <run>/commits/<stage>/<scope>/<fingerprint>/part-<seq>.json   what a part committed
+//! <run>/manifests/<scope>/<revision>.json                       manifest revisions (create-only)
 //! <run>/<input>.{parquet,csv,jsonl} | <run>/<input>/ | <run>/inputs/<input>/
 //! ```
 //!

@@ -234,12 +234,23 @@ impl Storage {
     /// Creates `path` only if no object is there: `false` when one already was (another attempt
     /// got there first).
     pub async fn create(&self, path: &str, bytes: Bytes) -> Result<bool, StoreError> {
-        let options = PutOptions { mode: PutMode::Create, ..Default::default() };
-        match self.store.put_opts(&self.key(path), PutPayload::from_bytes(bytes), options).await {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
-            Err(e) => Err(self.error(path, "cannot create it", e)),
+        for attempt in 0..5u32 {
+            let options = PutOptions { mode: PutMode::Create, ..Default::default() };
+            match self.store.put_opts(&self.key(path), PutPayload::from_bytes(bytes.clone()), options).await {
+                Ok(_) => return Ok(true),
+                // object_store reports S3's 409 (two conditional writes of one key in flight) as
+                // "already exists" too: it is one only when the object is there.
+                Err(object_store::Error::AlreadyExists { .. }) => match self.store.head(&self.key(path)).await {
+                    Ok(_) => return Ok(false),
+                    Err(object_store::Error::NotFound { .. }) => {
+                        tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                    }
+                    Err(e) => return Err(self.error(path, "cannot check it", e)),
+                },
+                Err(e) => return Err(self.error(path, "cannot create it", e)),
+            }
         }
+        Err(StoreError::new(self.display(path), "create-only writes kept conflicting and nothing was written"))
     }
 
     /// Moves the finished local file `file` to `path`: a rename for a local run, an upload

@@ -42,7 +42,10 @@ impl Streaming for ItemEmbeddings {
     }
 
     fn settings(config: &PipelineConfig, _: &Prompts) -> serde_json::Value {
-        json!({ "items": config.inputs.items, "model": config.model_of(&config.stages.retrieval.endpoint) })
+        // The batch size sets which items each committed part holds, so a resumed attempt must
+        // share it.
+        let s = &config.stages.retrieval;
+        json!({ "items": config.inputs.items, "model": config.model_of(&s.endpoint), "batch_size": s.batch_size })
     }
 
     fn read(batch: &RecordBatch) -> Result<Vec<Item>, Error> {

@@ -64,7 +64,11 @@ impl<S: RetrievalSet> Streaming for Retrieval<S> {
 
     fn settings(config: &PipelineConfig, _: &Prompts) -> serde_json::Value {
         let s = &config.stages.retrieval;
-        json!({ "k": s.k, "index": s.index, "ef_search": s.ef_search, "model": config.model_of(&s.endpoint) })
+        // `batch_size` sets which queries each committed part holds (a resumed attempt must share it).
+        json!({
+            "k": s.k, "index": s.index, "ef_search": s.ef_search, "model": config.model_of(&s.endpoint),
+            "batch_size": s.batch_size,
+        })
     }
 
     fn read(batch: &RecordBatch) -> Result<Vec<Search>, Error> {

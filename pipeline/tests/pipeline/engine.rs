@@ -83,10 +83,12 @@ async fn a_rerun_from_scratch_is_served_by_the_cache() {
     // Unchanged: nothing to do.
     run(&config, quiet()).await.unwrap();
     assert_eq!(endpoint.requests(), sent);
-    // Tables, their commits and the manifest gone, cache kept: every request is a cache hit.
+    // Tables, their commits and the manifest (with its revisions) gone, cache kept: every request
+    // is a cache hit.
     std::fs::remove_dir_all(run_dir.join("tables")).unwrap();
     std::fs::remove_dir_all(run_dir.join("commits")).unwrap();
     std::fs::remove_file(run_dir.join("manifest.json")).unwrap();
+    std::fs::remove_dir_all(run_dir.join("manifests")).unwrap();
     let (_, manifest) = run(&config, quiet()).await.unwrap();
     assert_eq!(endpoint.requests(), sent, "a rerun re-sent requests");
     assert!(manifest.stages["reasoning"].usage["reasoner"]["cache_hits"].as_u64().unwrap() > 0);
@@ -112,6 +114,14 @@ async fn a_changed_stage_reruns_itself_and_below_only() {
         chats,
         "no chat request above cot"
     );
+    assert!(number(&world.run_dir(), "select max(cardinality(keywords)) from cot").await <= 2);
+    // The first config's cot and below are named by markers no manifest records any more: gc
+    // deletes those markers and their files, and the run reads the same.
+    let triples = sql(&world.run_dir(), "select * from triples order by query_id, item_id").await;
+    let storage = lrem_schemas::store::Storage::open(&world.run_dir().display().to_string()).unwrap();
+    let gone = lrem_pipeline::gc::collect(&storage, &storage.run_dir(), std::time::Duration::ZERO).await.unwrap();
+    assert!(gone.markers >= 5 && gone.deleted >= 5 && gone.kept > 0, "{gone:?}");
+    assert_eq!(sql(&world.run_dir(), "select * from triples order by query_id, item_id").await, triples);
     assert!(number(&world.run_dir(), "select max(cardinality(keywords)) from cot").await <= 2);
 }
 
