@@ -81,8 +81,9 @@ enum Command {
         /// Run only this stage (its upstream stages must be done).
         #[arg(long)]
         only: Option<String>,
-        /// Run the per-query stages of shard i of n (`query_id % n == i`); the shared stages must
-        /// be done first. Without it, a Slurm array task (`SLURM_ARRAY_TASK_ID`) or a Kubernetes
+        /// Run the sharded stages of shard i of n (items with `item_id mod n == i`, queries with
+        /// `query_id % n == i`); what they read must be complete (see docs/cluster.md, phases).
+        /// Without it, a Slurm array task (`SLURM_ARRAY_TASK_ID`) or a Kubernetes
         /// Indexed Job pod (`JOB_COMPLETION_INDEX` with `LREM_SHARD_COUNT`) runs the shard its
         /// batch system gave it; `--shard none` runs unsharded even there.
         #[arg(long)]

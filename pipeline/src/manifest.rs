@@ -65,7 +65,7 @@ fn rank(state: StageState) -> u8 {
 }
 
 impl Manifest {
-    /// The manifest of the shared stages (`None`) or of one shard's per-query stages, if any.
+    /// The newest revision of the unsharded run's manifest (`None`) or of one shard's, if any.
     pub async fn load(storage: &Storage, run: &RunDir, shard: Option<Shard>) -> Result<Option<Self>, Error> {
         let Some((revision, bytes)) = commit::read_manifest(storage, run, shard).await? else { return Ok(None) };
         let mut manifest: Self = serde_json::from_slice(&bytes).map_err(|e| {

@@ -2,7 +2,7 @@
 //! manifests and the response cache through [`RunDir`] and never spell a path themselves.
 //!
 //! ```text
-//! <run>/manifest.json                      shared stages (and the whole run when not sharded)
+//! <run>/manifest.json                      the unsharded run's stages (merge steps included)
 //! <run>/manifest.shard-<i>-of-<n>.json     one shard's per-query stages
 //! <run>/cache.redb | cache.shard-<i>-of-<n>.redb
 //! <run>/tables/<table>/[shard=<i>/]part-<writer>-<seq>.<attempt>.parquet
@@ -151,7 +151,7 @@ impl RunDir {
         shard_dir(self.table("failures").join(format!("stage={stage}")), shard)
     }
 
-    /// The manifest of the shared stages (`None`) or of one shard's per-query stages.
+    /// The copy of the newest manifest of the unsharded run (`None`) or of one shard.
     pub fn manifest(&self, shard: Option<Shard>) -> PathBuf {
         match shard {
             None => self.root.join("manifest.json"),

@@ -33,7 +33,7 @@ pub struct RunOptions {
     pub until: Option<&'static dyn Stage>,
     /// Run only this stage (its upstream must be done).
     pub only: Option<&'static dyn Stage>,
-    /// Run only the per-query stages of this shard (the shared stages must be done).
+    /// Run only the sharded stages, for this shard (what they read must be complete).
     pub shard: Option<Shard>,
     pub quiet: bool,
 }
