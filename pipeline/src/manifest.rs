@@ -120,13 +120,15 @@ pub struct Ledger {
 
 impl Ledger {
     pub async fn load(storage: &Storage, run: &RunDir) -> Result<Self, Error> {
-        let mut ledger =
-            Self { unsharded: Manifest::load(storage, run, None).await?.unwrap_or_default(), ..Default::default() };
-        for name in storage.children("").await? {
-            if let Some(shard) = Shard::from_manifest_name(&name)
-                && let Some(manifest) = Manifest::load(storage, run, Some(shard)).await?
-            {
-                ledger.shards.insert(shard, manifest);
+        let mut ledger = Self::default();
+        for scope in commit::manifest_scopes(storage).await? {
+            let manifest = Manifest::load(storage, run, scope).await?;
+            match (scope, manifest) {
+                (None, m) => ledger.unsharded = m.unwrap_or_default(),
+                (Some(shard), Some(m)) => {
+                    ledger.shards.insert(shard, m);
+                }
+                (Some(_), None) => {}
             }
         }
         Ok(ledger)

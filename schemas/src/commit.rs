@@ -132,6 +132,13 @@ pub async fn read<T: for<'de> Deserialize<'de>>(storage: &Storage, path: &str) -
         .map_err(|e| StoreError { location: storage.display(path), message: format!("not a commit marker: {e}") })
 }
 
+/// The scopes that have a manifest: the unsharded run (`None`, which may have none yet) and every
+/// shard whose manifest copy lies at the run's root.
+pub async fn manifest_scopes(storage: &Storage) -> Result<Vec<Option<Shard>>, StoreError> {
+    let shards = storage.children("").await?.into_iter().filter_map(|n| Shard::from_manifest_name(&n));
+    Ok(std::iter::once(None).chain(shards.map(Some)).collect())
+}
+
 /// A stage as a manifest of the run records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recorded {
@@ -144,14 +151,8 @@ pub struct Recorded {
 /// The stages the manifests of the run record (the shared one and each shard's). `None` when the
 /// directory has no manifest (inputs only, or files put there by hand).
 pub async fn recorded_stages(storage: &Storage, run: &RunDir) -> Result<Option<Vec<Recorded>>, StoreError> {
-    let mut scopes = vec![None];
-    for name in storage.children("").await? {
-        if let Some(shard) = Shard::from_manifest_name(&name) {
-            scopes.push(Some(shard));
-        }
-    }
     let mut found = None;
-    for shard in scopes {
+    for shard in manifest_scopes(storage).await? {
         let Some((revision, bytes)) = read_manifest(storage, run, shard).await? else { continue };
         let manifest: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| StoreError {
             location: storage.display(&run.manifest_versions(shard)),
