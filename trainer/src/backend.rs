@@ -27,6 +27,25 @@ pub type Inference = Cpu;
 /// The backend training runs on: [`Inference`] with gradients.
 pub type Train = burn::backend::Autodiff<Inference>;
 
+/// The device of [`Inference`] and [`Train`].
+#[cfg(feature = "cuda")]
+pub type Device = burn::backend::cuda::CudaDevice;
+#[cfg(not(feature = "cuda"))]
+#[allow(deprecated)]
+pub type Device = burn::backend::candle::CandleDevice;
+
+/// The device of the process with `local_rank` on its node: that GPU under CUDA, the CPU
+/// otherwise.
+pub fn device(local_rank: usize) -> Device {
+    #[cfg(feature = "cuda")]
+    return burn::backend::cuda::CudaDevice::new(local_rank);
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = local_rank;
+        Default::default()
+    }
+}
+
 /// Sizes the CPU thread pools once, before any model runs: `threads`, else `RAYON_NUM_THREADS`,
 /// else the cores this process may use (`available_parallelism` honours cgroup quotas and CPU
 /// affinity, so a container limited to 2 CPUs on a 64-core host gets 2). Rayon's global pool runs

@@ -4,12 +4,14 @@
 //! - [`triples`]: reading `triples_cold_start` / `triples_rl` from a run directory.
 //! - [`model`]: the decoder and encoder in Burn, their loaders, tokenizers and generation.
 //! - [`serve`]: the OpenAI-compatible server over those models.
-//! - [`train`]: cold-start training (NTP + InfoNCE, GradCache, checkpoints).
+//! - [`train`]: cold-start training (NTP + InfoNCE, GradCache, checkpoints, data parallel).
+//! - [`dist`]: the process group of a data-parallel run.
 //! - [`rl`]: GRPO's rewards, advantages and clipped objective.
 //! - [`backend`]: the backend aliases (CPU, CPU with gradients, CUDA).
 
 pub mod backend;
 mod contract;
+pub mod dist;
 mod error;
 pub mod eval;
 pub mod format;

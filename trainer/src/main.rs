@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use lrem_trainer::backend::{Inference, Train};
+use lrem_trainer::dist::{Launch, ProcessGroup};
 use lrem_trainer::eval::EvalSpec;
 use lrem_trainer::model::LanguageModel;
 use lrem_trainer::model::bert::SentenceEncoder;
@@ -84,6 +85,8 @@ enum Command {
         /// query embedded as `prompt<emb>` with no CoT, InfoNCE only (`data.cot = false`, λ1 = 0).
         #[arg(long, conflicts_with = "ntp_weight")]
         direct: bool,
+        #[command(flatten)]
+        dist: DistArgs,
     },
     /// RL (GRPO) from a cold-start model over a run's triples (`triples_rl` by default).
     Rl {
@@ -117,6 +120,34 @@ enum Command {
         #[arg(long, num_args = 1.., required = true)]
         text: Vec<String>,
     },
+}
+
+/// Data-parallel training: one process per GPU (or CPU socket), each on a share of every batch.
+/// Unset flags come from torchrun's variables, then Slurm's; the default is one process.
+#[derive(clap::Args)]
+struct DistArgs {
+    /// Processes in the run (default `WORLD_SIZE`, else `SLURM_NTASKS`, else 1).
+    #[arg(long)]
+    world_size: Option<usize>,
+    /// This process's rank, from 0 (default `RANK`, else `SLURM_PROCID`, else 0).
+    #[arg(long)]
+    rank: Option<usize>,
+    /// `HOST:PORT` where rank 0 listens (default `MASTER_ADDR:MASTER_PORT`, port 29500).
+    #[arg(long)]
+    master: Option<String>,
+}
+
+impl DistArgs {
+    /// Joins the run's process group (a single process joins none) and picks this rank's device.
+    fn join(self) -> anyhow::Result<(std::sync::Arc<ProcessGroup>, lrem_trainer::backend::Device)> {
+        let launch = Launch::from_env(self.world_size, self.rank, self.master)?;
+        let timeout = std::env::var("LREM_DIST_TIMEOUT_S").ok().and_then(|v| v.parse().ok()).unwrap_or(1800);
+        if launch.world_size > 1 {
+            tracing::info!(rank = launch.rank, world = launch.world_size, master = ?launch.master, "joining the process group");
+        }
+        let group = ProcessGroup::connect(&launch, std::time::Duration::from_secs(timeout))?;
+        Ok((std::sync::Arc::new(group), lrem_trainer::backend::device(launch.local_rank)))
+    }
 }
 
 fn main() -> ExitCode {
@@ -201,7 +232,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve(config) => Ok(tokio::runtime::Runtime::new()?.block_on(lrem_trainer::serve::serve(config))?),
-        Command::ColdStart { config, run_dir, resume, stop_after, ntp_weight, direct } => {
+        Command::ColdStart { config, run_dir, resume, stop_after, ntp_weight, direct, dist } => {
             let mut config = TrainConfig::from_file(&config)?;
             if let Some(w) = ntp_weight {
                 config.loss.ntp_weight = w;
@@ -210,8 +241,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 config.data.cot = false;
                 config.loss.ntp_weight = 0.0;
             }
-            let options = RunOptions { resume, stop_after, interrupt: Some(on_ctrl_c()), progress: true };
-            let outcome = cold_start::<Train>(&config, &run_dir, &options, &Default::default())?;
+            let (group, device) = dist.join()?;
+            let options = RunOptions { resume, stop_after, interrupt: Some(on_ctrl_c()), progress: true, group };
+            let outcome = cold_start::<Train>(&config, &run_dir, &options, &device)?;
             if outcome.interrupted {
                 eprintln!(
                     "interrupted at step {} of {}: checkpointed in {}/checkpoints; continue with --resume",
@@ -246,7 +278,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(w) = infonce_weight {
                 config.loss.infonce_weight = w;
             }
-            let options = RunOptions { resume, stop_after, interrupt: Some(on_ctrl_c()), progress: false };
+            let options =
+                RunOptions { resume, stop_after, interrupt: Some(on_ctrl_c()), progress: false, ..Default::default() };
             let outcome = lrem_trainer::rl::run::rl::<Train>(&config, &run_dir, &options, &Default::default())?;
             let mean = |r: &[f64]| r.iter().sum::<f64>() / r.len().max(1) as f64;
             let n = outcome.rewards.len().min(5);

@@ -16,7 +16,7 @@ use crate::model::decoder::Decoder;
 
 /// Where training stands; with the seed, it fixes every later random choice (the batch order
 /// of an epoch is a function of the seed and the epoch), so no RNG state needs saving.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TrainState {
     /// Optimizer steps taken.
     pub step: usize,

@@ -17,6 +17,7 @@ pub mod optim;
 mod setup;
 pub mod step;
 mod steps;
+pub mod sync;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use std::sync::atomic::AtomicBool;
 
 use burn::tensor::backend::AutodiffBackend;
 
+use crate::dist::ProcessGroup;
 use crate::error::Result;
 use crate::format::LremSettings;
 use checkpoint::TrainState;
@@ -40,6 +42,9 @@ pub struct RunOptions {
     /// Set from outside (Ctrl-C): the run checkpoints after the step in progress and stops.
     pub interrupt: Option<Arc<AtomicBool>>,
     pub progress: bool,
+    /// The ranks of a data-parallel run (one process by default). Every rank runs the same
+    /// schedule on its share of each batch; rank 0 alone writes the run directory.
+    pub group: Arc<ProcessGroup>,
 }
 
 pub struct Outcome {
@@ -60,6 +65,10 @@ pub fn cold_start<B: AutodiffBackend>(
     let run = setup::Setup::<B>::new(config, out, options, device)?;
     let (lm_config, tokenizer) = (run.lm_config.clone(), run.tokenizer.clone());
     let trained = steps::train(run, config, out, options)?;
+    if !options.group.is_root() {
+        let state = trained.state;
+        return Ok(Outcome { state, records: Vec::new(), model_dir: None, interrupted: trained.interrupted });
+    }
     let records = metrics::read(&out.join("metrics.jsonl"))?;
     if !records.is_empty() {
         metrics::plot(&records, &out.join("curves.svg"))?;

@@ -37,7 +37,9 @@ pub(super) struct Setup<B: AutodiffBackend> {
 impl<B: AutodiffBackend> Setup<B> {
     pub fn new(config: &TrainConfig, out: &Path, options: &RunOptions, device: &B::Device) -> Result<Self> {
         config.validate()?;
-        let existing = checkpoint::open_run(out, options.resume, config)?;
+        let root = options.group.is_root();
+        // Rank 0 alone writes the run directory; the others read its checkpoints when resuming.
+        let existing = if root { checkpoint::open_run(out, options.resume, config)? } else { checkpoint::list(out)? };
         let lm = LanguageModel::<B>::load(&config.model.path, device)?.add_lrem_tokens();
         let prompting = Prompting { tokenizer: &lm.tokenizer, system_prompt: config.model.system_prompt.clone() };
         let triples = triples::read(&config.data.run_dir, Split::ColdStart)?;
@@ -53,7 +55,9 @@ impl<B: AutodiffBackend> Setup<B> {
             .iter()
             .map(|(q, i, why)| format!("{}\n", serde_json::json!({"query_id": q, "item_id": i, "reason": why})))
             .collect();
-        std::fs::write(out.join("skipped.jsonl"), skipped)?;
+        if root {
+            std::fs::write(out.join("skipped.jsonl"), skipped)?;
+        }
         let examples = prepared.examples;
         let (epochs, total_steps) = schedule(&examples, config);
 
@@ -76,11 +80,18 @@ impl<B: AutodiffBackend> Setup<B> {
                 );
             }
             (model, optim, state) = (m, o, s);
-            metrics::truncate(&metrics_path, state.step)?;
+            if root {
+                metrics::truncate(&metrics_path, state.step)?;
+            }
             tracing::info!("resuming from {} (step {})", last.display(), state.step);
-        } else {
+        } else if root {
             let _ = std::fs::remove_file(&metrics_path);
         }
+        // Ranks that read different triples, configurations or checkpoints would still step in
+        // lockstep, silently training on a mixture; they stop here instead.
+        let mut digest = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(&(state, examples.len(), &epochs), &mut digest);
+        options.group.check_same("the examples, schedule or resumed step", std::hash::Hasher::finish(&digest))?;
         let last_saved = existing.last().cloned();
         Ok(Self { lm_config: lm.config, tokenizer: lm.tokenizer, examples, epochs, model, optim, state, last_saved })
     }

@@ -11,13 +11,16 @@ use burn::module::AutodiffModule;
 use burn::optim::GradientsAccumulator;
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 
 use super::config::LossConfig;
 use super::data::Example;
 use super::loss::{info_nce, ntp_sum, ntp_targets};
+use crate::dist::ProcessGroup;
+use crate::error::Result;
 use crate::format::last_hidden;
 use crate::model::decoder::Decoder;
+use crate::model::layers::{host, tensor};
 
 /// The loss of one batch, split into its parts (values, not graphs).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -32,7 +35,7 @@ pub struct LossParts {
     pub tokens: usize,
 }
 
-fn scalar<B: burn::tensor::backend::Backend>(t: Tensor<B, 1>) -> f64 {
+fn scalar<B: Backend>(t: Tensor<B, 1>) -> f64 {
     use burn::tensor::ElementConversion;
     t.into_scalar().elem::<f64>()
 }
@@ -46,10 +49,30 @@ pub fn batch_gradients<B: AutodiffBackend>(
     chunk: usize,
     scale: f64,
 ) -> (GradientsParams, LossParts) {
+    shard_gradients(model, batch, loss, chunk, scale, &ProcessGroup::single())
+        .expect("a single process has no peer to fail")
+}
+
+/// [`batch_gradients`] for this rank's share of a batch every rank of `group` holds whole: its
+/// examples are forwarded here, and InfoNCE runs over every rank's embeddings (gathered, as
+/// sentence-transformers' `gather_across_devices` does), so the gradients summed over the ranks
+/// equal one process's on the whole batch. [`LossParts::ntp`] and `tokens` are this rank's
+/// shares (they add across ranks); `infonce` is the whole batch's.
+pub fn shard_gradients<B: AutodiffBackend>(
+    model: &Decoder<B>,
+    batch: &[&Example],
+    loss: &LossConfig,
+    chunk: usize,
+    scale: f64,
+    group: &ProcessGroup,
+) -> Result<(GradientsParams, LossParts)> {
     let groups: Vec<u64> = batch.iter().map(|e| e.query_id).collect();
-    let queries: Vec<&[u32]> = batch.iter().map(|e| e.query.ids.as_slice()).collect();
-    let items: Vec<&[u32]> = batch.iter().map(|e| e.item.as_slice()).collect();
+    let range = group.share(batch.len());
+    let mine = &batch[range.clone()];
+    let queries: Vec<&[u32]> = mine.iter().map(|e| e.query.ids.as_slice()).collect();
+    let items: Vec<&[u32]> = mine.iter().map(|e| e.item.as_slice()).collect();
     let with_ntp = loss.ntp_weight > 0.0;
+    // Over the whole batch: NTP is a mean over every rank's targets.
     let ntp_tokens: usize = batch.iter().map(|e| e.query.ids.len() - e.query.first_target.max(1)).sum();
     let tokens = queries.iter().chain(&items).map(|s| s.len()).sum();
     let ntp_scale = loss.ntp_weight * scale / ntp_tokens.max(1) as f64;
@@ -59,41 +82,53 @@ pub fn batch_gradients<B: AutodiffBackend>(
         let (rows, ids) = ntp_targets(&seqs);
         ntp_sum(model, hidden, rows, ids)
     };
+    let mut parts = LossParts { ntp_tokens, tokens, ..Default::default() };
+    let device = model.embed.lazy_device();
 
-    if chunk == 0 || chunk >= batch.len() {
-        let (q, hq) = last_hidden(model, &queries);
-        let (d, _) = last_hidden(model, &items);
+    if chunk == 0 || chunk >= mine.len() {
+        let local = (!mine.is_empty()).then(|| (last_hidden(model, &queries), last_hidden(model, &items).0));
+        let (q_local, hq, d_local) = match local {
+            Some(((q, hq), d)) => (Some(q), Some(hq), Some(d)),
+            None => (None, None, None),
+        };
+        let q = gather(group, q_local, range.start, batch.len(), &device)?;
+        let d = gather(group, d_local, range.start, batch.len(), &device)?;
         let nce = info_nce(q, d, &groups, loss.temperature, loss.symmetric);
-        let mut parts = LossParts { infonce: scalar(nce.clone()), ntp_tokens, tokens, ..Default::default() };
+        parts.infonce = scalar(nce.clone());
+        let Some(hq) = hq else {
+            // No rows here (a short last batch over many ranks): nothing to differentiate.
+            return Ok((GradientsParams::new(), finish(parts, loss)));
+        };
         let mut total = nce.mul_scalar(loss.infonce_weight * scale);
         if with_ntp {
-            let ntp = ntp_of(model, hq, batch);
+            let ntp = ntp_of(model, hq, mine);
             parts.ntp = scalar(ntp.clone()) / ntp_tokens.max(1) as f64;
             total = total + ntp.mul_scalar(ntp_scale);
         }
-        parts.total = loss.ntp_weight * parts.ntp + loss.infonce_weight * parts.infonce;
         let grads = GradientsParams::from_grads(total.backward(), model);
-        return (grads, parts);
+        return Ok((grads, finish(parts, loss)));
     }
 
-    // (1) Embeddings without a graph.
+    // (1) Embeddings without a graph, every rank's.
     let frozen = model.valid();
     let embed = |seqs: &[&[u32]]| Tensor::cat(seqs.chunks(chunk).map(|c| last_hidden(&frozen, c).0).collect(), 0);
-    let q_cache = Tensor::<B, 2>::from_inner(embed(&queries)).require_grad();
-    let d_cache = Tensor::<B, 2>::from_inner(embed(&items)).require_grad();
+    let q_all = gather(group, Some(embed(&queries)), range.start, batch.len(), &device)?;
+    let d_all = gather(group, Some(embed(&items)), range.start, batch.len(), &device)?;
+    let q_cache = Tensor::<B, 2>::from_inner(q_all).require_grad();
+    let d_cache = Tensor::<B, 2>::from_inner(d_all).require_grad();
     // (2) The InfoNCE gradient with respect to them.
     let nce = info_nce(q_cache.clone(), d_cache.clone(), &groups, loss.temperature, loss.symmetric);
-    let mut parts = LossParts { infonce: scalar(nce.clone()), ntp_tokens, tokens, ..Default::default() };
+    parts.infonce = scalar(nce.clone());
     let cached = nce.mul_scalar(loss.infonce_weight * scale).backward();
     let q_grad = q_cache.grad(&cached).expect("query embeddings take part in the loss");
     let d_grad = d_cache.grad(&cached).expect("item embeddings take part in the loss");
-    // (3) Chunks with a graph, each back-propagating its embeddings' cached gradient.
+    // (3) This rank's chunks with a graph, each back-propagating its embeddings' cached gradient.
     let mut acc = GradientsAccumulator::<Decoder<B>>::new();
     let mut ntp_total = 0.0;
-    for (c, examples) in batch.chunks(chunk).enumerate() {
+    for (c, examples) in mine.chunks(chunk).enumerate() {
         let seqs: Vec<&[u32]> = examples.iter().map(|e| e.query.ids.as_slice()).collect();
         let (q, hq) = last_hidden(model, &seqs);
-        let g = Tensor::<B, 2>::from_inner(q_grad.clone().narrow(0, c * chunk, examples.len()));
+        let g = Tensor::<B, 2>::from_inner(q_grad.clone().narrow(0, range.start + c * chunk, examples.len()));
         let mut surrogate = q.mul(g).sum();
         if with_ntp {
             let ntp = ntp_of(model, hq, examples);
@@ -104,10 +139,40 @@ pub fn batch_gradients<B: AutodiffBackend>(
     }
     for (c, seqs) in items.chunks(chunk).enumerate() {
         let (d, _) = last_hidden(model, seqs);
-        let g = Tensor::<B, 2>::from_inner(d_grad.clone().narrow(0, c * chunk, seqs.len()));
+        let g = Tensor::<B, 2>::from_inner(d_grad.clone().narrow(0, range.start + c * chunk, seqs.len()));
         acc.accumulate(model, GradientsParams::from_grads(d.mul(g).sum().backward(), model));
     }
     parts.ntp = ntp_total / ntp_tokens.max(1) as f64;
+    Ok((acc.grads(), finish(parts, loss)))
+}
+
+fn finish(mut parts: LossParts, loss: &LossConfig) -> LossParts {
     parts.total = loss.ntp_weight * parts.ntp + loss.infonce_weight * parts.infonce;
-    (acc.grads(), parts)
+    parts
+}
+
+/// The whole batch's `[n, h]` rows from every rank's share, this rank's `local` rows in place
+/// (with their graph, if any) and the other ranks' as constants. A single process returns
+/// `local` itself.
+fn gather<B: Backend>(
+    group: &ProcessGroup,
+    local: Option<Tensor<B, 2>>,
+    start: usize,
+    n: usize,
+    device: &B::Device,
+) -> Result<Tensor<B, 2>> {
+    if group.world() == 1 {
+        return Ok(local.expect("a single process holds the whole batch"));
+    }
+    let mine = local.as_ref().map_or_else(Vec::new, |t| host(t.clone()));
+    let all = group.all_gather(&mine)?;
+    let width = all.iter().map(Vec::len).sum::<usize>() / n.max(1);
+    let rows = |values: Vec<f32>| {
+        let r = values.len() / width.max(1);
+        (r > 0).then(|| tensor::<B, 2>(values, [r, width], device))
+    };
+    let before = rows(all[..group.rank()].concat());
+    let after = rows(all[group.rank() + 1..].concat());
+    debug_assert_eq!(before.as_ref().map_or(0, |t| t.dims()[0]), start);
+    Ok(Tensor::cat([before, local, after].into_iter().flatten().collect(), 0))
 }

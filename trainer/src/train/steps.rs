@@ -15,8 +15,8 @@ use super::config::TrainConfig;
 use super::data::Example;
 use super::metrics::{self, StepRecord};
 use super::setup::Setup;
-use super::step::{LossParts, batch_gradients};
-use super::{RunOptions, optim};
+use super::step::{LossParts, shard_gradients};
+use super::{RunOptions, optim, sync};
 use crate::bail;
 use crate::error::Result;
 use crate::model::decoder::Decoder;
@@ -37,19 +37,25 @@ pub(super) fn train<B: AutodiffBackend>(
     let total_steps = state.total_steps;
     let warmup = optim::warmup_steps(total_steps, config.optim.warmup_ratio);
     let metrics_path = out.join("metrics.jsonl");
-    let bar = if options.progress { ProgressBar::new(total_steps as u64) } else { ProgressBar::hidden() };
+    let ranks = &*options.group;
+    let root = ranks.is_root();
+    let bar = if options.progress && root { ProgressBar::new(total_steps as u64) } else { ProgressBar::hidden() };
     bar.set_style(
         ProgressStyle::with_template("{spinner} step {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")
             .expect("a valid template"),
     );
     bar.set_position(state.step as u64);
-    let interrupted = || options.interrupt.as_ref().is_some_and(|f| f.load(Ordering::SeqCst));
+    let asked = || options.interrupt.as_ref().is_some_and(|f| f.load(Ordering::SeqCst));
+    // Ranks stop together: a data-parallel run acts on the interrupt the ranks agreed on with
+    // the last step's gradients, so no rank leaves while the others wait on it.
+    let mut agreed = false;
+    let interrupted = |agreed: bool| if ranks.world() > 1 { agreed } else { asked() };
     let started = Instant::now();
     let mut saved_step = last_saved.as_ref().map(|_| state.step);
     'epochs: while state.step < total_steps && state.epoch < epochs.len() {
         let batches = &epochs[state.epoch];
         while state.batch_in_epoch < batches.len() {
-            if state.step >= total_steps || options.stop_after.is_some_and(|s| state.step >= s) || interrupted() {
+            if state.step >= total_steps || options.stop_after.is_some_and(|s| state.step >= s) || interrupted(agreed) {
                 break 'epochs;
             }
             let group_end = (state.batch_in_epoch + config.optim.grad_accum).min(batches.len());
@@ -61,15 +67,20 @@ pub(super) fn train<B: AutodiffBackend>(
             for batch in group {
                 let batch: Vec<&Example> = batch.iter().map(|&i| &examples[i]).collect();
                 let scale = 1.0 / group.len() as f64;
-                let (grads, p) = batch_gradients(&model, &batch, &config.loss, config.optim.chunk_size, scale);
+                let (grads, p) = shard_gradients(&model, &batch, &config.loss, config.optim.chunk_size, scale, ranks)?;
                 acc.accumulate(&model, grads);
                 parts.infonce += p.infonce * scale;
                 parts.ntp += p.ntp * scale;
-                parts.total += p.total * scale;
                 parts.tokens += p.tokens;
                 examples_seen += batch.len();
             }
-            let mut grads = acc.grads();
+            // This rank's NTP share and tokens add up over the ranks; InfoNCE is the whole batch's.
+            let mut sums = [parts.ntp as f32, parts.tokens as f32, f32::from(u8::from(asked()))];
+            let mut grads = sync::all_reduce_gradients(ranks, &model, acc.grads(), &mut sums)?;
+            if ranks.world() > 1 {
+                (parts.ntp, parts.tokens, agreed) = (sums[0] as f64, sums[1] as usize, sums[2] > 0.0);
+            }
+            parts.total = config.loss.ntp_weight * parts.ntp + config.loss.infonce_weight * parts.infonce;
             let grad_norm = optim::clip_global_norm::<B, _>(&model, &mut grads, config.optim.max_grad_norm);
             if !parts.total.is_finite() || !grad_norm.is_finite() {
                 bail!(
@@ -103,14 +114,16 @@ pub(super) fn train<B: AutodiffBackend>(
                 examples_per_s: examples_seen as f64 / secs,
                 elapsed_s: started.elapsed().as_secs_f64(),
             };
-            metrics::append(&metrics_path, &record)?;
+            if root {
+                metrics::append(&metrics_path, &record)?;
+            }
             bar.set_position(state.step as u64);
             bar.set_message(format!(
                 "loss {:.4} (InfoNCE {:.4}, NTP {:.4}) {:.0} tok/s",
                 parts.total, parts.infonce, parts.ntp, record.tokens_per_s
             ));
-            let last_step = state.step == total_steps || options.stop_after == Some(state.step) || interrupted();
-            if state.step % config.checkpoint.every_steps == 0 || last_step {
+            let last_step = state.step == total_steps || options.stop_after == Some(state.step) || interrupted(agreed);
+            if root && (state.step % config.checkpoint.every_steps == 0 || last_step) {
                 last_saved = Some(checkpoint::save(out, &model, &optim, &state, config.checkpoint.keep)?);
                 saved_step = Some(state.step);
             }
@@ -120,8 +133,8 @@ pub(super) fn train<B: AutodiffBackend>(
         }
     }
     bar.finish_and_clear();
-    let interrupted = interrupted() && state.step < total_steps;
-    if interrupted && saved_step != Some(state.step) {
+    let interrupted = interrupted(agreed) && state.step < total_steps;
+    if root && interrupted && saved_step != Some(state.step) {
         // Interrupted between the end of a step and the start of the next.
         checkpoint::save(out, &model, &optim, &state, config.checkpoint.keep)?;
     }

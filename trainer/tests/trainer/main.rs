@@ -2,6 +2,7 @@
 //! instantiate Burn's generic model code again at opt-level 3 (the gradient check keeps its own
 //! binary, since it sets the process-wide default float type).
 
+mod ddp;
 mod decoder;
 mod eval;
 mod parity;

@@ -30,7 +30,7 @@ fn base_tokenizer() -> TextTokenizer {
     TextTokenizer::from_gguf(&GgufFile::open(&smollm2()).expect("make models installs SmolLM2")).unwrap()
 }
 
-fn tokenizer() -> TextTokenizer {
+pub(crate) fn tokenizer() -> TextTokenizer {
     let mut t = base_tokenizer();
     t.add_special_tokens(&LREM_TOKENS);
     t
@@ -75,7 +75,7 @@ pub(crate) fn tiny_model_dir(dir: &Path, seed: u64) -> PathBuf {
     out
 }
 
-fn toy_config(dir: &Path) -> TrainConfig {
+pub(crate) fn toy_config(dir: &Path) -> TrainConfig {
     let run = dir.join("pipeline-run");
     triples::write(&run, Split::ColdStart, &toy_triples()).unwrap();
     let mut c = TrainConfig::default();

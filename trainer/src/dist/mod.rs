@@ -1,0 +1,269 @@
+//! Data-parallel training's process group: `world` processes (ranks), rank 0 listening on the
+//! master address and every other rank connected to it over TCP.
+//!
+//! Two collectives, both through rank 0 (a star): [`ProcessGroup::all_reduce_sum`] and
+//! [`ProcessGroup::all_gather`]. Rank 0 adds the ranks' buffers in rank order and sends every
+//! rank the same sum, so all ranks hold bit-identical gradients, take the same clipped step and
+//! keep identical parameters without ever comparing them. That determinism is what lets a test
+//! hold N processes to one process on the N-times batch.
+//!
+//! Why not `burn-collective` 0.21: its multi-node mode needs a separately started orchestrator
+//! and a tensor data service per node, and it has no all-gather (which in-batch negatives across
+//! ranks need). NCCL (through cudarc) does not run on CPUs, where the equality test runs. The
+//! star moves `2·(world−1)` copies of the gradients through rank 0's link each step, which is
+//! fine for a node or a few; a ring or NCCL is the step after (docs/trainer.md).
+
+mod launch;
+mod wire;
+
+pub use launch::Launch;
+
+use std::net::{TcpListener, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use crate::error::{Context, Result};
+use crate::{bail, err};
+use wire::{read_f32s, read_frame, write_f32s, write_frame};
+
+/// Identifies this protocol in the handshake, so a stray connection is refused by name.
+const MAGIC: &[u8; 8] = b"LREMDDP1";
+
+/// One process of a data-parallel run and its links to the others.
+#[derive(Debug)]
+pub struct ProcessGroup {
+    rank: usize,
+    world: usize,
+    links: Links,
+}
+
+#[derive(Debug)]
+enum Links {
+    Alone,
+    /// Rank 0: the stream of rank `i + 1` at index `i`.
+    Root(Vec<TcpStream>),
+    Leaf(TcpStream),
+}
+
+impl Default for ProcessGroup {
+    fn default() -> Self {
+        Self::single()
+    }
+}
+
+impl ProcessGroup {
+    /// A run of one process: every collective is the identity.
+    pub fn single() -> Self {
+        Self { rank: 0, world: 1, links: Links::Alone }
+    }
+
+    /// Joins the group `launch` describes: rank 0 binds the master address and waits for the
+    /// others; the others connect to it, retrying until `timeout` while rank 0 starts. A rank
+    /// that no peer answers within `timeout` after that (a peer hung or died) fails with an
+    /// error naming the peer, rather than waiting forever.
+    pub fn connect(launch: &Launch, timeout: Duration) -> Result<Self> {
+        let (rank, world) = (launch.rank, launch.world_size);
+        if world == 1 {
+            return Ok(Self::single());
+        }
+        let master = launch.master.as_deref().context("a data-parallel run needs a master address")?;
+        let links = if rank == 0 {
+            Links::Root(accept(master, world, timeout)?)
+        } else {
+            Links::Leaf(join(master, rank, world, timeout)?)
+        };
+        Ok(Self { rank, world, links })
+    }
+
+    pub fn rank(&self) -> usize {
+        self.rank
+    }
+
+    pub fn world(&self) -> usize {
+        self.world
+    }
+
+    /// Rank 0 writes checkpoints, metrics and the exported model.
+    pub fn is_root(&self) -> bool {
+        self.rank == 0
+    }
+
+    /// This rank's contiguous share of `n` rows: sizes differ by at most one, earlier ranks
+    /// taking the extra rows; a rank may get none when `n < world`.
+    pub fn share(&self, n: usize) -> std::ops::Range<usize> {
+        let start = |r: usize| r * (n / self.world) + r.min(n % self.world);
+        start(self.rank)..start(self.rank + 1)
+    }
+
+    /// Replaces `values` on every rank by the element-wise sum over ranks, added in rank order.
+    pub fn all_reduce_sum(&self, values: &mut [f32]) -> Result<()> {
+        match &self.links {
+            Links::Alone => Ok(()),
+            Links::Root(peers) => {
+                for (i, peer) in peers.iter().enumerate() {
+                    let theirs = read_f32s(peer).map_err(|e| peer_error(e, i + 1))?;
+                    if theirs.len() != values.len() {
+                        bail!(
+                            "rank {} sent {} values to sum, rank 0 has {}: the ranks run different configurations",
+                            i + 1,
+                            theirs.len(),
+                            values.len()
+                        );
+                    }
+                    values.iter_mut().zip(&theirs).for_each(|(v, t)| *v += t);
+                }
+                for (i, peer) in peers.iter().enumerate() {
+                    write_f32s(peer, values).map_err(|e| peer_error(e, i + 1))?;
+                }
+                Ok(())
+            }
+            Links::Leaf(root) => {
+                write_f32s(root, values).map_err(|e| peer_error(e, 0))?;
+                let sum = read_f32s(root).map_err(|e| peer_error(e, 0))?;
+                if sum.len() != values.len() {
+                    bail!("rank 0 returned {} summed values for {}", sum.len(), values.len());
+                }
+                values.copy_from_slice(&sum);
+                Ok(())
+            }
+        }
+    }
+
+    /// Every rank's `mine`, in rank order (lengths may differ between ranks).
+    pub fn all_gather(&self, mine: &[f32]) -> Result<Vec<Vec<f32>>> {
+        match &self.links {
+            Links::Alone => Ok(vec![mine.to_vec()]),
+            Links::Root(peers) => {
+                let mut all = vec![mine.to_vec()];
+                for (i, peer) in peers.iter().enumerate() {
+                    all.push(read_f32s(peer).map_err(|e| peer_error(e, i + 1))?);
+                }
+                let lengths: Vec<f32> = all.iter().map(|v| v.len() as f32).collect();
+                for (i, peer) in peers.iter().enumerate() {
+                    write_f32s(peer, &lengths).map_err(|e| peer_error(e, i + 1))?;
+                    write_f32s(peer, &all.concat()).map_err(|e| peer_error(e, i + 1))?;
+                }
+                Ok(all)
+            }
+            Links::Leaf(root) => {
+                write_f32s(root, mine).map_err(|e| peer_error(e, 0))?;
+                let lengths = read_f32s(root).map_err(|e| peer_error(e, 0))?;
+                let flat = read_f32s(root).map_err(|e| peer_error(e, 0))?;
+                let mut out = Vec::with_capacity(lengths.len());
+                let mut at = 0;
+                for len in lengths {
+                    let len = len as usize;
+                    out.push(flat.get(at..at + len).context("rank 0 sent a short gather")?.to_vec());
+                    at += len;
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// Fails on every rank, naming the ranks that differ, unless all ranks pass the same
+    /// `value` (a digest of what each rank set up: the schedule, the resumed step).
+    pub fn check_same(&self, what: &str, value: u64) -> Result<()> {
+        // Four 16-bit pieces: each exact in an f32.
+        let pieces: Vec<f32> = (0..4).map(|i| ((value >> (16 * i)) & 0xffff) as f32).collect();
+        let all = self.all_gather(&pieces)?;
+        let differ: Vec<usize> = (0..all.len()).filter(|&r| all[r] != all[0]).collect();
+        if !differ.is_empty() {
+            bail!(
+                "{what} differs between rank 0 and rank(s) {differ:?}: start every rank with the same configuration, data and checkpoint"
+            );
+        }
+        Ok(())
+    }
+}
+
+fn peer_error(e: std::io::Error, peer: usize) -> crate::Error {
+    let why = match e.kind() {
+        std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => {
+            "closed the connection (it exited: see its log)".to_string()
+        }
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            "did not answer within the timeout (LREM_DIST_TIMEOUT_S)".to_string()
+        }
+        _ => e.to_string(),
+    };
+    err!("data-parallel: rank {peer} {why}")
+}
+
+fn configure(stream: &TcpStream, timeout: Duration) -> Result<()> {
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    Ok(())
+}
+
+fn accept(master: &str, world: usize, timeout: Duration) -> Result<Vec<TcpStream>> {
+    let listener = TcpListener::bind(master)
+        .with_context(|| format!("rank 0 cannot listen on {master} (the master address must be this host's)"))?;
+    listener.set_nonblocking(true)?;
+    let mut peers: Vec<Option<TcpStream>> = (1..world).map(|_| None).collect();
+    let deadline = Instant::now() + timeout;
+    while peers.iter().any(Option::is_none) {
+        let stream = match listener.accept() {
+            Ok((stream, _)) => stream,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if Instant::now() > deadline {
+                    let missing: Vec<usize> = (1..world).filter(|r| peers[r - 1].is_none()).collect();
+                    bail!("rank 0 waited {} s on {master} for rank(s) {missing:?}", timeout.as_secs());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            Err(e) => return Err(e).context(format!("rank 0 accepting on {master}")),
+        };
+        stream.set_nonblocking(false)?;
+        configure(&stream, timeout)?;
+        let hello = read_frame(&stream)?;
+        let refuse = |why: String| -> Result<()> {
+            let _ = write_frame(&stream, why.as_bytes());
+            Ok(())
+        };
+        if hello.len() != 24 || &hello[..8] != MAGIC {
+            refuse("not an lrem-train data-parallel peer".into())?;
+            continue;
+        }
+        let their_rank = u64::from_le_bytes(hello[8..16].try_into().expect("8 bytes")) as usize;
+        let their_world = u64::from_le_bytes(hello[16..24].try_into().expect("8 bytes")) as usize;
+        if their_world != world {
+            let why = format!("rank {their_rank} was started with world size {their_world}, rank 0 with {world}");
+            refuse(why.clone())?;
+            bail!("{why}");
+        }
+        if their_rank == 0 || their_rank >= world || peers[their_rank - 1].is_some() {
+            let why = format!("rank {their_rank} is out of range or taken (world size {world})");
+            refuse(why.clone())?;
+            bail!("{why}");
+        }
+        write_frame(&stream, b"")?;
+        peers[their_rank - 1] = Some(stream);
+    }
+    Ok(peers.into_iter().map(|p| p.expect("every rank joined")).collect())
+}
+
+fn join(master: &str, rank: usize, world: usize, timeout: Duration) -> Result<TcpStream> {
+    let deadline = Instant::now() + timeout;
+    let stream = loop {
+        let addrs: Vec<_> = master.to_socket_addrs().with_context(|| format!("master address {master}"))?.collect();
+        if let Some(stream) = addrs.iter().find_map(|a| TcpStream::connect_timeout(a, Duration::from_secs(5)).ok()) {
+            break stream;
+        }
+        if Instant::now() > deadline {
+            bail!("rank {rank} could not reach rank 0 at {master} within {} s", timeout.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    configure(&stream, timeout)?;
+    let mut hello = MAGIC.to_vec();
+    hello.extend((rank as u64).to_le_bytes());
+    hello.extend((world as u64).to_le_bytes());
+    write_frame(&stream, &hello)?;
+    let answer = read_frame(&stream).map_err(|e| peer_error(e, 0))?;
+    if !answer.is_empty() {
+        bail!("rank 0 refused rank {rank}: {}", String::from_utf8_lossy(&answer));
+    }
+    Ok(stream)
+}
