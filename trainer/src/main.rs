@@ -154,6 +154,7 @@ fn main() -> ExitCode {
     // The library logs with tracing (what it serves, where it resumes, the evaluation's steps).
     let cli = Cli::parse();
     lrem_trainer::backend::keep_freed_memory();
+    lrem_trainer::backend::configure_kernel_caches(std::env::var_os("LREM_KERNEL_CACHE").map(Into::into));
     let threads = lrem_trainer::backend::configure_threads(cli.threads);
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let filter =

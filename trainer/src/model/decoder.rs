@@ -13,6 +13,7 @@ use std::sync::Arc;
 use super::gguf::GgufFile;
 use super::kv_cache::{KvCache, StepTensors};
 use super::layers::{Linear, RmsNorm, host, quantized_for, quantized_matmul, silu, tensor, transpose_host};
+use super::precision;
 use super::quant::QuantMatrix;
 use super::weights::WeightSource;
 use crate::bail;
@@ -201,7 +202,7 @@ impl<B: Backend> Decoder<B> {
                 let rows = hidden.reshape([b * t, h]);
                 let logits = match quantized_for(&self.embed_quant, b * t) {
                     Some(q) => quantized_matmul(q, rows),
-                    None => rows.matmul(self.embed.val()),
+                    None => precision::matmul(rows, self.embed.val()),
                 };
                 logits.reshape([b, t, vocab])
             }
@@ -417,8 +418,8 @@ impl<B: Backend> Attention<B> {
         let rep = nh / nkv;
         let q = q.reshape([b, nkv, rep * t, hd]);
         let mask = if rep == 1 { mask.clone() } else { mask.clone().repeat_dim(2, rep) };
-        let scores = q.matmul(k.clone().swap_dims(2, 3)).mul_scalar(1.0 / (hd as f64).sqrt()) + mask;
-        let out = softmax(scores, 3).matmul(v.clone()).reshape([b, nh, t, hd]);
+        let scores = precision::matmul(q, k.clone().swap_dims(2, 3)).mul_scalar(1.0 / (hd as f64).sqrt()) + mask;
+        let out = precision::matmul(softmax(scores, 3), v.clone()).reshape([b, nh, t, hd]);
         let out = out.swap_dims(1, 2).reshape([b, t, nh * hd]);
         self.o.forward(out)
     }

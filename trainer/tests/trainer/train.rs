@@ -369,3 +369,30 @@ fn the_direct_baseline_trains_on_the_same_pairs_without_a_cot() {
     let norm: f32 = embedded[0].vector.iter().map(|x| x * x).sum::<f32>().sqrt();
     assert!((norm - 1.0).abs() < 1e-4, "{norm}");
 }
+
+#[test]
+fn a_bf16_run_tracks_the_f32_loss_curve() {
+    // On Burn's flex backend: candle has no bf16 product on CPUs.
+    type FlexAutodiff = burn::backend::Autodiff<lrem_trainer::backend::Flex>;
+    use lrem_trainer::model::precision::Precision;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = toy_config(dir.path());
+    config.optim.epochs = 3;
+    let mut curve = |precision, name: &str| -> Vec<f64> {
+        config.model.precision = precision;
+        let out =
+            cold_start::<FlexAutodiff>(&config, &dir.path().join(name), &RunOptions::default(), &Default::default());
+        out.unwrap().records.iter().map(|r| r.loss).collect()
+    };
+    let full = curve(Precision::F32, "f32");
+    let half = curve(Precision::Bf16, "bf16");
+    assert_eq!(full.len(), half.len());
+    assert_ne!(full, half, "the bf16 run computed in f32");
+    let gap = full.iter().zip(&half).map(|(a, b)| (a - b).abs() / a.abs()).fold(0f64, f64::max);
+    eprintln!(
+        "bf16 vs f32 over {} steps: largest relative loss gap {gap:.4}\n  f32  {full:.4?}\n  bf16 {half:.4?}",
+        full.len()
+    );
+    assert!(gap < 0.06, "bf16 strays {gap} from f32: {full:?} vs {half:?}");
+    assert!(half[half.len() - 1] < 0.8 * half[0], "bf16 did not learn: {half:?}");
+}
