@@ -20,7 +20,7 @@ echo "## decoder tests on CUDA"
 echo "## training step (cold-start loss, AdamW), random weights"
 run() {
     echo "# $*"
-    timeout 240 "$bin/bench_train_step" "$@" --peak-tflops "$peak" 2>&1 | grep -E "^step|MFU|error|out of memory|panicked" | tail -6
+    timeout 240 "$bin/bench_train_step" "$@" --peak-tflops "$peak" 2>&1 | grep -E "^step|MFU|rror|out of memory|panicked" | tail -6
     nvidia-smi --query-gpu=memory.used --format=csv,noheader
 }
 mixed=(--shape qwen2.5-3b --backend cuda-f32 --precision bf16 --steps 3)
@@ -30,6 +30,9 @@ run "${mixed[@]}" --batch 16 --seq 512 --chunk 4
 run "${mixed[@]}" --batch 32 --seq 512 --chunk 4
 run --shape qwen2.5-3b --backend cuda-bf16 --batch 16 --seq 256 --steps 3
 run --shape qwen2.5-3b --backend cuda-bf16 --batch 16 --seq 512 --steps 3
+echo "## where all-bf16 at 16×512 stops being finite (each layer's largest |activation|)"
+timeout 120 "$bin/bench_train_step" --shape qwen2.5-3b --backend cuda-bf16 --batch 16 --seq 512 --steps 1 --probe \
+    2>&1 | grep -E "^probe|^step" | head -42
 run --shape smollm2-135m --backend cuda-f32 --precision bf16 --batch 64 --seq 128 --steps 3
 run --shape smollm2-135m --backend cuda-f32 --batch 64 --seq 128 --steps 3
 if command -v nsys >/dev/null; then

@@ -12,15 +12,18 @@
 //!
 //! `--backend cuda-f32 --precision bf16` is the trainer's CUDA default (f32 weights and optimizer,
 //! bf16 products: `model::precision`); `cuda-bf16` keeps everything in bf16. `--chunk` runs the
-//! step through GradCache with graphs of that many sequences (the memory lever).
+//! step through GradCache with graphs of that many sequences (the memory lever). `--probe` first
+//! runs one forward pass and prints each layer's largest |activation| and whether it is finite.
 
 use std::time::Instant;
 
 use anyhow::{Result, bail};
 use burn::optim::Optimizer;
+use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
 use lrem_trainer::format::QuerySequence;
 use lrem_trainer::model::decoder::Decoder;
+use lrem_trainer::model::layers::host;
 use lrem_trainer::model::precision::{Precision, autocast};
 use lrem_trainer::train::config::{LossConfig, OptimConfig};
 use lrem_trainer::train::data::Example;
@@ -38,6 +41,7 @@ struct Args {
     backend: String,
     precision: Precision,
     chunk: usize,
+    probe: bool,
     peak_tflops: f64,
 }
 
@@ -50,10 +54,15 @@ fn args() -> Result<Args> {
         backend: "cpu".into(),
         precision: Precision::F32,
         chunk: 0,
+        probe: false,
         peak_tflops: 0.0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
+        if flag == "--probe" {
+            a.probe = true;
+            continue;
+        }
         let value = it.next().unwrap_or_default();
         match flag.as_str() {
             "--shape" => a.shape = value,
@@ -99,6 +108,9 @@ fn run<B: AutodiffBackend>(a: &Args, device: &B::Device) -> Result<()> {
         })
         .collect();
     let batch: Vec<&Example> = examples.iter().collect();
+    if a.probe {
+        probe(&model, &examples);
+    }
     let tokens = (a.batch * a.seq) as f64;
     let mut times = Vec::new();
     for step in 0..a.steps + 1 {
@@ -145,6 +157,20 @@ fn run<B: AutodiffBackend>(a: &Args, device: &B::Device) -> Result<()> {
         load_s
     );
     Ok(())
+}
+
+/// One forward pass over the query sequences, each layer's output summarised.
+fn probe<B: AutodiffBackend>(model: &Decoder<B>, examples: &[Example]) {
+    let ids: Vec<Vec<u32>> = examples.iter().map(|e| e.query.ids.clone()).collect();
+    let valid: Vec<Vec<bool>> = ids.iter().map(|s| vec![true; s.len()]).collect();
+    let show = |what: String, x: &Tensor<B, 3>| {
+        let values = host(x.clone());
+        let finite = values.iter().all(|v| v.is_finite());
+        let max = values.iter().filter(|v| v.is_finite()).fold(0f32, |m, v| m.max(v.abs()));
+        eprintln!("probe: {what}: max |x| {max:.3e}{}", if finite { "" } else { ", NOT FINITE" });
+    };
+    let hidden = model.forward_probed(&ids, &valid, None, &mut |layer, x| show(format!("layer {layer:>2}"), x));
+    show("final norm".into(), &hidden);
 }
 
 fn main() -> Result<()> {

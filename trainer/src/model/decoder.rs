@@ -164,7 +164,19 @@ impl<B: Backend> Decoder<B> {
     /// tokens). With a `cache`, the new tokens follow its sequences (one cache row per batch row)
     /// and their keys and values are appended to it. Returns the last layer's hidden states after
     /// the final norm, `[batch, new, hidden]`.
-    pub fn forward(&self, ids: &[Vec<u32>], valid: &[Vec<bool>], mut cache: Option<&mut KvCache>) -> Tensor<B, 3> {
+    pub fn forward(&self, ids: &[Vec<u32>], valid: &[Vec<bool>], cache: Option<&mut KvCache>) -> Tensor<B, 3> {
+        self.forward_probed(ids, valid, cache, &mut |_, _| {})
+    }
+
+    /// [`Decoder::forward`], handing each layer's output (the residual stream after block `i`)
+    /// to `probe`: where a run's activations first overflow or turn NaN.
+    pub fn forward_probed(
+        &self,
+        ids: &[Vec<u32>],
+        valid: &[Vec<bool>],
+        mut cache: Option<&mut KvCache>,
+        probe: &mut dyn FnMut(usize, &Tensor<B, 3>),
+    ) -> Tensor<B, 3> {
         let device = self.embed.device();
         let batch = ids.len();
         let t_new = ids.first().map_or(0, Vec::len);
@@ -188,6 +200,7 @@ impl<B: Backend> Decoder<B> {
             let step = Step { layer, valid, mask: mask.as_ref(), cache: cache.as_deref_mut() };
             x = x.clone() + block.attn.forward(block.attn_norm.forward(x), &cos, &sin, step);
             x = x.clone() + block.mlp.forward(block.mlp_norm.forward(x));
+            probe(layer, &x);
         }
         self.norm.forward(x)
     }

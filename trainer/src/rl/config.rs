@@ -10,6 +10,7 @@ use super::advantage::Scaling;
 use super::objective::ObjectiveConfig;
 use crate::bail;
 use crate::error::{Context, Result};
+use crate::model::precision::Precision;
 use crate::train::config::{CheckpointConfig, OptimConfig, read_toml};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -25,6 +26,8 @@ pub struct RlConfig {
     pub optim: OptimConfig,
     pub checkpoint: CheckpointConfig,
     pub guard: Guard,
+    /// The products' precision, as in cold start (`auto`: bf16 on CUDA, f32 on CPU).
+    pub precision: Precision,
 }
 
 impl Default for RlConfig {
@@ -39,6 +42,7 @@ impl Default for RlConfig {
             optim,
             checkpoint: CheckpointConfig::default(),
             guard: Guard::default(),
+            precision: Precision::Auto,
         }
     }
 }

@@ -77,6 +77,7 @@ pub fn rl<B: AutodiffBackend>(
     device: &B::Device,
 ) -> Result<RlOutcome> {
     config.validate()?;
+    let _products = crate::model::precision::autocast(config.precision);
     let existing = checkpoint::open_run(out, options.resume, config)?;
     let settings = LremSettings::read(&config.model)?;
     if settings.direct {
