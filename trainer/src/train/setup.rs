@@ -90,8 +90,10 @@ impl<B: AutodiffBackend> Setup<B> {
         // Ranks that read different triples, configurations or checkpoints would still step in
         // lockstep, silently training on a mixture; they stop here instead.
         let mut digest = std::hash::DefaultHasher::new();
-        std::hash::Hash::hash(&(state, examples.len(), &epochs), &mut digest);
-        options.group.check_same("the examples, schedule or resumed step", std::hash::Hasher::finish(&digest))?;
+        std::hash::Hash::hash(&(state, examples.len(), &epochs, options.stop_after), &mut digest);
+        options
+            .group
+            .check_same("the examples, schedule, --stop-after or resumed step", std::hash::Hasher::finish(&digest))?;
         let last_saved = existing.last().cloned();
         Ok(Self { lm_config: lm.config, tokenizer: lm.tokenizer, examples, epochs, model, optim, state, last_saved })
     }

@@ -220,3 +220,30 @@ fn a_rank_with_another_configuration_is_refused_by_name() {
     }
     assert!(!run.join("checkpoints").exists() && !run.join("metrics.jsonl").exists());
 }
+
+#[test]
+fn a_ctrl_c_on_one_rank_stops_both_after_the_same_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config: TrainConfig = toy_config(dir.path());
+    config.optim.epochs = 10_000;
+    config.checkpoint.every_steps = 1_000_000;
+    let path = dir.path().join("train.toml");
+    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+    let (run, master) = (dir.path().join("run"), free_address());
+    let ranks: Vec<Child> = (0..2).map(|r| cold_start(&path, &run, 2, r, &master, &[])).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while std::fs::read_to_string(run.join("metrics.jsonl")).map_or(0, |m| m.lines().count()) < 2 {
+        assert!(std::time::Instant::now() < deadline, "no training step within 120 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The interrupt reaches rank 1 only; rank 0 learns of it with the next step's gradients.
+    let kill = Command::new("kill").args(["-INT", &ranks[1].id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    for (rank, child) in ranks.into_iter().enumerate() {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(130), "rank {rank}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let steps = metrics_steps(&run).len();
+    let saved = lrem_trainer::train::checkpoint::list(&run).unwrap();
+    assert!(saved.last().unwrap().ends_with(format!("step-{steps:06}")), "{saved:?} after {steps} steps");
+}
