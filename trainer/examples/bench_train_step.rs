@@ -76,15 +76,12 @@ fn args() -> Result<Args> {
             other => bail!("unknown flag {other}"),
         }
     }
-    if a.backend == "cpu" && a.precision == Precision::Bf16 {
-        bail!("--precision bf16 needs a CUDA backend: candle has no bf16 products on CPUs");
-    }
     Ok(a)
 }
 
 fn run<B: AutodiffBackend>(a: &Args, device: &B::Device) -> Result<()> {
     let config = shape(&a.shape)?;
-    let _products = autocast(a.precision);
+    let _products = autocast(a.precision.products::<B>(device)?);
     let t = Instant::now();
     let mut model = Decoder::<B>::load(&config, &mut FastRandom { state: 0x9E37_79B9_7F4A_7C15, scale: 0.02 }, device)?;
     B::sync(device).ok();

@@ -34,11 +34,16 @@ pub type Device = burn::backend::cuda::CudaDevice;
 #[allow(deprecated)]
 pub type Device = burn::backend::candle::CandleDevice;
 
-/// The device of the process with `local_rank` on its node: that GPU under CUDA, the CPU
-/// otherwise.
+/// The device of the process with `local_rank` on its node: under CUDA, GPU `local_rank` modulo
+/// the GPUs this process sees (a launcher that hands each task one GPU makes that GPU 0), the
+/// CPU otherwise.
 pub fn device(local_rank: usize) -> Device {
     #[cfg(feature = "cuda")]
-    return burn::backend::cuda::CudaDevice::new(local_rank);
+    {
+        use burn::tensor::backend::Backend;
+        let visible = Inference::device_count(0).max(1);
+        return burn::backend::cuda::CudaDevice::new(local_rank % visible);
+    }
     #[cfg(not(feature = "cuda"))]
     {
         let _ = local_rank;

@@ -126,13 +126,18 @@ enum Command {
 /// Unset flags come from torchrun's variables, then Slurm's; the default is one process.
 #[derive(clap::Args)]
 struct DistArgs {
-    /// Processes in the run (default `WORLD_SIZE`, else `SLURM_NTASKS`, else 1).
+    /// Processes in the run (default `WORLD_SIZE`, else srun's `SLURM_STEP_NUM_TASKS`, else 1).
     #[arg(long)]
     world_size: Option<usize>,
     /// This process's rank, from 0 (default `RANK`, else `SLURM_PROCID`, else 0).
     #[arg(long)]
     rank: Option<usize>,
-    /// `HOST:PORT` where rank 0 listens (default `MASTER_ADDR:MASTER_PORT`, port 29500).
+    /// The rank's index on its node, which picks its GPU (default `LOCAL_RANK`, else
+    /// `SLURM_LOCALID`, else the rank; modulo the GPUs the process sees).
+    #[arg(long)]
+    local_rank: Option<usize>,
+    /// `HOST:PORT` of rank 0 (default `MASTER_ADDR:MASTER_PORT`, port 29500); rank 0 listens on
+    /// that port on every interface.
     #[arg(long)]
     master: Option<String>,
 }
@@ -140,7 +145,7 @@ struct DistArgs {
 impl DistArgs {
     /// Joins the run's process group (a single process joins none) and picks this rank's device.
     fn join(self) -> anyhow::Result<(std::sync::Arc<ProcessGroup>, lrem_trainer::backend::Device)> {
-        let launch = Launch::from_env(self.world_size, self.rank, self.master)?;
+        let launch = Launch::from_env(self.world_size, self.rank, self.local_rank, self.master)?;
         let timeout = std::env::var("LREM_DIST_TIMEOUT_S").ok().and_then(|v| v.parse().ok()).unwrap_or(1800);
         if launch.world_size > 1 {
             tracing::info!(rank = launch.rank, world = launch.world_size, master = ?launch.master, "joining the process group");
@@ -234,6 +239,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve(config) => Ok(tokio::runtime::Runtime::new()?.block_on(lrem_trainer::serve::serve(config))?),
         Command::ColdStart { config, run_dir, resume, stop_after, ntp_weight, direct, dist } => {
+            // Joined first: a rank that then fails (a bad config) closes its link, and the
+            // others stop at once instead of waiting for it.
+            let (group, device) = dist.join()?;
             let mut config = TrainConfig::from_file(&config)?;
             if let Some(w) = ntp_weight {
                 config.loss.ntp_weight = w;
@@ -242,7 +250,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 config.data.cot = false;
                 config.loss.ntp_weight = 0.0;
             }
-            let (group, device) = dist.join()?;
             let options = RunOptions { resume, stop_after, interrupt: Some(on_ctrl_c()), progress: true, group };
             let outcome = cold_start::<Train>(&config, &run_dir, &options, &device)?;
             if outcome.interrupted {
@@ -272,6 +279,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Rl { config, from, run_dir, resume, stop_after, infonce_weight } => {
+            let launch = Launch::from_env(None, None, None, None)?;
+            if launch.world_size > 1 {
+                anyhow::bail!(
+                    "rl runs as one process, and this one is rank {} of {} (WORLD_SIZE or srun): start it once",
+                    launch.rank,
+                    launch.world_size
+                );
+            }
             let mut config = lrem_trainer::rl::config::RlConfig::from_file(&config)?;
             if let Some(from) = from {
                 config.model = from;

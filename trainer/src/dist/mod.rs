@@ -23,7 +23,10 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Context, Result};
 use crate::{bail, err};
-use wire::{read_f32s, read_frame, write_f32s, write_frame};
+use wire::{read_f32s, read_frame, read_frame_of, read_u64s, write_f32s, write_frame, write_u64s};
+
+/// How long rank 0 waits for a new connection to say who it is.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Identifies this protocol in the handshake, so a stray connection is refused by name.
 const MAGIC: &[u8; 8] = b"LREMDDP1";
@@ -90,8 +93,13 @@ impl ProcessGroup {
     /// This rank's contiguous share of `n` rows: sizes differ by at most one, earlier ranks
     /// taking the extra rows; a rank may get none when `n < world`.
     pub fn share(&self, n: usize) -> std::ops::Range<usize> {
+        self.share_of(self.rank, n)
+    }
+
+    /// Rank `rank`'s share of `n` rows (see [`ProcessGroup::share`]).
+    pub fn share_of(&self, rank: usize, n: usize) -> std::ops::Range<usize> {
         let start = |r: usize| r * (n / self.world) + r.min(n % self.world);
-        start(self.rank)..start(self.rank + 1)
+        start(rank)..start(rank + 1)
     }
 
     /// Replaces `values` on every rank by the element-wise sum over ranks, added in rank order.
@@ -137,23 +145,31 @@ impl ProcessGroup {
                 for (i, peer) in peers.iter().enumerate() {
                     all.push(read_f32s(peer).map_err(|e| peer_error(e, i + 1))?);
                 }
-                let lengths: Vec<f32> = all.iter().map(|v| v.len() as f32).collect();
+                let lengths: Vec<u64> = all.iter().map(|v| v.len() as u64).collect();
+                let flat = all.concat();
                 for (i, peer) in peers.iter().enumerate() {
-                    write_f32s(peer, &lengths).map_err(|e| peer_error(e, i + 1))?;
-                    write_f32s(peer, &all.concat()).map_err(|e| peer_error(e, i + 1))?;
+                    write_u64s(peer, &lengths).map_err(|e| peer_error(e, i + 1))?;
+                    write_f32s(peer, &flat).map_err(|e| peer_error(e, i + 1))?;
                 }
                 Ok(all)
             }
             Links::Leaf(root) => {
                 write_f32s(root, mine).map_err(|e| peer_error(e, 0))?;
-                let lengths = read_f32s(root).map_err(|e| peer_error(e, 0))?;
+                let lengths = read_u64s(root).map_err(|e| peer_error(e, 0))?;
                 let flat = read_f32s(root).map_err(|e| peer_error(e, 0))?;
+                let total: u64 = lengths.iter().sum();
+                if lengths.len() != self.world || total != flat.len() as u64 {
+                    bail!(
+                        "rank 0 sent a gather of {} parts and {} values, announced {total}",
+                        lengths.len(),
+                        flat.len()
+                    );
+                }
                 let mut out = Vec::with_capacity(lengths.len());
                 let mut at = 0;
                 for len in lengths {
-                    let len = len as usize;
-                    out.push(flat.get(at..at + len).context("rank 0 sent a short gather")?.to_vec());
-                    at += len;
+                    out.push(flat[at..at + len as usize].to_vec());
+                    at += len as usize;
                 }
                 Ok(out)
             }
@@ -197,8 +213,14 @@ fn configure(stream: &TcpStream, timeout: Duration) -> Result<()> {
 }
 
 fn accept(master: &str, world: usize, timeout: Duration) -> Result<Vec<TcpStream>> {
-    let listener = TcpListener::bind(master)
-        .with_context(|| format!("rank 0 cannot listen on {master} (the master address must be this host's)"))?;
+    // Every interface: the master's name may resolve to a loopback address on its own host
+    // (Debian's 127.0.1.1), which the other nodes could not reach.
+    let port: u16 = master
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .with_context(|| format!("master address {master}: expected HOST:PORT"))?;
+    let listener =
+        TcpListener::bind(("0.0.0.0", port)).with_context(|| format!("rank 0 cannot listen on port {port}"))?;
     listener.set_nonblocking(true)?;
     let mut peers: Vec<Option<TcpStream>> = (1..world).map(|_| None).collect();
     let deadline = Instant::now() + timeout;
@@ -216,14 +238,14 @@ fn accept(master: &str, world: usize, timeout: Duration) -> Result<Vec<TcpStream
             Err(e) => return Err(e).context(format!("rank 0 accepting on {master}")),
         };
         stream.set_nonblocking(false)?;
-        configure(&stream, timeout)?;
+        configure(&stream, HELLO_TIMEOUT)?;
         // A connection that is not a peer (a port scan, a stray client) is dropped, not fatal.
-        let Ok(hello) = read_frame(&stream) else { continue };
+        let Ok(hello) = read_frame_of(&stream, 24) else { continue };
         let refuse = |why: String| -> Result<()> {
             let _ = write_frame(&stream, why.as_bytes());
             Ok(())
         };
-        if hello.len() != 24 || &hello[..8] != MAGIC {
+        if &hello[..8] != MAGIC {
             refuse("not an lrem-train data-parallel peer".into())?;
             continue;
         }
@@ -240,6 +262,7 @@ fn accept(master: &str, world: usize, timeout: Duration) -> Result<Vec<TcpStream
             bail!("{why}");
         }
         write_frame(&stream, b"")?;
+        configure(&stream, timeout)?;
         peers[their_rank - 1] = Some(stream);
     }
     Ok(peers.into_iter().map(|p| p.expect("every rank joined")).collect())

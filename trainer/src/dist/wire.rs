@@ -23,6 +23,31 @@ fn read_len(mut stream: &TcpStream) -> std::io::Result<usize> {
     Ok(len as usize)
 }
 
+/// A frame that must be exactly `len` bytes long (a handshake): anything else is refused before
+/// it is read.
+pub(super) fn read_frame_of(mut stream: &TcpStream, len: usize) -> std::io::Result<Vec<u8>> {
+    let got = read_len(stream)?;
+    if got != len {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("a frame of {got} bytes, not {len}")));
+    }
+    let mut bytes = vec![0u8; len];
+    stream.read_exact(&mut bytes)?;
+    Ok(bytes)
+}
+
+pub(super) fn write_u64s(stream: &TcpStream, values: &[u64]) -> std::io::Result<()> {
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    write_frame(stream, &bytes)
+}
+
+pub(super) fn read_u64s(stream: &TcpStream) -> std::io::Result<Vec<u64>> {
+    let bytes = read_frame(stream)?;
+    if bytes.len() % 8 != 0 {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{} bytes are no u64s", bytes.len())));
+    }
+    Ok(bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect())
+}
+
 pub(super) fn read_frame(mut stream: &TcpStream) -> std::io::Result<Vec<u8>> {
     let mut bytes = vec![0u8; read_len(stream)?];
     stream.read_exact(&mut bytes)?;

@@ -1,8 +1,9 @@
 //! Mixed precision as PyTorch's `autocast` does it: parameters, optimizer state, norms, softmax,
 //! residuals and losses stay in the backend's float type (f32), while the products (the
-//! projections, attention's two products and the LM head) take bf16 inputs and give their result
-//! back in f32. The master weights and AdamW moments are f32, so small updates are not lost to
-//! bf16's 8-bit mantissa; the tensor cores see bf16 operands.
+//! projections, attention's two products and the LM head) take bf16 operands; the tensor cores
+//! accumulate in f32, the product comes out rounded to bf16 and is widened back to f32 for what
+//! follows. The master weights and AdamW moments are f32, so small updates are not lost to
+//! bf16's 8-bit mantissa.
 //!
 //! Like autocast, the setting belongs to the thread that builds the graph: [`autocast`] returns a
 //! guard, and the backward pass follows the casts recorded in the forward one.
@@ -13,11 +14,14 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{FloatDType, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::bail;
+use crate::error::Result;
+
 /// The precision of a training run's products.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
-    /// bf16 products on CUDA builds, f32 on CPU (candle's CPU bf16 products are slower than f32).
+    /// bf16 products on a GPU backend, f32 on CPUs (candle has no bf16 product on CPUs).
     #[default]
     Auto,
     F32,
@@ -26,13 +30,17 @@ pub enum Precision {
 }
 
 impl Precision {
-    /// The dtype the products take, or `None` for the backend's own.
-    pub fn products(self) -> Option<FloatDType> {
+    /// The dtype the products take on backend `B`, or `None` for the backend's own; an error
+    /// for `bf16` on a backend without bf16 products (candle on CPUs).
+    pub fn products<B: Backend>(self, device: &B::Device) -> Result<Option<FloatDType>> {
+        let name = B::name(device);
         match self {
-            Precision::F32 => None,
-            Precision::Bf16 => Some(FloatDType::BF16),
-            Precision::Auto if cfg!(feature = "cuda") => Some(FloatDType::BF16),
-            Precision::Auto => None,
+            Precision::F32 => Ok(None),
+            Precision::Bf16 if name.contains("candle<cpu>") => {
+                bail!("precision = \"bf16\": the {name} backend has no bf16 products; use \"f32\", or a CUDA build")
+            }
+            Precision::Bf16 => Ok(Some(FloatDType::BF16)),
+            Precision::Auto => Ok((name.contains("cuda") && !name.contains("candle")).then_some(FloatDType::BF16)),
         }
     }
 }
@@ -52,18 +60,17 @@ impl Drop for Autocast {
     }
 }
 
-/// Runs this thread's products at `precision` until the guard is dropped.
-pub fn autocast(precision: Precision) -> Autocast {
-    Autocast { previous: PRODUCTS.replace(precision.products()) }
+/// Runs this thread's products in `products` (from [`Precision::products`]; `None`: the
+/// backend's own dtype) until the guard is dropped.
+pub fn autocast(products: Option<FloatDType>) -> Autocast {
+    Autocast { previous: PRODUCTS.replace(products) }
 }
 
 /// `a · b` at the thread's precision, the result in `a`'s dtype.
 pub fn matmul<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -> Tensor<B, D> {
+    let dtype = FloatDType::from(a.dtype());
     match PRODUCTS.get() {
-        Some(low) if FloatDType::from(a.dtype()) != low => {
-            let dtype = FloatDType::from(a.dtype());
-            a.cast(low).matmul(b.cast(low)).cast(dtype)
-        }
+        Some(low) if dtype != low || FloatDType::from(b.dtype()) != low => a.cast(low).matmul(b.cast(low)).cast(dtype),
         _ => a.matmul(b),
     }
 }

@@ -77,7 +77,7 @@ pub fn rl<B: AutodiffBackend>(
     device: &B::Device,
 ) -> Result<RlOutcome> {
     config.validate()?;
-    let _products = crate::model::precision::autocast(config.precision);
+    let _products = crate::model::precision::autocast(config.precision.products::<B>(device)?);
     let existing = checkpoint::open_run(out, options.resume, config)?;
     let settings = LremSettings::read(&config.model)?;
     if settings.direct {

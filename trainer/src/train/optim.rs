@@ -76,9 +76,20 @@ pub fn clip_global_norm<B: AutodiffBackend, M: Module<B>>(
     max_norm: f64,
 ) -> f64 {
     let norm = global_norm::<B, M>(model, grads);
+    clip_to_norm::<B, M>(model, grads, norm, max_norm);
+    norm
+}
+
+/// [`clip_global_norm`] with the norm already known (data parallel: taken once from the summed
+/// gradients, the same on every rank).
+pub fn clip_to_norm<B: AutodiffBackend, M: Module<B>>(
+    model: &M,
+    grads: &mut GradientsParams,
+    norm: f64,
+    max_norm: f64,
+) {
     if max_norm > 0.0 && norm.is_finite() && norm > max_norm {
         let mut visitor = Scale { grads, factor: max_norm / (norm + 1e-6) };
         Module::<B>::visit(model, &mut visitor);
     }
-    norm
 }

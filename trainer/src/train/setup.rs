@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use burn::module::Module;
 use burn::optim::AdamW;
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::tensor::backend::AutodiffBackend;
@@ -89,11 +90,14 @@ impl<B: AutodiffBackend> Setup<B> {
         }
         // Ranks that read different triples, configurations or checkpoints would still step in
         // lockstep, silently training on a mixture; they stop here instead.
-        let mut digest = std::hash::DefaultHasher::new();
-        std::hash::Hash::hash(&(state, examples.len(), &epochs, options.stop_after), &mut digest);
-        options
-            .group
-            .check_same("the examples, schedule, --stop-after or resumed step", std::hash::Hasher::finish(&digest))?;
+        options.group.check_same("the configuration, examples, model, --stop-after or resumed step", {
+            let mut digest = std::hash::DefaultHasher::new();
+            let e: Vec<_> =
+                examples.iter().map(|e| (e.query_id, e.item_id, &e.query.ids, e.query.first_target, &e.item)).collect();
+            let setup = (toml::to_string(config)?, e, model.num_params(), state, &epochs, options.stop_after);
+            std::hash::Hash::hash(&setup, &mut digest);
+            std::hash::Hasher::finish(&digest)
+        })?;
         let last_saved = existing.last().cloned();
         Ok(Self { lm_config: lm.config, tokenizer: lm.tokenizer, examples, epochs, model, optim, state, last_saved })
     }

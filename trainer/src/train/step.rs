@@ -16,6 +16,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use super::config::LossConfig;
 use super::data::Example;
 use super::loss::{info_nce, ntp_sum, ntp_targets};
+use crate::bail;
 use crate::dist::ProcessGroup;
 use crate::error::Result;
 use crate::format::last_hidden;
@@ -57,7 +58,8 @@ pub fn batch_gradients<B: AutodiffBackend>(
 /// examples are forwarded here, and InfoNCE runs over every rank's embeddings (gathered, as
 /// sentence-transformers' `gather_across_devices` does), so the gradients summed over the ranks
 /// equal one process's on the whole batch. [`LossParts::ntp`] and `tokens` are this rank's
-/// shares (they add across ranks); `infonce` is the whole batch's.
+/// shares (they add across ranks); `infonce` is the whole batch's; so `total` means something
+/// only once the NTP shares are summed (the step loop recomputes it then).
 pub fn shard_gradients<B: AutodiffBackend>(
     model: &Decoder<B>,
     batch: &[&Example],
@@ -84,6 +86,7 @@ pub fn shard_gradients<B: AutodiffBackend>(
     };
     let mut parts = LossParts { ntp_tokens, tokens, ..Default::default() };
     let device = model.embed.lazy_device();
+    let width = model.embed.lazy_shape().dims::<2>()[0];
 
     if chunk == 0 || chunk >= mine.len() {
         let local = (!mine.is_empty()).then(|| (last_hidden(model, &queries), last_hidden(model, &items).0));
@@ -91,8 +94,8 @@ pub fn shard_gradients<B: AutodiffBackend>(
             Some(((q, hq), d)) => (Some(q), Some(hq), Some(d)),
             None => (None, None, None),
         };
-        let q = gather(group, q_local, range.start, batch.len(), &device)?;
-        let d = gather(group, d_local, range.start, batch.len(), &device)?;
+        let q = gather(group, q_local, batch.len(), width, &device)?;
+        let d = gather(group, d_local, batch.len(), width, &device)?;
         let nce = info_nce(q, d, &groups, loss.temperature, loss.symmetric);
         parts.infonce = scalar(nce.clone());
         let Some(hq) = hq else {
@@ -112,8 +115,8 @@ pub fn shard_gradients<B: AutodiffBackend>(
     // (1) Embeddings without a graph, every rank's.
     let frozen = model.valid();
     let embed = |seqs: &[&[u32]]| Tensor::cat(seqs.chunks(chunk).map(|c| last_hidden(&frozen, c).0).collect(), 0);
-    let q_all = gather(group, Some(embed(&queries)), range.start, batch.len(), &device)?;
-    let d_all = gather(group, Some(embed(&items)), range.start, batch.len(), &device)?;
+    let q_all = gather(group, Some(embed(&queries)), batch.len(), width, &device)?;
+    let d_all = gather(group, Some(embed(&items)), batch.len(), width, &device)?;
     let q_cache = Tensor::<B, 2>::from_inner(q_all).require_grad();
     let d_cache = Tensor::<B, 2>::from_inner(d_all).require_grad();
     // (2) The InfoNCE gradient with respect to them.
@@ -151,14 +154,14 @@ fn finish(mut parts: LossParts, loss: &LossConfig) -> LossParts {
     parts
 }
 
-/// The whole batch's `[n, h]` rows from every rank's share, this rank's `local` rows in place
+/// The whole batch's `[n, width]` rows from every rank's share, this rank's `local` rows in place
 /// (with their graph, if any) and the other ranks' as constants. A single process returns
 /// `local` itself.
 fn gather<B: Backend>(
     group: &ProcessGroup,
     local: Option<Tensor<B, 2>>,
-    start: usize,
     n: usize,
+    width: usize,
     device: &B::Device,
 ) -> Result<Tensor<B, 2>> {
     if group.world() == 1 {
@@ -166,13 +169,20 @@ fn gather<B: Backend>(
     }
     let mine = local.as_ref().map_or_else(Vec::new, |t| host(t.clone()));
     let all = group.all_gather(&mine)?;
-    let width = all.iter().map(Vec::len).sum::<usize>() / n.max(1);
+    for (rank, values) in all.iter().enumerate() {
+        let rows = group.share_of(rank, n).len();
+        if values.len() != rows * width {
+            bail!(
+                "rank {rank} sent {} embedding values for its {rows} rows of width {width}: the ranks load different models",
+                values.len()
+            );
+        }
+    }
     let rows = |values: Vec<f32>| {
-        let r = values.len() / width.max(1);
+        let r = values.len() / width;
         (r > 0).then(|| tensor::<B, 2>(values, [r, width], device))
     };
     let before = rows(all[..group.rank()].concat());
     let after = rows(all[group.rank() + 1..].concat());
-    debug_assert_eq!(before.as_ref().map_or(0, |t| t.dims()[0]), start);
     Ok(Tensor::cat([before, local, after].into_iter().flatten().collect(), 0))
 }

@@ -76,12 +76,19 @@ pub(super) fn train<B: AutodiffBackend>(
             }
             // This rank's NTP share and tokens add up over the ranks; InfoNCE is the whole batch's.
             let mut sums = [parts.ntp as f32, parts.tokens as f32, f32::from(u8::from(asked()))];
-            let mut grads = sync::all_reduce_gradients(ranks, &model, acc.grads(), &mut sums)?;
+            let (mut grads, summed_norm) = sync::all_reduce_gradients(ranks, &model, acc.grads(), &mut sums)?;
             if ranks.world() > 1 {
                 (parts.ntp, parts.tokens, agreed) = (sums[0] as f64, sums[1] as usize, sums[2] > 0.0);
             }
             parts.total = config.loss.ntp_weight * parts.ntp + config.loss.infonce_weight * parts.infonce;
-            let grad_norm = optim::clip_global_norm::<B, _>(&model, &mut grads, config.optim.max_grad_norm);
+            let max_norm = config.optim.max_grad_norm;
+            let grad_norm = match summed_norm {
+                Some(norm) => {
+                    optim::clip_to_norm::<B, _>(&model, &mut grads, norm, max_norm);
+                    norm
+                }
+                None => optim::clip_global_norm::<B, _>(&model, &mut grads, max_norm),
+            };
             if !parts.total.is_finite() || !grad_norm.is_finite() {
                 bail!(
                     "non-finite loss at step {} (loss {}, InfoNCE {}, NTP {}, gradient norm {}); stopped without updating. Last good checkpoint: {}",

@@ -37,6 +37,8 @@ struct Unflatten<'b> {
     values: &'b [f32],
     at: usize,
     grads: GradientsParams,
+    /// Σ g² over the gradients registered.
+    squares: f64,
 }
 
 impl<B: AutodiffBackend> ModuleVisitor<B> for Unflatten<'_> {
@@ -46,6 +48,7 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Unflatten<'_> {
         let (present, values) = (self.values[self.at], &self.values[self.at + 1..self.at + 1 + numel]);
         self.at += 1 + numel;
         if present > 0.0 {
+            self.squares += values.iter().map(|&g| f64::from(g) * f64::from(g)).sum::<f64>();
             let device = param.lazy_device();
             self.grads.register(param.id, tensor::<B::InnerBackend, D>(values.to_vec(), shape, &device));
         }
@@ -53,15 +56,20 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Unflatten<'_> {
 }
 
 /// Sums `grads` and `extra` (step statistics that add across ranks) over the group; every rank
-/// gets the same sums back. A single process returns `grads` as they are.
+/// gets the same sums back, with their global L2 norm. A single process returns `grads` as they
+/// are and no norm.
+///
+/// The norm is taken here, on the host and in f64, from the very values every rank holds: a norm
+/// each rank computed on its GPU could differ in its last bits between ranks (autotuned sums
+/// may add in any order), and so would the clipping factor, and the parameters would drift apart.
 pub fn all_reduce_gradients<B: AutodiffBackend, M: Module<B>>(
     group: &ProcessGroup,
     model: &M,
     mut grads: GradientsParams,
     extra: &mut [f32],
-) -> Result<GradientsParams> {
+) -> Result<(GradientsParams, Option<f64>)> {
     if group.world() == 1 {
-        return Ok(grads);
+        return Ok((grads, None));
     }
     let mut flat = Flatten { grads: &mut grads, out: Vec::new() };
     model.visit(&mut flat);
@@ -70,7 +78,7 @@ pub fn all_reduce_gradients<B: AutodiffBackend, M: Module<B>>(
     values.extend_from_slice(extra);
     group.all_reduce_sum(&mut values)?;
     extra.copy_from_slice(&values[params_len..]);
-    let mut unflatten = Unflatten { values: &values[..params_len], at: 0, grads: GradientsParams::new() };
+    let mut unflatten = Unflatten { values: &values[..params_len], at: 0, grads: GradientsParams::new(), squares: 0.0 };
     model.visit(&mut unflatten);
-    Ok(unflatten.grads)
+    Ok((unflatten.grads, Some(unflatten.squares.sqrt())))
 }

@@ -395,4 +395,12 @@ fn a_bf16_run_tracks_the_f32_loss_curve() {
     );
     assert!(gap < 0.06, "bf16 strays {gap} from f32: {full:?} vs {half:?}");
     assert!(half[half.len() - 1] < 0.8 * half[0], "bf16 did not learn: {half:?}");
+    // candle has no bf16 product on CPUs: a clear error before any step, not a panic.
+    config.model.precision = Precision::Bf16;
+    let err =
+        cold_start::<CpuAutodiff>(&config, &dir.path().join("candle"), &RunOptions::default(), &Default::default())
+            .err()
+            .expect("bf16 on candle's CPU backend must be refused")
+            .to_string();
+    assert!(err.contains("no bf16 products"), "{err}");
 }
