@@ -8,7 +8,7 @@
 //! tokens (the LM head runs on NTP targets only); attention's score products are left out.
 //!
 //! `bench_train_step --shape smollm2-135m --batch 8 --seq 128 --steps 3 [--backend cpu|cuda-f32|cuda-bf16]
-//! [--precision f32|bf16] [--chunk 0] [--peak-tflops 989]`
+//! [--precision f32|bf16] [--fused 0|1] [--chunk 0] [--peak-tflops 989]`
 //!
 //! `--backend cuda-f32 --precision bf16` is the trainer's CUDA default (f32 weights and optimizer,
 //! bf16 products: `model::precision`); `cuda-bf16` keeps everything in bf16. `--chunk` runs the
@@ -23,7 +23,7 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
 use lrem_trainer::format::QuerySequence;
 use lrem_trainer::model::decoder::Decoder;
-use lrem_trainer::model::layers::host;
+use lrem_trainer::model::layers::{fuse_products, host};
 use lrem_trainer::model::precision::{Precision, autocast};
 use lrem_trainer::train::config::{LossConfig, OptimConfig};
 use lrem_trainer::train::data::Example;
@@ -41,6 +41,7 @@ struct Args {
     backend: String,
     precision: Precision,
     chunk: usize,
+    fused: bool,
     probe: bool,
     peak_tflops: f64,
 }
@@ -54,6 +55,7 @@ fn args() -> Result<Args> {
         backend: "cpu".into(),
         precision: Precision::F32,
         chunk: 0,
+        fused: false,
         probe: false,
         peak_tflops: 0.0,
     };
@@ -73,6 +75,7 @@ fn args() -> Result<Args> {
             "--peak-tflops" => a.peak_tflops = value.parse()?,
             "--precision" => a.precision = serde_json::from_value(serde_json::Value::String(value))?,
             "--chunk" => a.chunk = value.parse()?,
+            "--fused" => a.fused = value == "1",
             other => bail!("unknown flag {other}"),
         }
     }
@@ -82,6 +85,7 @@ fn args() -> Result<Args> {
 fn run<B: AutodiffBackend>(a: &Args, device: &B::Device) -> Result<()> {
     let config = shape(&a.shape)?;
     let _products = autocast(a.precision.products::<B>(device)?);
+    let _fused = fuse_products(a.fused);
     let t = Instant::now();
     let mut model = Decoder::<B>::load(&config, &mut FastRandom { state: 0x9E37_79B9_7F4A_7C15, scale: 0.02 }, device)?;
     B::sync(device).ok();
@@ -133,9 +137,10 @@ fn run<B: AutodiffBackend>(a: &Args, device: &B::Device) -> Result<()> {
         String::new()
     };
     println!(
-        "{{\"impl\": \"burn {} {:?}\", \"batch\": {}, \"seq\": {}, \"step_s\": {mean}, \"tok_s\": {}, \"peak_rss_mib\": {}}}",
+        "{{\"impl\": \"burn {} {:?}{}\", \"batch\": {}, \"seq\": {}, \"step_s\": {mean}, \"tok_s\": {}, \"peak_rss_mib\": {}}}",
         a.backend,
         a.precision,
+        if a.fused { " fused" } else { "" },
         a.batch,
         a.seq,
         tokens / mean,

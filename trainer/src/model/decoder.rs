@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use super::gguf::GgufFile;
 use super::kv_cache::{KvCache, StepTensors};
-use super::layers::{Linear, RmsNorm, host, quantized_for, quantized_matmul, silu, tensor, transpose_host};
+use super::layers::{
+    Linear, RmsNorm, fused_products, host, quantized_for, quantized_matmul, silu, tensor, transpose_host,
+};
 use super::precision;
 use super::quant::QuantMatrix;
 use super::weights::WeightSource;
@@ -408,6 +410,7 @@ impl<B: Backend> Attention<B> {
         let heads = |y: Tensor<B, 3>, n: usize| y.reshape([b, t, n, hd]).swap_dims(1, 2);
         let [q, k, v] = match quantized_for(&self.qkv_quant, b * t) {
             Some(w) => Linear::forward_stacked([&self.q, &self.k, &self.v], w, x),
+            None if fused_products() => Linear::forward_fused([&self.q, &self.k, &self.v], x),
             None => [self.q.forward(x.clone()), self.k.forward(x.clone()), self.v.forward(x)],
         };
         let (q, k, v) = (heads(q, nh), heads(k, nkv), heads(v, nkv));
@@ -443,6 +446,7 @@ impl<B: Backend> Mlp<B> {
         let [b, t, _] = x.dims();
         let [gate, up] = match quantized_for(&self.gate_up_quant, b * t) {
             Some(w) => Linear::forward_stacked([&self.gate, &self.up], w, x),
+            None if fused_products() => Linear::forward_fused([&self.gate, &self.up], x),
             None => [self.gate.forward(x.clone()), self.up.forward(x)],
         };
         self.down.forward(silu(gate) * up)

@@ -63,6 +63,7 @@ pub fn cold_start<B: AutodiffBackend>(
     device: &B::Device,
 ) -> Result<Outcome> {
     let _products = crate::model::precision::autocast(config.model.precision.products::<B>(device)?);
+    let _fused = crate::model::layers::fuse_products(config.model.fuse_products);
     let run = setup::Setup::<B>::new(config, out, options, device)?;
     let (lm_config, tokenizer) = (run.lm_config.clone(), run.tokenizer.clone());
     let trained = steps::train(run, config, out, options)?;

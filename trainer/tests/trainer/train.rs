@@ -404,3 +404,34 @@ fn a_bf16_run_tracks_the_f32_loss_curve() {
             .to_string();
     assert!(err.contains("no bf16 products"), "{err}");
 }
+
+#[test]
+fn fused_products_give_the_unfused_loss_and_gradients() {
+    use lrem_trainer::model::layers::fuse_products;
+    let dir = tempfile::tempdir().unwrap();
+    let tok = tokenizer();
+    let p = Prompting { tokenizer: &tok, system_prompt: Some(String::new()) };
+    let examples = prepare(&toy_triples()[..6], &p, 128, 128).unwrap().examples;
+    let batch: Vec<&Example> = examples.iter().collect();
+    // The tiny config has grouped-query attention and q/k/v biases.
+    let lm = LanguageModel::<CpuAutodiff>::load(&tiny_model_dir(dir.path(), 7), &Default::default())
+        .unwrap()
+        .add_lrem_tokens();
+    let loss = TrainConfig::default().loss;
+    let grads_of = |fused| {
+        let _fused = fuse_products(fused);
+        let (grads, parts) = batch_gradients(&lm.model, &batch, &loss, 0, 1.0);
+        let mut c = Collect { grads: &grads, out: Vec::new() };
+        lm.model.visit(&mut c);
+        (c.out, parts)
+    };
+    let (plain, plain_parts) = grads_of(false);
+    let (fused, fused_parts) = grads_of(true);
+    assert!((plain_parts.total - fused_parts.total).abs() < 1e-5, "{plain_parts:?} vs {fused_parts:?}");
+    let scale = plain.iter().flatten().fold(0f32, |m, g| m.max(g.abs()));
+    for (a, b) in plain.iter().zip(&fused) {
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() <= 1e-5 * scale, "{x} vs {y} (scale {scale})");
+        }
+    }
+}
