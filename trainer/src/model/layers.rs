@@ -57,13 +57,7 @@ impl<B: Backend> Linear<B> {
     ) -> [Tensor<B, 3>; N] {
         let [b, t, d] = x.dims();
         let y = quantized_matmul(stacked, x.reshape([b * t, d]));
-        let mut start = 0;
-        layers.map(|layer| {
-            let width = layer.d_out();
-            let part = layer.add_bias(y.clone().narrow(1, start, width));
-            start += width;
-            part.reshape([b, t, width])
-        })
+        Self::split_columns(layers, y, [b, t])
     }
 
     /// Several layers over the same input as one product with their weights side by side
@@ -74,6 +68,11 @@ impl<B: Backend> Linear<B> {
         let [b, t, d] = x.dims();
         let weight = Tensor::cat(layers.iter().map(|l| l.weight.val()).collect(), 1);
         let y = super::precision::matmul(x.reshape([b * t, d]), weight);
+        Self::split_columns(layers, y, [b, t])
+    }
+
+    /// Each layer's columns of a joint product `[b·t, Σ out]`, with its bias, as `[b, t, out]`.
+    fn split_columns<const N: usize>(layers: [&Self; N], y: Tensor<B, 2>, [b, t]: [usize; 2]) -> [Tensor<B, 3>; N] {
         let mut start = 0;
         layers.map(|layer| {
             let width = layer.d_out();
