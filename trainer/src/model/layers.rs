@@ -91,21 +91,10 @@ thread_local! {
     static FUSED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Restores the thread's previous choice when dropped.
-pub struct FusedProducts {
-    previous: bool,
-}
-
-impl Drop for FusedProducts {
-    fn drop(&mut self) {
-        FUSED.set(self.previous);
-    }
-}
-
 /// Runs q/k/v and gate/up as one product each ([`Linear::forward_fused`]) on this thread until
 /// the guard is dropped (the quantised inference path stacks them in any case).
-pub fn fuse_products(on: bool) -> FusedProducts {
-    FusedProducts { previous: FUSED.replace(on) }
+pub fn fuse_products(on: bool) -> super::precision::Scoped<bool> {
+    super::precision::Scoped::set(&FUSED, on)
 }
 
 /// Whether this thread runs fused products.

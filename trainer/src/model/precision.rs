@@ -49,21 +49,28 @@ thread_local! {
     static PRODUCTS: Cell<Option<FloatDType>> = const { Cell::new(None) };
 }
 
-/// Restores the thread's previous precision when dropped.
-pub struct Autocast {
-    previous: Option<FloatDType>,
+/// A thread's setting for the life of the guard: the previous value comes back when dropped.
+pub struct Scoped<T: Copy + 'static> {
+    cell: &'static std::thread::LocalKey<Cell<T>>,
+    previous: T,
 }
 
-impl Drop for Autocast {
+impl<T: Copy + 'static> Scoped<T> {
+    pub(crate) fn set(cell: &'static std::thread::LocalKey<Cell<T>>, value: T) -> Self {
+        Self { cell, previous: cell.replace(value) }
+    }
+}
+
+impl<T: Copy + 'static> Drop for Scoped<T> {
     fn drop(&mut self) {
-        PRODUCTS.set(self.previous);
+        self.cell.set(self.previous);
     }
 }
 
 /// Runs this thread's products in `products` (from [`Precision::products`]; `None`: the
 /// backend's own dtype) until the guard is dropped.
-pub fn autocast(products: Option<FloatDType>) -> Autocast {
-    Autocast { previous: PRODUCTS.replace(products) }
+pub fn autocast(products: Option<FloatDType>) -> Scoped<Option<FloatDType>> {
+    Scoped::set(&PRODUCTS, products)
 }
 
 /// `a · b` at the thread's precision, the result in `a`'s dtype.

@@ -89,15 +89,17 @@ impl<B: AutodiffBackend> Setup<B> {
             let _ = std::fs::remove_file(&metrics_path);
         }
         // Ranks that read different triples, configurations or checkpoints would still step in
-        // lockstep, silently training on a mixture; they stop here instead.
-        options.group.check_same("the configuration, examples, model, --stop-after or resumed step", {
+        // lockstep, silently training on a mixture; they stop here instead. (A single process
+        // has nothing to compare with.)
+        if options.group.world() > 1 {
             let mut digest = std::hash::DefaultHasher::new();
             let e: Vec<_> =
                 examples.iter().map(|e| (e.query_id, e.item_id, &e.query.ids, e.query.first_target, &e.item)).collect();
             let setup = (toml::to_string(config)?, e, model.num_params(), state, &epochs, options.stop_after);
             std::hash::Hash::hash(&setup, &mut digest);
-            std::hash::Hasher::finish(&digest)
-        })?;
+            let what = "the configuration, examples, model, --stop-after or resumed step";
+            options.group.check_same(what, std::hash::Hasher::finish(&digest))?;
+        }
         let last_saved = existing.last().cloned();
         Ok(Self { lm_config: lm.config, tokenizer: lm.tokenizer, examples, epochs, model, optim, state, last_saved })
     }
