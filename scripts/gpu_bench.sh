@@ -6,7 +6,8 @@
 # 1. the tiny-config decoder tests on CUDA;
 # 2. the cold-start step of a Qwen2.5-3B-shaped random decoder: the trainer's CUDA default
 #    (fusion + autotune, f32 weights and AdamW, bf16 products) at 16×256, and at 16×512 and
-#    32×512 through GradCache chunks, q/k/v and gate/up fused or not; all-bf16 for comparison with the first GPU run (1.81 s at
+#    32×512 through GradCache chunks, q/k/v and gate/up fused or not, with gradient checkpointing
+#    per layer at 16×512 and 64×512; all-bf16 for comparison with the first GPU run (1.81 s at
 #    16×256 without fusion or autotune) and, probed layer by layer, where its NaN at 16×512
 #    starts;
 # 3. a GRPO step at the Qwen2.5-3B shape.
@@ -32,10 +33,13 @@ mixed=(--shape qwen2.5-3b --backend cuda-f32 --precision bf16 --steps 3)
 run "${mixed[@]}" --batch 16 --seq 256
 run "${mixed[@]}" --batch 16 --seq 256 --fused 1
 run "${mixed[@]}" --batch 16 --seq 512 --chunk 4
+# gradient checkpointing per layer: the whole batch's graph one block at a time
+run "${mixed[@]}" --batch 16 --seq 512 --chunk 16 --recompute 1
 run --shape qwen2.5-3b --backend cuda-bf16 --batch 16 --seq 256 --steps 3
 # all-bf16 at 16×512, where the first run's loss went NaN: each layer's largest activation first
 run --shape qwen2.5-3b --backend cuda-bf16 --batch 16 --seq 512 --steps 2 --probe
 run "${mixed[@]}" --batch 32 --seq 512 --chunk 4
+run "${mixed[@]}" --batch 64 --seq 512 --chunk 16 --recompute 1
 run --shape smollm2-135m --backend cuda-f32 --precision bf16 --batch 64 --seq 128 --steps 3
 if command -v nsys >/dev/null && (( SECONDS < budget - 120 )); then
     echo "## nsys: the default path at 16×256"

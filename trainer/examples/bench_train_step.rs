@@ -8,11 +8,12 @@
 //! tokens (the LM head runs on NTP targets only); attention's score products are left out.
 //!
 //! `bench_train_step --shape smollm2-135m --batch 8 --seq 128 --steps 3 [--backend cpu|cuda-f32|cuda-bf16]
-//! [--precision f32|bf16] [--fused 0|1] [--chunk 0] [--peak-tflops 989]`
+//! [--precision f32|bf16] [--fused 0|1] [--chunk 0] [--recompute 0|1] [--peak-tflops 989]`
 //!
 //! `--backend cuda-f32 --precision bf16` is the trainer's CUDA default (f32 weights and optimizer,
 //! bf16 products: `model::precision`); `cuda-bf16` keeps everything in bf16. `--chunk` runs the
-//! step through GradCache with graphs of that many sequences (the memory lever). `--probe` first
+//! step through GradCache with graphs of that many sequences (the memory lever); `--recompute 1`
+//! adds gradient checkpointing per decoder layer (a graph over one block at a time). `--probe` first
 //! runs one forward pass and prints each layer's largest |activation| and whether it is finite.
 
 use std::time::Instant;
@@ -28,7 +29,7 @@ use lrem_trainer::model::precision::{Precision, autocast};
 use lrem_trainer::train::config::{LossConfig, OptimConfig};
 use lrem_trainer::train::data::Example;
 use lrem_trainer::train::optim::{adamw, clip_global_norm};
-use lrem_trainer::train::step::batch_gradients;
+use lrem_trainer::train::step::{Memory, batch_gradients};
 
 mod common;
 use common::{FastRandom, parameters, peak_rss_mib, shape};
@@ -41,6 +42,7 @@ struct Args {
     backend: String,
     precision: Precision,
     chunk: usize,
+    recompute: bool,
     fused: bool,
     probe: bool,
     peak_tflops: f64,
@@ -55,6 +57,7 @@ fn args() -> Result<Args> {
         backend: "cpu".into(),
         precision: Precision::F32,
         chunk: 0,
+        recompute: false,
         fused: false,
         probe: false,
         peak_tflops: 0.0,
@@ -76,6 +79,7 @@ fn args() -> Result<Args> {
             "--precision" => a.precision = serde_json::from_value(serde_json::Value::String(value))?,
             "--chunk" => a.chunk = value.parse()?,
             "--fused" => a.fused = value == "1",
+            "--recompute" => a.recompute = value == "1",
             other => bail!("unknown flag {other}"),
         }
     }
@@ -116,7 +120,8 @@ fn run<B: AutodiffBackend>(a: &Args, device: &B::Device) -> Result<()> {
     let mut times = Vec::new();
     for step in 0..a.steps + 1 {
         let t = Instant::now();
-        let (grads, parts) = batch_gradients(&model, &batch, &loss, a.chunk, 1.0);
+        let (grads, parts) =
+            batch_gradients(&model, &batch, &loss, Memory { chunk: a.chunk, recompute: a.recompute }, 1.0);
         let mut grads = grads;
         let norm = clip_global_norm::<B, _>(&model, &mut grads, 1.0);
         model = optim.step(1e-5, model, grads);
@@ -137,10 +142,11 @@ fn run<B: AutodiffBackend>(a: &Args, device: &B::Device) -> Result<()> {
         String::new()
     };
     println!(
-        "{{\"impl\": \"burn {} {:?}{}\", \"batch\": {}, \"seq\": {}, \"step_s\": {mean}, \"tok_s\": {}, \"peak_rss_mib\": {}}}",
+        "{{\"impl\": \"burn {} {:?}{}{}\", \"batch\": {}, \"seq\": {}, \"step_s\": {mean}, \"tok_s\": {}, \"peak_rss_mib\": {}}}",
         a.backend,
         a.precision,
         if a.fused { " fused" } else { "" },
+        if a.recompute { " recompute" } else { "" },
         a.batch,
         a.seq,
         tokens / mean,

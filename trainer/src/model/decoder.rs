@@ -179,32 +179,62 @@ impl<B: Backend> Decoder<B> {
         mut cache: Option<&mut KvCache>,
         probe: &mut dyn FnMut(usize, &Tensor<B, 3>),
     ) -> Tensor<B, 3> {
-        let device = self.embed.device();
         let batch = ids.len();
-        let t_new = ids.first().map_or(0, Vec::len);
         let cached = cache.as_deref().is_some_and(|c| !c.is_empty());
         let past: Vec<usize> =
             (0..batch).map(|b| if cached { cache.as_deref().map_or(0, |c| c.tokens(b)) } else { 0 }).collect();
-        let flat: Vec<i64> = ids.iter().flatten().map(|&i| i as i64).collect();
-        let ids_t = Tensor::<B, 1, Int>::from_data(TensorData::new(flat, [batch * t_new]), &device);
-        let pos_t = Tensor::<B, 1, Int>::from_data(TensorData::new(positions(&past, valid), [batch * t_new]), &device);
+        let pass = self.pass(valid, &past, cached);
+        let mut x = self.embed_tokens(ids);
+        for layer in 0..self.blocks.len() {
+            x = self.block_step(layer, x, &pass, cache.as_deref_mut());
+            probe(layer, &x);
+        }
+        self.norm.forward(x)
+    }
+
+    /// What every block of a pass over `valid`'s tokens shares, with nothing cached: a caller
+    /// that runs the blocks one at a time ([`Decoder::block_forward`]) builds it once.
+    pub fn full_pass<'a>(&self, valid: &'a [Vec<bool>]) -> Pass<'a, B> {
+        self.pass(valid, &vec![0; valid.len()], false)
+    }
+
+    fn pass<'a>(&self, valid: &'a [Vec<bool>], past: &[usize], cached: bool) -> Pass<'a, B> {
+        let device = self.embed.device();
+        let batch = valid.len();
+        let t_new = valid.first().map_or(0, Vec::len);
+        let pos_t = Tensor::<B, 1, Int>::from_data(TensorData::new(positions(past, valid), [batch * t_new]), &device);
         let head_dim = self.rope_cos.dims()[1];
         let cos = self.rope_cos.clone().select(0, pos_t.clone()).reshape([batch, 1, t_new, head_dim]);
         let sin = self.rope_sin.clone().select(0, pos_t).reshape([batch, 1, t_new, head_dim]);
         // Steps that follow cached tokens attend on the host, inside the cache (see `kv_cache`).
         let mask = (!cached).then(|| tensor::<B, 4>(causal_mask(valid), [batch, 1, t_new, t_new], &device));
+        Pass { valid, cos, sin, mask }
+    }
+
+    /// The residual stream entering block 0: each token's embedding, `[batch, new, hidden]`.
+    pub fn embed_tokens(&self, ids: &[Vec<u32>]) -> Tensor<B, 3> {
+        let device = self.embed.device();
+        let batch = ids.len();
+        let t_new = ids.first().map_or(0, Vec::len);
+        let flat: Vec<i64> = ids.iter().flatten().map(|&i| i as i64).collect();
+        let ids_t = Tensor::<B, 1, Int>::from_data(TensorData::new(flat, [batch * t_new]), &device);
         let hidden_size = self.embed.dims()[0];
         // The identity product between gather and transpose hands the gather's backward (an
         // index-add) a contiguous gradient: candle's index-add rejects the transposed one.
         let gathered = self.embed.val().select(1, ids_t).mul_scalar(1.0);
-        let mut x = gathered.transpose().reshape([batch, t_new, hidden_size]);
-        for (layer, block) in self.blocks.iter().enumerate() {
-            let step = Step { layer, valid, mask: mask.as_ref(), cache: cache.as_deref_mut() };
-            x = x.clone() + block.attn.forward(block.attn_norm.forward(x), &cos, &sin, step);
-            x = x.clone() + block.mlp.forward(block.mlp_norm.forward(x));
-            probe(layer, &x);
-        }
-        self.norm.forward(x)
+        gathered.transpose().reshape([batch, t_new, hidden_size])
+    }
+
+    /// Block `layer` over the residual stream `x` of a [`Decoder::full_pass`].
+    pub fn block_forward(&self, layer: usize, x: Tensor<B, 3>, pass: &Pass<B>) -> Tensor<B, 3> {
+        self.block_step(layer, x, pass, None)
+    }
+
+    fn block_step(&self, layer: usize, x: Tensor<B, 3>, pass: &Pass<B>, cache: Option<&mut KvCache>) -> Tensor<B, 3> {
+        let block = &self.blocks[layer];
+        let step = Step { layer, valid: pass.valid, mask: pass.mask.as_ref(), cache };
+        let x = x.clone() + block.attn.forward(block.attn_norm.forward(x), &pass.cos, &pass.sin, step);
+        x.clone() + block.mlp.forward(block.mlp_norm.forward(x))
     }
 
     /// Logits over the vocabulary for hidden states `[batch, t, hidden]`.
@@ -391,6 +421,15 @@ fn rotate_half<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 4> {
     let x1 = x.clone().narrow(3, 0, half);
     let x2 = x.narrow(3, half, half);
     Tensor::cat(vec![x2.neg(), x1], 3)
+}
+
+/// What every block of one forward pass shares: RoPE at each token's position, and the causal
+/// mask when nothing is cached.
+pub struct Pass<'a, B: Backend> {
+    valid: &'a [Vec<bool>],
+    cos: Tensor<B, 4>,
+    sin: Tensor<B, 4>,
+    mask: Option<Tensor<B, 4>>,
 }
 
 /// What one layer's attention sees besides its input: a mask when nothing is cached (the whole

@@ -122,6 +122,10 @@ pub struct OptimConfig {
     pub grad_accum: usize,
     /// GradCache chunk: sequences run with a graph at a time. 0 runs the whole batch with one graph.
     pub chunk_size: usize,
+    /// Gradient checkpointing per decoder layer (`train::recompute`): a graph over one block at a
+    /// time, for long sequences or large models in small memory. No extra compute over GradCache
+    /// (`chunk_size` > 0); the gradients are unchanged.
+    pub gradient_checkpointing: bool,
     /// Stops after this many optimizer steps (0: the epochs decide).
     pub max_steps: usize,
 }
@@ -140,6 +144,7 @@ impl Default for OptimConfig {
             batch_size: 32,
             grad_accum: 4,
             chunk_size: 8,
+            gradient_checkpointing: false,
             max_steps: 0,
         }
     }

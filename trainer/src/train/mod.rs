@@ -14,6 +14,7 @@ pub mod data;
 pub mod loss;
 pub mod metrics;
 pub mod optim;
+pub mod recompute;
 mod setup;
 pub mod step;
 mod steps;

@@ -7,7 +7,6 @@
 //! back-propagate `⟨embedding, cached gradient⟩` plus the chunk's share of the NTP loss. The sum of
 //! the chunk gradients equals the full-batch gradient (tested).
 
-use burn::module::AutodiffModule;
 use burn::optim::GradientsAccumulator;
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
@@ -16,6 +15,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use super::config::LossConfig;
 use super::data::Example;
 use super::loss::{info_nce, ntp_sum, ntp_targets};
+use super::recompute::{chunk_gradients, embed_chunks, last_position};
 use crate::bail;
 use crate::dist::ProcessGroup;
 use crate::error::Result;
@@ -41,16 +41,34 @@ fn scalar<B: Backend>(t: Tensor<B, 1>) -> f64 {
     t.into_scalar().elem::<f64>()
 }
 
-/// Gradients of `scale · (λ1·NTP + λ2·InfoNCE)` over `batch`. `chunk` = 0 (or ≥ the batch) runs
-/// one graph over the whole batch; otherwise GradCache with chunks of `chunk` sequences.
+/// How much graph a step holds at once: the memory levers, which change no gradient.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Memory {
+    /// GradCache chunk: sequences run with a graph at a time. 0 (or ≥ the batch) runs the whole
+    /// batch with one graph.
+    pub chunk: usize,
+    /// Gradient checkpointing per decoder layer ([`super::recompute`]): a graph over one block
+    /// at a time. Runs through the gradient cache, with one chunk when `chunk` is 0.
+    pub recompute: bool,
+}
+
+/// GradCache chunks of that many sequences, no recomputation.
+impl From<usize> for Memory {
+    fn from(chunk: usize) -> Self {
+        Self { chunk, recompute: false }
+    }
+}
+
+/// Gradients of `scale · (λ1·NTP + λ2·InfoNCE)` over `batch`, holding as much graph at once as
+/// `memory` says (a `usize` is a GradCache chunk).
 pub fn batch_gradients<B: AutodiffBackend>(
     model: &Decoder<B>,
     batch: &[&Example],
     loss: &LossConfig,
-    chunk: usize,
+    memory: impl Into<Memory>,
     scale: f64,
 ) -> (GradientsParams, LossParts) {
-    shard_gradients(model, batch, loss, chunk, scale, &ProcessGroup::single())
+    shard_gradients(model, batch, loss, memory, scale, &ProcessGroup::single())
         .expect("a single process has no peer to fail")
 }
 
@@ -64,10 +82,11 @@ pub fn shard_gradients<B: AutodiffBackend>(
     model: &Decoder<B>,
     batch: &[&Example],
     loss: &LossConfig,
-    chunk: usize,
+    memory: impl Into<Memory>,
     scale: f64,
     group: &ProcessGroup,
 ) -> Result<(GradientsParams, LossParts)> {
+    let Memory { chunk, recompute } = memory.into();
     let groups: Vec<u64> = batch.iter().map(|e| e.query_id).collect();
     let range = group.share(batch.len());
     let mine = &batch[range.clone()];
@@ -88,7 +107,8 @@ pub fn shard_gradients<B: AutodiffBackend>(
     let device = model.embed.lazy_device();
     let width = model.embed.lazy_shape().dims::<2>()[0];
 
-    if chunk == 0 || chunk >= mine.len() {
+    // A share with no rows has nothing to save or recompute: it only joins the gathers.
+    if mine.is_empty() || (!recompute && (chunk == 0 || chunk >= mine.len())) {
         let local = (!mine.is_empty()).then(|| (last_hidden(model, &queries), last_hidden(model, &items).0));
         let (q_local, hq, d_local) = match local {
             Some(((q, hq), d)) => (Some(q), Some(hq), Some(d)),
@@ -112,11 +132,13 @@ pub fn shard_gradients<B: AutodiffBackend>(
         return Ok((grads, finish(parts, loss)));
     }
 
-    // (1) Embeddings without a graph, every rank's.
-    let frozen = model.valid();
-    let embed = |seqs: &[&[u32]]| Tensor::cat(seqs.chunks(chunk).map(|c| last_hidden(&frozen, c).0).collect(), 0);
-    let q_all = gather(group, Some(embed(&queries)), batch.len(), width, &device)?;
-    let d_all = gather(group, Some(embed(&items)), batch.len(), width, &device)?;
+    // (1) Embeddings without a graph, every rank's; with recompute, each block's output too.
+    let chunk = if chunk == 0 { mine.len() } else { chunk };
+    let mut saved = Vec::new();
+    let q_all =
+        gather(group, Some(embed_chunks(model, &queries, chunk, recompute, &mut saved)), batch.len(), width, &device)?;
+    let d_all =
+        gather(group, Some(embed_chunks(model, &items, chunk, recompute, &mut saved)), batch.len(), width, &device)?;
     let q_cache = Tensor::<B, 2>::from_inner(q_all).require_grad();
     let d_cache = Tensor::<B, 2>::from_inner(d_all).require_grad();
     // (2) The InfoNCE gradient with respect to them.
@@ -126,24 +148,27 @@ pub fn shard_gradients<B: AutodiffBackend>(
     let q_grad = q_cache.grad(&cached).expect("query embeddings take part in the loss");
     let d_grad = d_cache.grad(&cached).expect("item embeddings take part in the loss");
     // (3) This rank's chunks with a graph, each back-propagating its embeddings' cached gradient.
+    let mut saved = saved.into_iter();
     let mut acc = GradientsAccumulator::<Decoder<B>>::new();
     let mut ntp_total = 0.0;
     for (c, examples) in mine.chunks(chunk).enumerate() {
         let seqs: Vec<&[u32]> = examples.iter().map(|e| e.query.ids.as_slice()).collect();
-        let (q, hq) = last_hidden(model, &seqs);
         let g = Tensor::<B, 2>::from_inner(q_grad.clone().narrow(0, range.start + c * chunk, examples.len()));
-        let mut surrogate = q.mul(g).sum();
-        if with_ntp {
+        let grads = chunk_gradients(model, &seqs, saved.next().flatten(), |hq| {
+            let surrogate = last_position(hq.clone()).mul(g).sum();
+            if !with_ntp {
+                return surrogate;
+            }
             let ntp = ntp_of(model, hq, examples);
             ntp_total += scalar(ntp.clone());
-            surrogate = surrogate + ntp.mul_scalar(ntp_scale);
-        }
-        acc.accumulate(model, GradientsParams::from_grads(surrogate.backward(), model));
+            surrogate + ntp.mul_scalar(ntp_scale)
+        });
+        acc.accumulate(model, grads);
     }
     for (c, seqs) in items.chunks(chunk).enumerate() {
-        let (d, _) = last_hidden(model, seqs);
         let g = Tensor::<B, 2>::from_inner(d_grad.clone().narrow(0, range.start + c * chunk, seqs.len()));
-        acc.accumulate(model, GradientsParams::from_grads(d.mul(g).sum().backward(), model));
+        let grads = chunk_gradients(model, seqs, saved.next().flatten(), |hd| last_position(hd).mul(g).sum());
+        acc.accumulate(model, grads);
     }
     parts.ntp = ntp_total / ntp_tokens.max(1) as f64;
     Ok((acc.grads(), finish(parts, loss)))

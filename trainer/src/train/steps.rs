@@ -15,7 +15,7 @@ use super::config::TrainConfig;
 use super::data::Example;
 use super::metrics::{self, StepRecord};
 use super::setup::Setup;
-use super::step::{LossParts, shard_gradients};
+use super::step::{LossParts, Memory, shard_gradients};
 use super::{RunOptions, optim, sync};
 use crate::bail;
 use crate::error::Result;
@@ -51,6 +51,7 @@ pub(super) fn train<B: AutodiffBackend>(
     let mut agreed = false;
     let interrupted = |agreed: bool| if ranks.world() > 1 { agreed } else { asked() };
     let started = Instant::now();
+    let memory = Memory { chunk: config.optim.chunk_size, recompute: config.optim.gradient_checkpointing };
     let mut saved_step = last_saved.as_ref().map(|_| state.step);
     'epochs: while state.step < total_steps && state.epoch < epochs.len() {
         let batches = &epochs[state.epoch];
@@ -67,7 +68,7 @@ pub(super) fn train<B: AutodiffBackend>(
             for batch in group {
                 let batch: Vec<&Example> = batch.iter().map(|&i| &examples[i]).collect();
                 let scale = 1.0 / group.len() as f64;
-                let (grads, p) = shard_gradients(&model, &batch, &config.loss, config.optim.chunk_size, scale, ranks)?;
+                let (grads, p) = shard_gradients(&model, &batch, &config.loss, memory, scale, ranks)?;
                 acc.accumulate(&model, grads);
                 parts.infonce += p.infonce * scale;
                 parts.ntp += p.ntp * scale;

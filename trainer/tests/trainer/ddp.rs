@@ -18,7 +18,7 @@ use lrem_trainer::model::LanguageModel;
 use lrem_trainer::model::layers::host;
 use lrem_trainer::train::config::TrainConfig;
 use lrem_trainer::train::data::{Example, prepare};
-use lrem_trainer::train::step::{LossParts, batch_gradients, shard_gradients};
+use lrem_trainer::train::step::{LossParts, Memory, batch_gradients, shard_gradients};
 use lrem_trainer::train::sync::all_reduce_gradients;
 
 use crate::train::{tiny_model_dir, tokenizer, toy_config, toy_triples};
@@ -69,17 +69,20 @@ fn gathered_infonce_gradients_summed_over_ranks_equal_the_whole_batch() {
     let mut loss = TrainConfig::default().loss;
     loss.symmetric = true;
     let load = || LanguageModel::<CpuAutodiff>::load(&model_dir, &Default::default()).unwrap().add_lrem_tokens().model;
-    // (world, examples, GradCache chunk): even shares, uneven shares, and a rank with no rows.
-    for (world, n, chunk) in [(2, 6, 0), (2, 6, 2), (3, 5, 1), (3, 2, 0)] {
+    // (world, examples, the ranks' memory levers): even shares, uneven shares, and a rank with no
+    // rows; each against one process's plain whole-batch graph.
+    let recompute = |chunk| Memory { chunk, recompute: true };
+    let cases = [(2, 6, Memory::from(0)), (2, 6, Memory::from(2)), (3, 5, Memory::from(1)), (3, 2, Memory::from(0))];
+    for (world, n, memory) in cases.into_iter().chain([(2, 6, recompute(2)), (3, 2, recompute(0))]) {
         let batch: Vec<&Example> = examples[..n].iter().collect();
         let model = load();
-        let (whole, parts) = batch_gradients(&model, &batch, &loss, chunk, 0.5);
+        let (whole, parts) = batch_gradients(&model, &batch, &loss, 0, 0.5);
         let mut v = Values { grads: Some(&whole), out: Vec::new() };
         model.visit(&mut v);
         let whole = v.out;
         let master = free_address();
         let whole_norm = {
-            let (g, _) = batch_gradients(&model, &batch, &loss, chunk, 0.5);
+            let (g, _) = batch_gradients(&model, &batch, &loss, 0, 0.5);
             lrem_trainer::train::optim::global_norm::<CpuAutodiff, _>(&model, &g)
         };
         let ranks: Vec<(Vec<Vec<f32>>, LossParts, f32, f64)> = std::thread::scope(|s| {
@@ -89,7 +92,7 @@ fn gathered_infonce_gradients_summed_over_ranks_equal_the_whole_batch() {
                     s.spawn(move || {
                         let group = group(rank, world, master);
                         let model = load();
-                        let (grads, parts) = shard_gradients(&model, batch, loss, chunk, 0.5, &group).unwrap();
+                        let (grads, parts) = shard_gradients(&model, batch, loss, memory, 0.5, &group).unwrap();
                         let mut ntp = [parts.ntp as f32];
                         let (grads, norm) = all_reduce_gradients(&group, &model, grads, &mut ntp).unwrap();
                         let mut v = Values { grads: Some(&grads), out: Vec::new() };
@@ -101,7 +104,7 @@ fn gathered_infonce_gradients_summed_over_ranks_equal_the_whole_batch() {
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
         for (rank, (grads, p, ntp, norm)) in ranks.iter().enumerate() {
-            let case = format!("world {world}, {n} examples, chunk {chunk}, rank {rank}");
+            let case = format!("world {world}, {n} examples, {memory:?}, rank {rank}");
             assert!((p.infonce - parts.infonce).abs() < 1e-5, "{case}: InfoNCE {} vs {}", p.infonce, parts.infonce);
             assert!((*ntp as f64 - parts.ntp).abs() < 1e-5, "{case}: NTP {ntp} vs {}", parts.ntp);
             assert!((norm - whole_norm).abs() <= 1e-4 * whole_norm, "{case}: gradient norm {norm} vs {whole_norm}");

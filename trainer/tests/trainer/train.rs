@@ -20,7 +20,7 @@ use lrem_trainer::model::tokenizer::TextTokenizer;
 use lrem_trainer::train::config::TrainConfig;
 use lrem_trainer::train::data::{Example, epoch_batches, prepare};
 use lrem_trainer::train::loss::{info_nce, ntp_targets};
-use lrem_trainer::train::step::batch_gradients;
+use lrem_trainer::train::step::{Memory, batch_gradients};
 use lrem_trainer::train::{RunOptions, cold_start};
 use lrem_trainer::triples::{self, Split, Triple};
 
@@ -180,7 +180,7 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Collect<'_> {
 }
 
 #[test]
-fn gradcache_gradients_equal_the_full_batch_gradients() {
+fn gradcache_and_layer_recompute_give_the_full_batch_gradients() {
     let dir = tempfile::tempdir().unwrap();
     let tok = tokenizer();
     let p = Prompting { tokenizer: &tok, system_prompt: Some(String::new()) };
@@ -192,23 +192,46 @@ fn gradcache_gradients_equal_the_full_batch_gradients() {
     assert_eq!(lm.tokenizer.vocab_size(), tok.vocab_size());
     let mut loss = TrainConfig::default().loss;
     loss.symmetric = true;
-    let grads_of = |chunk| {
-        let (grads, parts) = batch_gradients(&lm.model, &batch, &loss, chunk, 0.5);
+    let grads_of = |memory: Memory| {
+        let (grads, parts) = batch_gradients(&lm.model, &batch, &loss, memory, 0.5);
         let mut c = Collect { grads: &grads, out: Vec::new() };
         lm.model.visit(&mut c);
         (c.out, parts)
     };
-    let (full, full_parts) = grads_of(0);
-    for chunk in [1, 4] {
-        let (cached, parts) = grads_of(chunk);
+    let (full, full_parts) = grads_of(Memory::from(0));
+    let recompute = |chunk| Memory { chunk, recompute: true };
+    for memory in [Memory::from(1), Memory::from(4), recompute(0), recompute(4)] {
+        let (cached, parts) = grads_of(memory);
         assert!((parts.infonce - full_parts.infonce).abs() < 1e-5 && (parts.ntp - full_parts.ntp).abs() < 1e-5);
         let scale = full.iter().flatten().fold(0f32, |m, g| m.max(g.abs()));
         assert!(scale > 0.0);
         for (a, b) in full.iter().zip(&cached) {
             for (x, y) in a.iter().zip(b) {
-                assert!((x - y).abs() <= 1e-4 * scale, "chunk {chunk}: {x} vs {y} (scale {scale})");
+                assert!((x - y).abs() <= 1e-4 * scale, "{memory:?}: {x} vs {y} (scale {scale})");
             }
         }
+    }
+}
+
+#[test]
+fn gradient_checkpointing_follows_the_plain_loss_curve() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = toy_config(dir.path());
+    config.optim.epochs = 2;
+    let curve = |config: &TrainConfig, name: &str| -> Vec<f64> {
+        let out =
+            cold_start::<CpuAutodiff>(config, &dir.path().join(name), &RunOptions::default(), &Default::default())
+                .unwrap();
+        out.records.iter().map(|r| r.loss).collect()
+    };
+    let plain = curve(&config, "plain");
+    config.optim.gradient_checkpointing = true;
+    let recomputed = curve(&config, "recomputed");
+    let resolved = std::fs::read_to_string(dir.path().join("recomputed/config.toml")).unwrap();
+    assert!(resolved.contains("gradient_checkpointing = true"), "{resolved}");
+    assert!(plain.len() >= 4 && plain.len() == recomputed.len());
+    for (step, (a, b)) in plain.iter().zip(&recomputed).enumerate() {
+        assert!((a - b).abs() <= 1e-4 * a.abs().max(1.0), "step {step}: {a} vs {b}");
     }
 }
 
