@@ -1,19 +1,21 @@
 //! Data-parallel training's process group: `world` processes (ranks), rank 0 listening on the
 //! master address and every other rank connected to it over TCP.
 //!
-//! Two collectives, both through rank 0 (a star): [`ProcessGroup::all_reduce_sum`] and
-//! [`ProcessGroup::all_gather`]. Rank 0 adds the ranks' buffers in rank order and sends every
-//! rank the same sum, so all ranks hold bit-identical gradients, take the same clipped step and
-//! keep identical parameters without ever comparing them. That determinism is what lets a test
-//! hold N processes to one process on the N-times batch.
+//! Two collectives: [`ProcessGroup::all_reduce_sum`] over a ring (`ring.rs`: each rank sends
+//! `2·(world−1)/world` of the gradients per step, whatever the world size) and
+//! [`ProcessGroup::all_gather`] through rank 0 (a star; it moves embeddings and digests, not
+//! gradients). Each chunk of a sum is added once, on one rank, and copied to the others, so all
+//! ranks hold bit-identical gradients, take the same clipped step and keep identical parameters
+//! without ever comparing them. That determinism is what lets a test hold N processes to one
+//! process on the N-times batch.
 //!
 //! Why not `burn-collective` 0.21: its multi-node mode needs a separately started orchestrator
 //! and a tensor data service per node, and it has no all-gather (which in-batch negatives across
-//! ranks need). NCCL (through cudarc) does not run on CPUs, where the equality test runs. The
-//! star moves `2·(world−1)` copies of the gradients through rank 0's link each step, which is
-//! fine for a node or a few; a ring or NCCL is the step after (docs/trainer.md).
+//! ranks need). NCCL (through cudarc) does not run on CPUs, where the equality test runs; the
+//! price is that gradients go through host memory and TCP (docs/trainer.md).
 
 mod launch;
+mod ring;
 mod wire;
 
 pub use launch::Launch;
@@ -23,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Context, Result};
 use crate::{bail, err};
+use ring::{Listening, Ring, next_addresses, read_address};
 use wire::{read_f32s, read_frame, read_frame_of, read_u64s, write_f32s, write_frame, write_u64s};
 
 /// How long rank 0 waits for a new connection to say who it is.
@@ -37,6 +40,8 @@ pub struct ProcessGroup {
     rank: usize,
     world: usize,
     links: Links,
+    /// The all-reduce's links (none for a single process).
+    ring: Option<Ring>,
 }
 
 #[derive(Debug)]
@@ -56,7 +61,7 @@ impl Default for ProcessGroup {
 impl ProcessGroup {
     /// A run of one process: every collective is the identity.
     pub fn single() -> Self {
-        Self { rank: 0, world: 1, links: Links::Alone }
+        Self { rank: 0, world: 1, links: Links::Alone, ring: None }
     }
 
     /// Joins the group `launch` describes: rank 0 binds the master address and waits for the
@@ -74,7 +79,8 @@ impl ProcessGroup {
         } else {
             Links::Leaf(join(master, rank, world, timeout)?)
         };
-        Ok(Self { rank, world, links })
+        let ring = Some(ring_over(&links, rank, world, master, timeout)?);
+        Ok(Self { rank, world, links, ring })
     }
 
     pub fn rank(&self) -> usize {
@@ -102,37 +108,12 @@ impl ProcessGroup {
         start(rank)..start(rank + 1)
     }
 
-    /// Replaces `values` on every rank by the element-wise sum over ranks, added in rank order.
+    /// Replaces `values` on every rank by the element-wise sum over the ranks (the same bits on
+    /// every rank).
     pub fn all_reduce_sum(&self, values: &mut [f32]) -> Result<()> {
-        match &self.links {
-            Links::Alone => Ok(()),
-            Links::Root(peers) => {
-                for (i, peer) in peers.iter().enumerate() {
-                    let theirs = read_f32s(peer).map_err(|e| peer_error(e, i + 1))?;
-                    if theirs.len() != values.len() {
-                        bail!(
-                            "rank {} sent {} values to sum, rank 0 has {}: the ranks run different configurations",
-                            i + 1,
-                            theirs.len(),
-                            values.len()
-                        );
-                    }
-                    values.iter_mut().zip(&theirs).for_each(|(v, t)| *v += t);
-                }
-                for (i, peer) in peers.iter().enumerate() {
-                    write_f32s(peer, values).map_err(|e| peer_error(e, i + 1))?;
-                }
-                Ok(())
-            }
-            Links::Leaf(root) => {
-                write_f32s(root, values).map_err(|e| peer_error(e, 0))?;
-                let sum = read_f32s(root).map_err(|e| peer_error(e, 0))?;
-                if sum.len() != values.len() {
-                    bail!("rank 0 returned {} summed values for {}", sum.len(), values.len());
-                }
-                values.copy_from_slice(&sum);
-                Ok(())
-            }
+        match &self.ring {
+            None => Ok(()),
+            Some(ring) => ring.all_reduce_sum(values),
         }
     }
 
@@ -192,7 +173,39 @@ impl ProcessGroup {
     }
 }
 
-fn peer_error(e: std::io::Error, peer: usize) -> crate::Error {
+/// Sets up the ring over the star: every rank listens on a port of its own, rank 0 learns them
+/// and tells each rank where its next rank listens.
+fn ring_over(links: &Links, rank: usize, world: usize, master: &str, timeout: Duration) -> Result<Ring> {
+    let listening = Listening::bind()?;
+    let next = match links {
+        Links::Alone => unreachable!("a single process has no ring"),
+        Links::Leaf(root) => {
+            write_u64s(root, &[u64::from(listening.port)]).map_err(|e| peer_error(e, 0))?;
+            read_address(root).map_err(|e| peer_error(e, 0))?
+        }
+        Links::Root(peers) => {
+            let mut ports = Vec::with_capacity(peers.len());
+            let mut addrs = Vec::with_capacity(peers.len());
+            for (i, peer) in peers.iter().enumerate() {
+                let port = read_u64s(peer).map_err(|e| peer_error(e, i + 1))?;
+                match port.as_slice() {
+                    [p] if *p > 0 && *p <= u64::from(u16::MAX) => ports.push(*p as u16),
+                    _ => bail!("rank {} sent {port:?} as its ring port", i + 1),
+                }
+                addrs.push(peer.peer_addr()?);
+            }
+            let host = master.rsplit_once(':').map_or(master, |(h, _)| h);
+            let next = next_addresses(&addrs, &ports, host, listening.port);
+            for (i, peer) in peers.iter().enumerate() {
+                write_frame(peer, next[i + 1].as_bytes()).map_err(|e| peer_error(e, i + 1))?;
+            }
+            next[0].clone()
+        }
+    };
+    Ring::connect(rank, world, listening, &next, timeout)
+}
+
+pub(super) fn peer_error(e: std::io::Error, peer: usize) -> crate::Error {
     let why = match e.kind() {
         std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => {
             "closed the connection (it exited: see its log)".to_string()
@@ -205,7 +218,7 @@ fn peer_error(e: std::io::Error, peer: usize) -> crate::Error {
     err!("data-parallel: rank {peer} {why}")
 }
 
-fn configure(stream: &TcpStream, timeout: Duration) -> Result<()> {
+pub(super) fn configure(stream: &TcpStream, timeout: Duration) -> Result<()> {
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;

@@ -116,6 +116,54 @@ fn gathered_infonce_gradients_summed_over_ranks_equal_the_whole_batch() {
     }
 }
 
+#[test]
+fn the_ring_all_reduce_sums_every_element_and_every_rank_holds_the_same_bits() {
+    // Integers sum exactly whatever the order; thirds round, which shows every rank got the
+    // same rounding. Lengths below, at and above the world size leave some ring chunks empty.
+    let value = |rank: usize, i: usize, whole: bool| {
+        let k = ((rank * 7919 + i * 104_729) % 1000) as f32 - 500.0;
+        if whole { k } else { k / 3.0 }
+    };
+    for world in [2, 3, 4] {
+        let master = free_address();
+        let lengths = [0, 2, world, 7, 100_003];
+        let sums: Vec<Vec<Vec<f32>>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..world)
+                .map(|rank| {
+                    let master = &master;
+                    s.spawn(move || {
+                        let group = group(rank, world, master);
+                        let mut out = Vec::new();
+                        for n in lengths {
+                            for whole in [true, false] {
+                                let mut values: Vec<f32> = (0..n).map(|i| value(rank, i, whole)).collect();
+                                group.all_reduce_sum(&mut values).unwrap();
+                                out.push(values);
+                            }
+                        }
+                        out
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (case, (n, whole)) in lengths.iter().flat_map(|&n| [(n, true), (n, false)]).enumerate() {
+            for i in 0..n {
+                let exact: f64 = (0..world).map(|r| value(r, i, whole) as f64).sum();
+                let got = sums[0][case][i];
+                if whole {
+                    assert_eq!(got as f64, exact, "world {world}, n {n}, element {i}");
+                } else {
+                    assert!((got as f64 - exact).abs() <= 1e-4, "world {world}, n {n}, element {i}: {got} vs {exact}");
+                }
+            }
+            for rank in 1..world {
+                assert_eq!(sums[rank][case], sums[0][case], "world {world}, n {n}: rank {rank} differs from rank 0");
+            }
+        }
+    }
+}
+
 fn cold_start(config: &Path, run: &Path, world: usize, rank: usize, master: &str, extra: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_lrem-train"))
         .args(["--threads", "1", "cold-start", "--config"])
