@@ -281,19 +281,26 @@ fn accept(master: &str, world: usize, timeout: Duration) -> Result<Vec<TcpStream
     Ok(peers.into_iter().map(|p| p.expect("every rank joined")).collect())
 }
 
-fn join(master: &str, rank: usize, world: usize, timeout: Duration) -> Result<TcpStream> {
+/// Connects rank `rank` to rank `to` at `address`, retrying while that rank starts, for up to
+/// `timeout`.
+pub(super) fn connect_retrying(address: &str, rank: usize, to: usize, timeout: Duration) -> Result<TcpStream> {
     let deadline = Instant::now() + timeout;
-    let stream = loop {
-        let addrs: Vec<_> = master.to_socket_addrs().with_context(|| format!("master address {master}"))?.collect();
+    loop {
+        let addrs: Vec<_> =
+            address.to_socket_addrs().with_context(|| format!("rank {to}'s address {address}"))?.collect();
         if let Some(stream) = addrs.iter().find_map(|a| TcpStream::connect_timeout(a, Duration::from_secs(5)).ok()) {
-            break stream;
+            configure(&stream, timeout)?;
+            return Ok(stream);
         }
         if Instant::now() > deadline {
-            bail!("rank {rank} could not reach rank 0 at {master} within {} s", timeout.as_secs());
+            bail!("rank {rank} could not reach rank {to} at {address} within {} s", timeout.as_secs());
         }
         std::thread::sleep(Duration::from_millis(100));
-    };
-    configure(&stream, timeout)?;
+    }
+}
+
+fn join(master: &str, rank: usize, world: usize, timeout: Duration) -> Result<TcpStream> {
+    let stream = connect_retrying(master, rank, 0, timeout)?;
     let mut hello = MAGIC.to_vec();
     hello.extend((rank as u64).to_le_bytes());
     hello.extend((world as u64).to_le_bytes());

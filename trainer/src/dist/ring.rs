@@ -6,11 +6,11 @@
 //! sum is added once, on one rank, in a fixed order, and then copied around the ring, so every
 //! rank still ends with bit-identical values.
 
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use super::wire::{read_f32s, read_frame, read_frame_of, write_f32s, write_frame};
-use super::{configure, peer_error};
+use super::{configure, connect_retrying, peer_error};
 use crate::error::{Context, Result};
 use crate::{bail, err};
 
@@ -52,19 +52,8 @@ impl Ring {
     /// Connects to the next rank at `next` and accepts the previous rank on `listening`, each
     /// link opened with the sender's rank so a crossed wire fails by name.
     pub fn connect(rank: usize, world: usize, listening: Listening, next: &str, timeout: Duration) -> Result<Self> {
+        let next = connect_retrying(next, rank, (rank + 1) % world, timeout)?;
         let deadline = Instant::now() + timeout;
-        let next_rank = (rank + 1) % world;
-        let next = loop {
-            let addrs: Vec<_> = next.to_socket_addrs().with_context(|| format!("rank {next_rank}'s address {next}"))?.collect();
-            if let Some(s) = addrs.iter().find_map(|a| TcpStream::connect_timeout(a, Duration::from_secs(5)).ok()) {
-                break s;
-            }
-            if Instant::now() > deadline {
-                bail!("rank {rank} could not reach rank {next_rank} at {next} within {} s", timeout.as_secs());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        configure(&next, timeout)?;
         write_frame(&next, &(rank as u64).to_le_bytes())?;
         let prev_rank = (rank + world - 1) % world;
         listening.listener.set_nonblocking(true)?;
