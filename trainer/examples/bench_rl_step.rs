@@ -8,7 +8,9 @@
 //! (+ 2 tokens): the worst case.
 //!
 //! `bench_rl_step --shape qwen2.5-3b --backend cuda-bf16 --tokenizer SmolLM2-135M-Instruct.Q4_1.gguf
-//!  --batch 32 --micro 4 --group 8 --budget 16 --steps 2 [--vocab N]`
+//!  --batch 32 --micro 4 --group 8 --budget 16 --steps 2 [--vocab N] [--recompute 1]`
+//!
+//! `--recompute 1` runs each update's graph one decoder layer at a time (gradient checkpointing).
 //!
 //! The token ids come from the SmolLM2 tokenizer (the one carried to the GPU machine); the
 //! decoder keeps its shape's vocabulary (151,936 for Qwen2.5-3B), so the LM head costs what it
@@ -46,6 +48,7 @@ struct Args {
     prompt: usize,
     item: usize,
     steps: usize,
+    recompute: bool,
 }
 
 fn args() -> Result<Args> {
@@ -61,6 +64,7 @@ fn args() -> Result<Args> {
         prompt: 32,
         item: 32,
         steps: 2,
+        recompute: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -77,6 +81,7 @@ fn args() -> Result<Args> {
             "--prompt" => a.prompt = value.parse()?,
             "--item" => a.item = value.parse()?,
             "--steps" => a.steps = value.parse()?,
+            "--recompute" => a.recompute = value == "1",
             other => bail!("unknown flag {other}"),
         }
     }
@@ -133,7 +138,8 @@ fn run<B: AutodiffBackend>(a: &Args, device: &B::Device) -> Result<()> {
         })
         .collect();
     let rewards = Rewards::lrem(0.5, 0.2, 1.0, a.budget);
-    let settings = UpdateSettings::new(a.group, end_think, emb, tokenizer.stop_ids());
+    let settings =
+        UpdateSettings { recompute: a.recompute, ..UpdateSettings::new(a.group, end_think, emb, tokenizer.stop_ids()) };
     let mut optim = adamw(&OptimConfig::default()).init::<B, Decoder<B>>();
     let mut timings = Vec::new();
     for step in 0..a.steps + 1 {

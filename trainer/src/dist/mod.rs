@@ -29,7 +29,7 @@ use ring::{Listening, Ring, next_addresses, read_address};
 use wire::{read_f32s, read_frame, read_frame_of, read_u64s, write_f32s, write_frame, write_u64s};
 
 /// How long rank 0 waits for a new connection to say who it is.
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+pub(super) const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Identifies this protocol in the handshake, so a stray connection is refused by name.
 const MAGIC: &[u8; 8] = b"LREMDDP1";

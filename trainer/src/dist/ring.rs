@@ -10,7 +10,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use super::wire::{read_f32s, read_frame, read_frame_of, write_f32s, write_frame};
-use super::{configure, connect_retrying, peer_error};
+use super::{HELLO_TIMEOUT, configure, connect_retrying, peer_error};
 use crate::error::{Context, Result};
 use crate::{bail, err};
 
@@ -43,7 +43,12 @@ impl Listening {
 /// their connections came in (index `i` is rank `i + 1`), their ports, and rank 0's own port,
 /// which the last rank reaches through the master's host name.
 pub(super) fn next_addresses(peers: &[SocketAddr], ports: &[u16], master_host: &str, root_port: u16) -> Vec<String> {
-    let mut next: Vec<String> = peers.iter().zip(ports).map(|(a, &p)| SocketAddr::new(a.ip(), p).to_string()).collect();
+    // A rank that reached rank 0 over loopback runs on rank 0's host, which the other nodes
+    // know by the master's name.
+    let address = |a: &SocketAddr, p: u16| {
+        if a.ip().is_loopback() { format!("{master_host}:{p}") } else { SocketAddr::new(a.ip(), p).to_string() }
+    };
+    let mut next: Vec<String> = peers.iter().zip(ports).map(|(a, &p)| address(a, p)).collect();
     next.push(format!("{master_host}:{root_port}"));
     next
 }
@@ -54,19 +59,21 @@ impl Ring {
     pub fn connect(rank: usize, world: usize, listening: Listening, next: &str, timeout: Duration) -> Result<Self> {
         let next = connect_retrying(next, rank, (rank + 1) % world, timeout)?;
         let deadline = Instant::now() + timeout;
-        write_frame(&next, &(rank as u64).to_le_bytes())?;
+        write_frame(&next, &(rank as u64).to_le_bytes()).map_err(|e| peer_error(e, (rank + 1) % world))?;
         let prev_rank = (rank + world - 1) % world;
         listening.listener.set_nonblocking(true)?;
         let prev = loop {
             match listening.listener.accept() {
                 Ok((stream, _)) => {
                     stream.set_nonblocking(false)?;
-                    configure(&stream, timeout)?;
-                    let hello = read_frame_of(&stream, 8).map_err(|e| peer_error(e, prev_rank))?;
+                    configure(&stream, HELLO_TIMEOUT)?;
+                    // As on the master port: a connection that is not a peer is dropped.
+                    let Ok(hello) = read_frame_of(&stream, 8) else { continue };
                     let from = u64::from_le_bytes(hello.try_into().expect("8 bytes")) as usize;
                     if from != prev_rank {
                         bail!("rank {rank}'s ring link came from rank {from}, expected rank {prev_rank}");
                     }
+                    configure(&stream, timeout)?;
                     break stream;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {

@@ -22,7 +22,8 @@ pub struct RlConfig {
     pub rollout: RolloutConfig,
     pub rewards: RewardWeights,
     pub loss: RlLoss,
-    /// `batch_size` counts queries (each sampled G times); `chunk_size` is unused.
+    /// `batch_size` counts queries (each sampled G times); `chunk_size` is unused;
+    /// `gradient_checkpointing` applies to each update's graph.
     pub optim: OptimConfig,
     pub checkpoint: CheckpointConfig,
     pub guard: Guard,

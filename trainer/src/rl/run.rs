@@ -166,6 +166,7 @@ pub fn rl<B: AutodiffBackend>(
         end_think,
         emb,
         stop_ids: lm.tokenizer.stop_ids(),
+        recompute: config.optim.gradient_checkpointing,
     };
     // The KL reference: the starting model, frozen, loaded once.
     let reference = if config.loss.kl_weight > 0.0 {

@@ -12,10 +12,11 @@ use super::advantage::{Scaling, advantages};
 use super::objective::{Completions, ObjectiveConfig, clipped};
 use super::rewards::{Rewards, Sample, rank_of_positive};
 use super::rollout::{Predicted, Rollout, logprobs_at, sampled_logprobs};
-use crate::format::{left_pad, pool_last};
+use crate::format::pool_last;
 use crate::model::decoder::Decoder;
 use crate::model::layers::host;
 use crate::train::loss::info_nce;
+use crate::train::recompute::{chunk_gradients, embed_graph_free};
 
 /// One query of a batch: its prompt (ending in `<think>`), its positive item's sequence
 /// (`prompt<emb>`), and its id (items of the same id are all its positives).
@@ -44,6 +45,9 @@ pub struct UpdateSettings {
     pub end_think: u32,
     pub emb: u32,
     pub stop_ids: Vec<u32>,
+    /// Gradient checkpointing per decoder layer (`train::recompute`): the update's graph one
+    /// block at a time, for one extra forward pass.
+    pub recompute: bool,
 }
 
 impl UpdateSettings {
@@ -62,6 +66,7 @@ impl UpdateSettings {
             end_think,
             emb,
             stop_ids,
+            recompute: false,
         }
     }
 }
@@ -217,43 +222,48 @@ pub fn update_gradients<B: AutodiffBackend>(
     }
     let first_item = rows.len();
     rows.extend(batch.items.iter().map(Vec::as_slice));
-    let (ids, valid) = left_pad(&rows);
-    let hidden = model.forward(&ids, &valid, None);
-    let [b, t, h] = hidden.dims();
-    let predicted: Vec<Predicted<'_>> = rollouts
-        .iter()
-        .enumerate()
-        .map(|(i, r)| Predicted { row: i, first: t - rows[i].len() + queries[r.query].prompt.len() - 1, ids: &r.ids })
-        .collect();
-    let logp = logprobs_at(model, hidden.clone(), &predicted, s.sampling_temperature);
-    // The first update is on-policy: π_old is the current policy without its graph.
-    let old = batch.old_logp.get_or_insert_with(|| rows_of(&logp.clone().detach(), rollouts));
-    let lens: Vec<usize> = rollouts.iter().map(|r| r.ids.len()).collect();
-    let completions = Completions { lens: &lens, old_logp: old, advantages: &batch.advantages };
-    let reference = batch.reference.as_deref().map(|r| (r, s.kl_weight));
-    let objective = clipped(logp, &completions, reference, &s.objective);
-
-    let last = hidden.narrow(1, t - 1, 1).reshape([b, h]);
-    let device = last.device();
-    let index = |v: Vec<i64>| {
-        let len = v.len();
-        Tensor::<B, 1, Int>::from_data(TensorData::new(v, [len]), &device)
-    };
-    let q = last.clone().select(0, index(emb_row.iter().map(|&r| r as i64).collect()));
-    // Each sample's own query's item, as InfoNCE's positive column.
-    let d = last.select(0, index(rollouts.iter().map(|r| (first_item + r.query) as i64).collect()));
-    let groups: Vec<u64> = rollouts.iter().map(|r| queries[r.query].query_id).collect();
-    let nce = info_nce(q, d, &groups, s.temperature, false);
-
+    let saved = s.recompute.then(|| embed_graph_free(&model.valid(), &rows, true).1.expect("outputs kept"));
     let mut stats = batch.stats.clone();
-    stats.clip_fraction = objective.clip_fraction;
-    stats.kl = objective.kl;
-    // −mean log π_old of the sampled tokens: a Monte-Carlo estimate of the policy's entropy.
-    stats.entropy = -old.iter().flatten().map(|&l| l as f64).sum::<f64>() / stats.sampled_tokens.max(1) as f64;
-    stats.infonce = nce.clone().into_scalar().elem::<f64>();
-    stats.objective = objective.loss.clone().into_scalar().elem::<f64>();
-    let total = objective.loss.mul_scalar(s.grpo_weight * scale) + nce.mul_scalar(s.infonce_weight * scale);
-    (GradientsParams::from_grads(total.backward(), model), stats)
+    let grads = chunk_gradients(model, &rows, saved, |hidden| {
+        let [b, t, h] = hidden.dims();
+        let predicted: Vec<Predicted<'_>> = rollouts
+            .iter()
+            .enumerate()
+            .map(|(i, r)| Predicted {
+                row: i,
+                first: t - rows[i].len() + queries[r.query].prompt.len() - 1,
+                ids: &r.ids,
+            })
+            .collect();
+        let logp = logprobs_at(model, hidden.clone(), &predicted, s.sampling_temperature);
+        // The first update is on-policy: π_old is the current policy without its graph.
+        let old = batch.old_logp.get_or_insert_with(|| rows_of(&logp.clone().detach(), rollouts));
+        let lens: Vec<usize> = rollouts.iter().map(|r| r.ids.len()).collect();
+        let completions = Completions { lens: &lens, old_logp: old, advantages: &batch.advantages };
+        let reference = batch.reference.as_deref().map(|r| (r, s.kl_weight));
+        let objective = clipped(logp, &completions, reference, &s.objective);
+
+        let last = hidden.narrow(1, t - 1, 1).reshape([b, h]);
+        let device = last.device();
+        let index = |v: Vec<i64>| {
+            let len = v.len();
+            Tensor::<B, 1, Int>::from_data(TensorData::new(v, [len]), &device)
+        };
+        let q = last.clone().select(0, index(emb_row.iter().map(|&r| r as i64).collect()));
+        // Each sample's own query's item, as InfoNCE's positive column.
+        let d = last.select(0, index(rollouts.iter().map(|r| (first_item + r.query) as i64).collect()));
+        let groups: Vec<u64> = rollouts.iter().map(|r| queries[r.query].query_id).collect();
+        let nce = info_nce(q, d, &groups, s.temperature, false);
+
+        stats.clip_fraction = objective.clip_fraction;
+        stats.kl = objective.kl;
+        // −mean log π_old of the sampled tokens: a Monte-Carlo estimate of the policy's entropy.
+        stats.entropy = -old.iter().flatten().map(|&l| l as f64).sum::<f64>() / stats.sampled_tokens.max(1) as f64;
+        stats.infonce = nce.clone().into_scalar().elem::<f64>();
+        stats.objective = objective.loss.clone().into_scalar().elem::<f64>();
+        objective.loss.mul_scalar(s.grpo_weight * scale) + nce.mul_scalar(s.infonce_weight * scale)
+    });
+    (grads, stats)
 }
 
 /// One on-policy update's gradients over `rollouts` (G consecutive samples per query, in query

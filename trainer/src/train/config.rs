@@ -123,8 +123,9 @@ pub struct OptimConfig {
     /// GradCache chunk: sequences run with a graph at a time. 0 runs the whole batch with one graph.
     pub chunk_size: usize,
     /// Gradient checkpointing per decoder layer (`train::recompute`): a graph over one block at a
-    /// time, for long sequences or large models in small memory. No extra compute over GradCache
-    /// (`chunk_size` > 0); the gradients are unchanged.
+    /// time, for long sequences or large models in small memory; the gradients are unchanged.
+    /// No extra compute when GradCache splits a rank's share into several chunks; one forward
+    /// pass more otherwise.
     pub gradient_checkpointing: bool,
     /// Stops after this many optimizer steps (0: the epochs decide).
     pub max_steps: usize,

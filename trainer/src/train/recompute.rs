@@ -11,8 +11,9 @@
 //! backend type parameter that recomputes memory-bound operations, not chosen layers. Its cost is
 //! one forward pass more than a plain step, which the gradient cache has already paid: the cache's
 //! embedding pass is the pass that saves the block outputs, so checkpointing adds no compute to
-//! a cached step. Memory: the saved outputs (`layers · tokens · hidden` floats, about 1/40 of
-//! what a graph holds per token at the Qwen2.5-3B shape) plus one block's graph over one chunk.
+//! a cached step (a step whose whole share is one chunk pays the extra forward). Memory: the
+//! saved outputs (`layers · tokens · hidden` floats, about 1/40 of what a graph holds per token
+//! at the Qwen2.5-3B shape) plus one block's graph over one chunk.
 
 use burn::module::AutodiffModule;
 use burn::optim::{GradientsAccumulator, GradientsParams};
@@ -64,16 +65,21 @@ pub fn chunk_gradients<B: AutodiffBackend>(
         return GradientsParams::from_grads(top(hidden).backward(), model);
     };
     assert_eq!(outputs.len(), model.blocks.len(), "one saved output per block");
-    let leaf = |x: &Tensor<B::InnerBackend, 3>| Tensor::<B, 3>::from_inner(x.clone()).require_grad();
+    let mut outputs = outputs;
+    let leaf = |x: Tensor<B::InnerBackend, 3>| Tensor::<B, 3>::from_inner(x).require_grad();
     let mut acc = GradientsAccumulator::<Decoder<B>>::new();
-    let last = leaf(outputs.last().expect("a decoder has blocks"));
+    let last = leaf(outputs.pop().expect("a decoder has blocks"));
     let grads = top(model.norm.forward(last.clone())).backward();
     let mut upstream = last.grad(&grads).expect("the loss depends on the last block's output");
     acc.accumulate(model, GradientsParams::from_grads(grads, model));
     let pass = model.full_pass(&valid);
-    for layer in (0..outputs.len()).rev() {
+    // Each saved output is let go once its block has been re-run.
+    for layer in (0..model.blocks.len()).rev() {
         // Block 0 starts from the embeddings, whose lookup is differentiated along with it.
-        let input = if layer == 0 { model.embed_tokens(&ids) } else { leaf(&outputs[layer - 1]) };
+        let input = match outputs.pop() {
+            Some(saved) => leaf(saved),
+            None => model.embed_tokens(&ids),
+        };
         let output = model.block_forward(layer, input.clone(), &pass);
         let grads = output.mul(Tensor::from_inner(upstream.clone())).sum().backward();
         if layer > 0 {

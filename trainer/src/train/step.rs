@@ -154,7 +154,7 @@ pub fn shard_gradients<B: AutodiffBackend>(
     for (c, examples) in mine.chunks(chunk).enumerate() {
         let seqs: Vec<&[u32]> = examples.iter().map(|e| e.query.ids.as_slice()).collect();
         let g = Tensor::<B, 2>::from_inner(q_grad.clone().narrow(0, range.start + c * chunk, examples.len()));
-        let grads = chunk_gradients(model, &seqs, saved.next().flatten(), |hq| {
+        let grads = chunk_gradients(model, &seqs, saved.next().expect(SAVED), |hq| {
             let surrogate = last_position(hq.clone()).mul(g).sum();
             if !with_ntp {
                 return surrogate;
@@ -167,12 +167,16 @@ pub fn shard_gradients<B: AutodiffBackend>(
     }
     for (c, seqs) in items.chunks(chunk).enumerate() {
         let g = Tensor::<B, 2>::from_inner(d_grad.clone().narrow(0, range.start + c * chunk, seqs.len()));
-        let grads = chunk_gradients(model, seqs, saved.next().flatten(), |hd| last_position(hd).mul(g).sum());
+        let grads = chunk_gradients(model, seqs, saved.next().expect(SAVED), |hd| last_position(hd).mul(g).sum());
         acc.accumulate(model, grads);
     }
+    assert!(saved.next().is_none(), "{SAVED}");
     parts.ntp = ntp_total / ntp_tokens.max(1) as f64;
     Ok((acc.grads(), finish(parts, loss)))
 }
+
+/// Phase 1 keeps one entry per chunk (block outputs, or none), queries' chunks then items'.
+const SAVED: &str = "one saved entry per chunk, in the order the chunks re-run";
 
 fn finish(mut parts: LossParts, loss: &LossConfig) -> LossParts {
     parts.total = loss.ntp_weight * parts.ntp + loss.infonce_weight * parts.infonce;

@@ -33,9 +33,9 @@ fn group(rank: usize, world: usize, master: &str) -> ProcessGroup {
     ProcessGroup::connect(&launch, Duration::from_secs(60)).unwrap()
 }
 
-struct Values<'g> {
-    grads: Option<&'g GradientsParams>,
-    out: Vec<Vec<f32>>,
+pub(crate) struct Values<'g> {
+    pub(crate) grads: Option<&'g GradientsParams>,
+    pub(crate) out: Vec<Vec<f32>>,
 }
 
 impl<B: AutodiffBackend> ModuleVisitor<B> for Values<'_> {
@@ -48,7 +48,7 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Values<'_> {
 }
 
 /// The largest difference, relative to the largest magnitude of `a`.
-fn relative_gap(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
+pub(crate) fn relative_gap(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
     assert_eq!(a.len(), b.len());
     let scale = a.iter().flatten().fold(0f32, |m, x| m.max(x.abs()));
     assert!(scale > 0.0);

@@ -19,6 +19,7 @@ use lrem_trainer::rl::step::{RlQuery, UpdateSettings, grpo_gradients, score_roll
 use lrem_trainer::train::config::OptimConfig;
 use lrem_trainer::train::optim::adamw;
 
+use crate::ddp::{Values, relative_gap};
 use crate::smollm2;
 
 #[test]
@@ -279,6 +280,28 @@ fn a_second_update_over_the_same_rollouts_is_clipped() {
     model = optim.step(3e-2, model, grads);
     let (_, second) = update_gradients(&model, &mut batch, &queries, &rollouts, &settings, 1.0);
     assert!(second.clip_fraction > 0.0, "{second:?}");
+}
+
+#[test]
+fn a_policy_update_recomputed_layer_by_layer_has_the_same_gradients() {
+    use burn::module::Module;
+
+    let KeywordTask { tokenizer, model, queries, prompts, rewards, mut settings } = keyword_task();
+    let params = RolloutParams { group: 8, temperature: 1.0, top_k: 8, top_p: 1.0, budget: 3, seed: 2 };
+    let rollouts = sample(&model.valid(), &tokenizer, &prompts, &params, settings.end_think, settings.emb).unwrap();
+    let mut update = |recompute| {
+        settings.recompute = recompute;
+        let mut batch = score_rollouts(&model, None, &rewards, &queries, &rollouts, &settings);
+        let (grads, stats) = update_gradients(&model, &mut batch, &queries, &rollouts, &settings, 1.0);
+        let mut v = Values { grads: Some(&grads), out: Vec::new() };
+        model.visit(&mut v);
+        (v.out, stats)
+    };
+    let (plain, p) = update(false);
+    let (recomputed, r) = update(true);
+    assert!((p.objective - r.objective).abs() < 1e-6 && (p.infonce - r.infonce).abs() < 1e-5, "{p:?} vs {r:?}");
+    let gap = relative_gap(&plain, &recomputed);
+    assert!(gap < 1e-4, "gradients differ by {gap} of their scale");
 }
 
 /// Several policy updates per rollout batch and a KL reference: the first update of the first
