@@ -149,6 +149,11 @@ pub fn left_pad(seqs: &[&[u32]]) -> (Vec<Vec<u32>>, Vec<Vec<bool>>) {
 pub fn last_hidden<B: Backend>(model: &Decoder<B>, seqs: &[&[u32]]) -> (Tensor<B, 2>, Tensor<B, 3>) {
     let (ids, valid) = left_pad(seqs);
     let hidden = model.forward(&ids, &valid, None);
+    (last_position(hidden.clone()), hidden)
+}
+
+/// The hidden state at each row's last position, `[batch, hidden]`: the pooled token's.
+pub fn last_position<B: Backend>(hidden: Tensor<B, 3>) -> Tensor<B, 2> {
     let [b, t, h] = hidden.dims();
-    (hidden.clone().narrow(1, t - 1, 1).reshape([b, h]), hidden)
+    hidden.narrow(1, t - 1, 1).reshape([b, h])
 }

@@ -12,7 +12,7 @@ use super::advantage::{Scaling, advantages};
 use super::objective::{Completions, ObjectiveConfig, clipped};
 use super::rewards::{Rewards, Sample, rank_of_positive};
 use super::rollout::{Predicted, Rollout, logprobs_at, sampled_logprobs};
-use crate::format::pool_last;
+use crate::format::{last_position, pool_last};
 use crate::model::decoder::Decoder;
 use crate::model::layers::host;
 use crate::train::loss::info_nce;
@@ -225,7 +225,7 @@ pub fn update_gradients<B: AutodiffBackend>(
     let saved = s.recompute.then(|| embed_graph_free(&model.valid(), &rows, true).1.expect("outputs kept"));
     let mut stats = batch.stats.clone();
     let grads = chunk_gradients(model, &rows, saved, |hidden| {
-        let [b, t, h] = hidden.dims();
+        let t = hidden.dims()[1];
         let predicted: Vec<Predicted<'_>> = rollouts
             .iter()
             .enumerate()
@@ -243,7 +243,7 @@ pub fn update_gradients<B: AutodiffBackend>(
         let reference = batch.reference.as_deref().map(|r| (r, s.kl_weight));
         let objective = clipped(logp, &completions, reference, &s.objective);
 
-        let last = hidden.narrow(1, t - 1, 1).reshape([b, h]);
+        let last = last_position(hidden);
         let device = last.device();
         let index = |v: Vec<i64>| {
             let len = v.len();

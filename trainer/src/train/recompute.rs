@@ -20,7 +20,7 @@ use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 
-use crate::format::left_pad;
+use crate::format::{last_position, left_pad};
 use crate::model::decoder::Decoder;
 
 /// Each block's output for `seqs` (left-padded together), from a pass without a graph.
@@ -42,12 +42,6 @@ pub fn embed_graph_free<B: Backend>(
     };
     let hidden = model.forward_probed(&ids, &valid, None, &mut probe);
     (last_position(hidden), keep.then_some(outputs))
-}
-
-/// The hidden state at each row's last position, `[batch, hidden]`: the `<emb>` token's.
-pub fn last_position<B: Backend>(hidden: Tensor<B, 3>) -> Tensor<B, 2> {
-    let [b, t, h] = hidden.dims();
-    hidden.narrow(1, t - 1, 1).reshape([b, h])
 }
 
 /// The gradients of `top(hidden)`, where `hidden` is the model's final (normalised) hidden state

@@ -15,11 +15,11 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use super::config::LossConfig;
 use super::data::Example;
 use super::loss::{info_nce, ntp_sum, ntp_targets};
-use super::recompute::{chunk_gradients, embed_chunks, last_position};
+use super::recompute::{chunk_gradients, embed_chunks};
 use crate::bail;
 use crate::dist::ProcessGroup;
 use crate::error::Result;
-use crate::format::last_hidden;
+use crate::format::{last_hidden, last_position};
 use crate::model::decoder::Decoder;
 use crate::model::layers::{host, tensor};
 

@@ -13,15 +13,14 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
 use lrem_trainer::backend::CpuAutodiff;
 use lrem_trainer::dist::{Launch, ProcessGroup};
-use lrem_trainer::format::Prompting;
 use lrem_trainer::model::LanguageModel;
 use lrem_trainer::model::layers::host;
 use lrem_trainer::train::config::TrainConfig;
-use lrem_trainer::train::data::{Example, prepare};
+use lrem_trainer::train::data::Example;
 use lrem_trainer::train::step::{LossParts, Memory, batch_gradients, shard_gradients};
 use lrem_trainer::train::sync::all_reduce_gradients;
 
-use crate::train::{tiny_model_dir, tokenizer, toy_config, toy_triples};
+use crate::train::{tiny_model_dir, toy_config, toy_examples};
 
 fn free_address() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -63,9 +62,7 @@ pub(crate) fn relative_gap(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
 fn gathered_infonce_gradients_summed_over_ranks_equal_the_whole_batch() {
     let dir = tempfile::tempdir().unwrap();
     let model_dir = tiny_model_dir(dir.path(), 5);
-    let tok = tokenizer();
-    let p = Prompting { tokenizer: &tok, system_prompt: Some(String::new()) };
-    let examples = prepare(&toy_triples()[..6], &p, 128, 128).unwrap().examples;
+    let examples = toy_examples();
     let mut loss = TrainConfig::default().loss;
     loss.symmetric = true;
     let load = || LanguageModel::<CpuAutodiff>::load(&model_dir, &Default::default()).unwrap().add_lrem_tokens().model;

@@ -75,6 +75,18 @@ pub(crate) fn tiny_model_dir(dir: &Path, seed: u64) -> PathBuf {
     out
 }
 
+/// The first six toy triples as training examples (several share a query, so InfoNCE masks).
+pub(crate) fn toy_examples() -> Vec<Example> {
+    let tok = tokenizer();
+    let p = Prompting { tokenizer: &tok, system_prompt: Some(String::new()) };
+    prepare(&toy_triples()[..6], &p, 128, 128).unwrap().examples
+}
+
+/// [`tiny_model_dir`]'s decoder loaded with the LREM tokens, as training loads a base model.
+fn tiny_lrem_model(dir: &Path, seed: u64) -> LanguageModel<CpuAutodiff> {
+    LanguageModel::<CpuAutodiff>::load(&tiny_model_dir(dir, seed), &Default::default()).unwrap().add_lrem_tokens()
+}
+
 pub(crate) fn toy_config(dir: &Path) -> TrainConfig {
     let run = dir.join("pipeline-run");
     triples::write(&run, Split::ColdStart, &toy_triples()).unwrap();
@@ -182,14 +194,10 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Collect<'_> {
 #[test]
 fn gradcache_and_layer_recompute_give_the_full_batch_gradients() {
     let dir = tempfile::tempdir().unwrap();
-    let tok = tokenizer();
-    let p = Prompting { tokenizer: &tok, system_prompt: Some(String::new()) };
-    let examples = prepare(&toy_triples()[..6], &p, 128, 128).unwrap().examples;
+    let examples = toy_examples();
     let batch: Vec<&Example> = examples.iter().collect();
-    let lm = LanguageModel::<CpuAutodiff>::load(&tiny_model_dir(dir.path(), 5), &Default::default())
-        .unwrap()
-        .add_lrem_tokens();
-    assert_eq!(lm.tokenizer.vocab_size(), tok.vocab_size());
+    let lm = tiny_lrem_model(dir.path(), 5);
+    assert_eq!(lm.tokenizer.vocab_size(), tokenizer().vocab_size());
     let mut loss = TrainConfig::default().loss;
     loss.symmetric = true;
     let grads_of = |memory: Memory| {
@@ -432,14 +440,10 @@ fn a_bf16_run_tracks_the_f32_loss_curve() {
 fn fused_products_give_the_unfused_loss_and_gradients() {
     use lrem_trainer::model::layers::fuse_products;
     let dir = tempfile::tempdir().unwrap();
-    let tok = tokenizer();
-    let p = Prompting { tokenizer: &tok, system_prompt: Some(String::new()) };
-    let examples = prepare(&toy_triples()[..6], &p, 128, 128).unwrap().examples;
+    let examples = toy_examples();
     let batch: Vec<&Example> = examples.iter().collect();
     // The tiny config has grouped-query attention and q/k/v biases.
-    let lm = LanguageModel::<CpuAutodiff>::load(&tiny_model_dir(dir.path(), 7), &Default::default())
-        .unwrap()
-        .add_lrem_tokens();
+    let lm = tiny_lrem_model(dir.path(), 7);
     let loss = TrainConfig::default().loss;
     let grads_of = |fused| {
         let _fused = fuse_products(fused);
