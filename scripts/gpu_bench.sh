@@ -10,7 +10,9 @@
 #    per layer at 16×512 and 64×512; all-bf16 for comparison with the first GPU run (1.81 s at
 #    16×256 without fusion or autotune) and, probed layer by layer, where its NaN at 16×512
 #    starts;
-# 3. a GRPO step at the Qwen2.5-3B shape.
+# 3. the same step in PyTorch on the same GPU (the image's python3 holds torch and transformers):
+#    SDPA, autocast bf16 over f32 weights, fused AdamW, with and without checkpointing;
+# 4. a GRPO step at the Qwen2.5-3B shape.
 # Kernel and autotune caches go to $bin/kernel-cache (LREM_KERNEL_CACHE overrides), so a rerun
 # on the same machine skips tuning; the first step of each run is left out of the timings.
 set -uo pipefail
@@ -23,14 +25,37 @@ echo "## training step (cold-start loss, AdamW), random weights"
 # One device call is at most 10 minutes: the runs go in order of what they tell, each skipped
 # once fewer than 90 s are left of BUDGET_S.
 budget=${BUDGET_S:-540}
+# The device's peak memory while "$@" runs, as nvidia-smi sees it (allocator pools included), the
+# same measure for Burn and PyTorch.
+peak_memory() {
+    nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 >/tmp/gpu-memory &
+    local sampler=$!
+    "$@"
+    kill $sampler
+    echo "peak GPU memory: $(sort -n /tmp/gpu-memory | tail -1) MiB"
+}
 run() {
     if (( SECONDS > budget - 90 )); then echo "# skipped (time): $*"; return; fi
     echo "# $*"
-    timeout 200 "$bin/bench_train_step" "$@" --peak-tflops "$peak" 2>&1 | grep -E "^step|^probe|MFU|rror|out of memory|panicked" | tail -45
-    nvidia-smi --query-gpu=memory.used --format=csv,noheader
+    peak_memory timeout 200 "$bin/bench_train_step" "$@" --peak-tflops "$peak" 2>&1 |
+        grep -E "^step|^probe|MFU|rror|out of memory|panicked|^peak" | tail -45
+}
+torch_run() {
+    if (( SECONDS > budget - 60 )); then echo "# skipped (time): pytorch $*"; return; fi
+    echo "# pytorch $*"
+    peak_memory timeout 120 python3 scripts/bench_torch_train.py --shape qwen2.5-3b --device cuda --precision bf16 \
+        --steps 3 --peak-tflops "$peak" "$@" 2>&1 | grep -E "^step|^\{|rror|^peak" | tail -8
 }
 mixed=(--shape qwen2.5-3b --backend cuda-f32 --precision bf16 --steps 3)
 run "${mixed[@]}" --batch 16 --seq 256
+echo "## the same step in PyTorch (the goal: >= 0.8x its step time)"
+if python3 -c "import torch, transformers; assert torch.cuda.is_available()" 2>/dev/null; then
+    torch_run --batch 16 --seq 256
+    torch_run --batch 16 --seq 512
+    torch_run --batch 16 --seq 512 --checkpointing 1
+else
+    echo "no python3 with CUDA torch and transformers here"
+fi
 run "${mixed[@]}" --batch 16 --seq 256 --fused 1
 run "${mixed[@]}" --batch 16 --seq 512 --chunk 4
 # gradient checkpointing per layer: the whole batch's graph one block at a time
