@@ -52,11 +52,11 @@ py-venv:
 gpu-check: models
 	scripts/gpu_check.sh
 
-# Binaries for a GPU machine without Rust or network: the CUDA decoder tests, the cold-start and
-# GRPO step benches and lrem-train, stripped, in gpu-bin/; run there with scripts/gpu_bench.sh or
-# scripts/gpu_experiment.sh.
+# Binaries for a GPU machine without Rust or network: the CUDA decoder and cuBLAS tests, the
+# cold-start and GRPO step benches and lrem-train, stripped, in gpu-bin/; run there with
+# scripts/gpu_bench.sh or scripts/gpu_experiment.sh.
 gpu-build:
-	CARGO_TARGET_DIR=$(TARGET_DIR)-cuda $(CARGO) build --quiet -p lrem-trainer --features cuda --example bench_train_step --example bench_rl_step --test trainer --bins
+	CARGO_TARGET_DIR=$(TARGET_DIR)-cuda $(CARGO) build --quiet -p lrem-trainer --features cublas --example bench_train_step --example bench_rl_step --test trainer --bins
 	@rm -rf gpu-bin && mkdir -p gpu-bin
 	@cp $(TARGET_DIR)-cuda/debug/examples/bench_train_step $(TARGET_DIR)-cuda/debug/examples/bench_rl_step $(TARGET_DIR)-cuda/debug/lrem-train gpu-bin/
 	@cp $$(ls -t $$(find $(TARGET_DIR)-cuda/debug/deps -maxdepth 1 -name 'trainer-*' -type f -executable) | head -1) gpu-bin/trainer-tests
@@ -123,8 +123,9 @@ test: models sdk-venv s3-servers
 	@# The halves share only lrem-schemas; the tree holds one arrow.
 	@! $(CARGO) tree -p lrem-pipeline | grep -q burn || { echo "lrem-pipeline must not depend on burn" >&2; exit 1; }
 	@! $(CARGO) tree -p lrem-trainer | grep -q datafusion || { echo "lrem-trainer must not depend on datafusion" >&2; exit 1; }
-	@# The CUDA backend compiles on machines without CUDA (its own target dir: other features).
-	CARGO_TARGET_DIR=$(TARGET_DIR)-cuda $(CARGO) check --quiet -p lrem-trainer --features cuda --lib --bins
+	@# The CUDA backend and its cuBLAS products compile on machines without CUDA (their own
+	@# target dir: other features).
+	CARGO_TARGET_DIR=$(TARGET_DIR)-cuda $(CARGO) check --quiet -p lrem-trainer --features cublas --lib --bins
 	@! $(CARGO) tree --duplicates --depth 0 | grep -qE '^(arrow|parquet) ' || { echo "more than one arrow/parquet in the tree" >&2; exit 1; }
 
 # The Slurm test on a real one-node cluster on this machine: Debian's slurmctld, slurmd and munge

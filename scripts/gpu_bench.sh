@@ -9,7 +9,7 @@
 #    32×512 through GradCache chunks, q/k/v and gate/up fused or not, with gradient checkpointing
 #    per layer at 16×512 and 64×512; all-bf16 for comparison with the first GPU run (1.81 s at
 #    16×256 without fusion or autotune) and, probed layer by layer, where its NaN at 16×512
-#    starts;
+#    starts; the bf16 products through cuBLAS (`--cublas 1`) beside CubeCL's;
 # 3. the same step in PyTorch on the same GPU (the image's python3 holds torch and transformers):
 #    SDPA, autocast bf16 over f32 weights, fused AdamW, with and without checkpointing;
 # 4. a GRPO step at the Qwen2.5-3B shape.
@@ -19,8 +19,15 @@ set -uo pipefail
 bin=${1:-gpu-bin}
 peak=${2:-989} # H100 SXM dense bf16 (the H200 has the same tensor cores)
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-echo "## decoder tests on CUDA"
-"$bin/trainer-tests" decoder:: --test-threads 1 2>&1 | grep -E "^test |test result"
+# cuBLAS for `--cublas 1`: the CUDA toolkit's, else the one in the image's PyTorch wheels
+if ! ldconfig -p | grep -q 'libcublas\.so'; then
+    for dir in /usr/local/cuda/lib64 $(python3 -c 'import nvidia, pathlib
+for p in pathlib.Path(list(nvidia.__path__)[0]).rglob("libcublas.so*"): print(p.parent)' 2>/dev/null | sort -u); do
+        export LD_LIBRARY_PATH=${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}$dir
+    done
+fi
+echo "## decoder and cuBLAS tests on CUDA"
+"$bin/trainer-tests" decoder:: cublas:: --test-threads 1 2>&1 | grep -E "^test |test result|panicked"
 echo "## training step (cold-start loss, AdamW), random weights"
 # One device call is at most 10 minutes: the runs go in order of what they tell, each skipped
 # once fewer than 90 s are left of BUDGET_S.
@@ -56,8 +63,12 @@ if python3 -c "import torch, transformers; assert torch.cuda.is_available()" 2>/
 else
     echo "no python3 with CUDA torch and transformers here"
 fi
+# the products through cuBLAS instead of CubeCL's matmul (feature `cublas`)
+run "${mixed[@]}" --batch 16 --seq 256 --cublas 1
 run "${mixed[@]}" --batch 16 --seq 256 --fused 1
+run "${mixed[@]}" --batch 16 --seq 256 --fused 1 --cublas 1
 run "${mixed[@]}" --batch 16 --seq 512 --chunk 4
+run "${mixed[@]}" --batch 16 --seq 512 --chunk 4 --cublas 1
 # gradient checkpointing per layer: the whole batch's graph one block at a time
 run "${mixed[@]}" --batch 16 --seq 512 --chunk 16 --recompute 1
 run --shape qwen2.5-3b --backend cuda-bf16 --batch 16 --seq 256 --steps 3

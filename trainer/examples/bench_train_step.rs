@@ -8,12 +8,13 @@
 //! tokens (the LM head runs on NTP targets only); attention's score products are left out.
 //!
 //! `bench_train_step --shape smollm2-135m --batch 8 --seq 128 --steps 3 [--backend cpu|cuda-f32|cuda-bf16]
-//! [--precision f32|bf16] [--fused 0|1] [--chunk 0] [--recompute 0|1] [--peak-tflops 989]`
+//! [--precision f32|bf16] [--fused 0|1] [--chunk 0] [--recompute 0|1] [--cublas 0|1] [--peak-tflops 989]`
 //!
 //! `--backend cuda-f32 --precision bf16` is the trainer's CUDA default (f32 weights and optimizer,
 //! bf16 products: `model::precision`); `cuda-bf16` keeps everything in bf16. `--chunk` runs the
 //! step through GradCache with graphs of that many sequences (the memory lever); `--recompute 1`
-//! adds gradient checkpointing per decoder layer (a graph over one block at a time). `--probe` first
+//! adds gradient checkpointing per decoder layer (a graph over one block at a time). `--cublas 1`
+//! (feature `cublas`) runs the bf16 projections and LM head through cuBLAS. `--probe` first
 //! runs one forward pass and prints each layer's largest |activation| and whether it is finite.
 
 use std::time::Instant;
@@ -44,6 +45,7 @@ struct Args {
     chunk: usize,
     recompute: bool,
     fused: bool,
+    cublas: bool,
     probe: bool,
     peak_tflops: f64,
 }
@@ -59,6 +61,7 @@ fn args() -> Result<Args> {
         chunk: 0,
         recompute: false,
         fused: false,
+        cublas: false,
         probe: false,
         peak_tflops: 0.0,
     };
@@ -80,6 +83,7 @@ fn args() -> Result<Args> {
             "--chunk" => a.chunk = value.parse()?,
             "--fused" => a.fused = value == "1",
             "--recompute" => a.recompute = value == "1",
+            "--cublas" => a.cublas = value == "1",
             other => bail!("unknown flag {other}"),
         }
     }
@@ -88,6 +92,12 @@ fn args() -> Result<Args> {
 
 fn run<B: AutodiffBackend>(a: &Args, device: &B::Device) -> Result<()> {
     let config = shape(&a.shape)?;
+    #[cfg(feature = "cublas")]
+    lrem_trainer::model::cublas::enable(a.cublas);
+    #[cfg(not(feature = "cublas"))]
+    if a.cublas {
+        bail!("--cublas 1 needs a build with the `cublas` feature");
+    }
     let _products = autocast(a.precision.products::<B>(device)?);
     let _fused = fuse_products(a.fused);
     let t = Instant::now();
@@ -142,11 +152,12 @@ fn run<B: AutodiffBackend>(a: &Args, device: &B::Device) -> Result<()> {
         String::new()
     };
     println!(
-        "{{\"impl\": \"burn {} {:?}{}{}\", \"batch\": {}, \"seq\": {}, \"step_s\": {mean}, \"tok_s\": {}, \"peak_rss_mib\": {}}}",
+        "{{\"impl\": \"burn {} {:?}{}{}{}\", \"batch\": {}, \"seq\": {}, \"step_s\": {mean}, \"tok_s\": {}, \"peak_rss_mib\": {}}}",
         a.backend,
         a.precision,
         if a.fused { " fused" } else { "" },
         if a.recompute { " recompute" } else { "" },
+        if a.cublas { " cublas" } else { "" },
         a.batch,
         a.seq,
         tokens / mean,

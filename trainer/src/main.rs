@@ -160,6 +160,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     lrem_trainer::backend::keep_freed_memory();
     lrem_trainer::backend::configure_kernel_caches(std::env::var_os("LREM_KERNEL_CACHE").map(Into::into));
+    #[cfg(feature = "cublas")]
+    lrem_trainer::model::cublas::enable(std::env::var("LREM_CUBLAS").is_ok_and(|v| v == "1"));
     let threads = lrem_trainer::backend::configure_threads(cli.threads);
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let filter =

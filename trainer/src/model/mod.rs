@@ -2,7 +2,10 @@
 //! or Hugging Face folders, with their tokenizers and chat templates, and batched generation.
 
 pub mod bert;
+pub mod blas_layout;
 pub mod constrain;
+#[cfg(feature = "cublas")]
+pub mod cublas;
 pub mod decoder;
 pub mod export;
 pub mod generate;

@@ -76,6 +76,14 @@ pub fn autocast(products: Option<FloatDType>) -> Scoped<Option<FloatDType>> {
 /// `a · b` at the thread's precision, the result in `a`'s dtype.
 pub fn matmul<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -> Tensor<B, D> {
     let dtype = FloatDType::from(a.dtype());
+    #[cfg(feature = "cublas")]
+    let (a, b) = match PRODUCTS.get() {
+        Some(FloatDType::BF16) => match super::cublas::try_matmul(a, b) {
+            Ok(product) => return product,
+            Err(operands) => operands,
+        },
+        _ => (a, b),
+    };
     match PRODUCTS.get() {
         Some(low) if dtype != low || FloatDType::from(b.dtype()) != low => a.cast(low).matmul(b.cast(low)).cast(dtype),
         _ => a.matmul(b),

@@ -2,6 +2,8 @@
 //! instantiate Burn's generic model code again at opt-level 3 (the gradient check keeps its own
 //! binary, since it sets the process-wide default float type).
 
+#[cfg(feature = "cublas")]
+mod cublas;
 mod ddp;
 mod decoder;
 mod eval;
