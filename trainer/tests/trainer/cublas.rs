@@ -59,7 +59,7 @@ fn the_cublas_product_and_its_gradients_equal_burns_in_bf16() {
         for (what, x, y) in [("a·b", &burn[0], &ours[0]), ("da", &burn[1], &ours[1]), ("db", &burn[2], &ours[2])] {
             // both round bf16 products of the same bf16 operands, accumulated in f32
             let gap = relative_gap(std::slice::from_ref(x), std::slice::from_ref(y));
-            assert!(gap < 1e-2, "{name} {what}: relative gap {gap}");
+            assert!(gap < 2e-2, "{name} {what}: relative gap {gap}");
         }
     }
 }
@@ -92,5 +92,5 @@ fn a_decoder_step_through_cublas_has_burns_loss_and_gradients() {
     let (our_loss, ours) = step(true);
     assert!((burn_loss - our_loss).abs() < 1e-2 * burn_loss.abs().max(1.0), "loss {burn_loss} vs {our_loss}");
     let gap = relative_gap(&burn, &ours);
-    assert!(gap < 2e-2, "gradients: relative gap {gap}");
+    assert!(gap < 5e-2, "gradients: relative gap {gap}");
 }
