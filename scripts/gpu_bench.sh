@@ -14,7 +14,8 @@
 #    SDPA, autocast bf16 over f32 weights, fused AdamW, with and without checkpointing;
 # 4. a GRPO step at the Qwen2.5-3B shape.
 # Kernel and autotune caches go to $bin/kernel-cache (LREM_KERNEL_CACHE overrides), so a rerun
-# on the same machine skips tuning; the first step of each run is left out of the timings.
+# on the same machine skips tuning; the first step of each run is left out of the timings. A
+# rerun that found tuning too slow can set CUBECL_AUTOTUNE_LEVEL=minimal (default: balanced).
 set -uo pipefail
 bin=${1:-gpu-bin}
 peak=${2:-989} # H100 SXM dense bf16 (the H200 has the same tensor cores)

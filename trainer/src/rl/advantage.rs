@@ -94,7 +94,7 @@ mod tests {
         // Every group has the sign pattern of `none`, at unit-ish scale.
         for (g, n) in group.values.iter().zip(&none.values) {
             assert_eq!(g.signum(), n.signum());
-            assert!((g.abs() - 0.7071).abs() < 1e-3, "{g}");
+            assert!((g.abs() - std::f64::consts::FRAC_1_SQRT_2).abs() < 1e-3, "{g}");
         }
     }
 }
