@@ -46,7 +46,7 @@ run() {
     if (( SECONDS > budget - 90 )); then echo "# skipped (time): $*"; return; fi
     echo "# $*"
     peak_memory timeout 200 "$bin/bench_train_step" "$@" --peak-tflops "$peak" 2>&1 |
-        grep -E "^step|^probe|MFU|rror|out of memory|panicked|^peak" | tail -45
+        grep -E "^step|^probe|MFU|rror|out of memory|panicked|^peak|^cuBLAS" | tail -45
 }
 torch_run() {
     if (( SECONDS > budget - 60 )); then echo "# skipped (time): pytorch $*"; return; fi

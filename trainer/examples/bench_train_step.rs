@@ -142,6 +142,12 @@ fn run<B: AutodiffBackend>(a: &Args, device: &B::Device) -> Result<()> {
             times.push(s); // step 0 compiles kernels / warms caches
         }
     }
+    #[cfg(feature = "cublas")]
+    if a.cublas {
+        // each is two host synchronisations: the count says what cuBLAS's speed has to pay for
+        let products = lrem_trainer::model::cublas::products_run() / (a.steps as u64 + 1);
+        eprintln!("cuBLAS products: {products} per step");
+    }
     let mean = times.iter().sum::<f64>() / times.len().max(1) as f64;
     let (blocks, head) = parameters(&config);
     let params = blocks + head;

@@ -188,6 +188,7 @@ fn with_blas<T>(ordinal: usize, f: impl FnOnce(&Blas) -> T) -> T {
     let blas = handles.entry(ordinal).or_insert_with(|| {
         // the device's primary context, the one CubeCL runs in
         let context = CudaContext::new(ordinal).expect("a CUDA context on the device CubeCL uses");
+        context.bind_to_thread().expect("binding the CUDA context"); // the handle takes the current one
         let stream = context.new_stream().expect("a CUDA stream for cuBLAS");
         let handle = blas::create_handle().unwrap_or_else(|e| panic!("cuBLAS (libcublas) could not start: {e:?}"));
         let workspace = stream.alloc_zeros::<u8>(WORKSPACE).expect("cuBLAS's workspace");
