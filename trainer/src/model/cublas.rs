@@ -26,7 +26,7 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, binary};
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::{DType, FloatDType, Shape, Tensor, TensorPrimitive};
+use burn::tensor::{DType, Shape, Tensor, TensorPrimitive};
 use burn_cubecl::element::BoolElement;
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::{CubeBackend, FloatElement, IntElement};
@@ -64,23 +64,21 @@ pub trait CublasMatmul: Backend {
     fn cublas_matmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self>;
 }
 
-/// `a · b` through cuBLAS when `B` is the CUDA backend (with or without autodiff), `D` is 2 and
-/// cuBLAS is [`enable`]d; the operands back otherwise. The result is `a`'s dtype, the product's
-/// operands bf16 (cast here, as [`super::precision::matmul`] would).
+/// `a · b` through cuBLAS when `B` is the CUDA backend (with or without autodiff), the operands
+/// are bf16 and 2-D, and cuBLAS is [`enable`]d; the operands back otherwise.
 pub fn try_matmul<B: Backend, const D: usize>(
     a: Tensor<B, D>,
     b: Tensor<B, D>,
 ) -> Result<Tensor<B, D>, (Tensor<B, D>, Tensor<B, D>)> {
-    if !enabled() || D != 2 {
+    if !enabled() || D != 2 || a.dtype() != DType::BF16 || b.dtype() != DType::BF16 {
         return Err((a, b));
     }
-    let dtype = FloatDType::from(a.dtype());
     let backend = TypeId::of::<B>();
     if backend == TypeId::of::<Train>() {
-        return Ok(same(product::<Train>(same(a), same(b), dtype)));
+        return Ok(same(product::<Train>(same(a), same(b))));
     }
     if backend == TypeId::of::<Inference>() {
-        return Ok(same(product::<Inference>(same(a), same(b), dtype)));
+        return Ok(same(product::<Inference>(same(a), same(b))));
     }
     Err((a, b))
 }
@@ -90,10 +88,9 @@ fn same<T: 'static, U: 'static>(x: T) -> U {
     *(Box::new(x) as Box<dyn Any>).downcast::<U>().expect("the type checked by the caller")
 }
 
-fn product<B: CublasMatmul>(a: Tensor<B, 2>, b: Tensor<B, 2>, dtype: FloatDType) -> Tensor<B, 2> {
-    let (a, b) = (a.cast(FloatDType::BF16), b.cast(FloatDType::BF16));
+fn product<B: CublasMatmul>(a: Tensor<B, 2>, b: Tensor<B, 2>) -> Tensor<B, 2> {
     let c = B::cublas_matmul(a.into_primitive().tensor(), b.into_primitive().tensor());
-    Tensor::<B, 2>::from_primitive(TensorPrimitive::Float(c)).cast(dtype)
+    Tensor::from_primitive(TensorPrimitive::Float(c))
 }
 
 // ---- autodiff ----

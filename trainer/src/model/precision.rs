@@ -76,16 +76,21 @@ pub fn autocast(products: Option<FloatDType>) -> Scoped<Option<FloatDType>> {
 /// `a · b` at the thread's precision, the result in `a`'s dtype.
 pub fn matmul<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -> Tensor<B, D> {
     let dtype = FloatDType::from(a.dtype());
-    #[cfg(feature = "cublas")]
-    let (a, b) = match PRODUCTS.get() {
-        Some(FloatDType::BF16) => match super::cublas::try_matmul(a, b) {
-            Ok(product) => return product,
-            Err(operands) => operands,
-        },
-        _ => (a, b),
-    };
     match PRODUCTS.get() {
-        Some(low) if dtype != low || FloatDType::from(b.dtype()) != low => a.cast(low).matmul(b.cast(low)).cast(dtype),
+        Some(low) if dtype != low || FloatDType::from(b.dtype()) != low => {
+            low_product(a.cast(low), b.cast(low)).cast(dtype)
+        }
         _ => a.matmul(b),
     }
+}
+
+/// The product of operands cast to the thread's product dtype: through cuBLAS where it is on
+/// (feature `cublas`), Burn's matmul otherwise.
+fn low_product<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -> Tensor<B, D> {
+    #[cfg(feature = "cublas")]
+    let (a, b) = match super::cublas::try_matmul(a, b) {
+        Ok(product) => return product,
+        Err(operands) => operands,
+    };
+    a.matmul(b)
 }
