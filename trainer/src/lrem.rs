@@ -52,7 +52,8 @@ impl<B: Backend> LremModel<B> {
         Ok(pool_last(&self.lm.model, &seqs, batch))
     }
 
-    /// Greedy CoT (at most `cot_max_tokens`), then the `<emb>` state.
+    /// Greedy CoT (at most `cot_max_tokens`, under the settings' repetition controls), then the
+    /// `<emb>` state.
     pub fn embed_queries(&self, queries: &[&str], cot_max_tokens: usize, batch: usize) -> Result<Vec<QueryEmbedding>> {
         let p = self.prompting();
         if self.settings.direct {
@@ -68,7 +69,12 @@ impl<B: Backend> LremModel<B> {
         let prompts = queries.iter().map(|q| p.query_prompt(q)).collect::<Result<Vec<_>>>()?;
         let mut stop_ids = self.lm.tokenizer.stop_ids();
         stop_ids.extend([self.end_think, self.emb]);
-        let params = SamplingParams { max_tokens: cot_max_tokens, stop_ids: stop_ids.clone(), ..Default::default() };
+        let params = SamplingParams {
+            max_tokens: cot_max_tokens,
+            stop_ids: stop_ids.clone(),
+            penalties: self.settings.cot_penalties,
+            ..Default::default()
+        };
         let done = generate(&self.lm.model, &self.lm.tokenizer, &prompts, &params)?;
         let seqs: Vec<Vec<u32>> = prompts
             .iter()

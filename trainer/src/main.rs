@@ -10,6 +10,7 @@ use lrem_trainer::eval::EvalSpec;
 use lrem_trainer::model::LanguageModel;
 use lrem_trainer::model::bert::SentenceEncoder;
 use lrem_trainer::model::generate::{SamplingParams, generate};
+use lrem_trainer::model::penalties::Penalties;
 use lrem_trainer::model::tokenizer::ChatMessage;
 use lrem_trainer::train::config::TrainConfig;
 use lrem_trainer::train::{RunOptions, cold_start};
@@ -62,6 +63,10 @@ enum Command {
         /// Completions of the prompt (they share its prefill).
         #[arg(long, default_value_t = 1)]
         n: usize,
+        /// Repetition controls: `off`, or `+`-joined `presence=P`, `frequency=F`,
+        /// `repetition=R`, `no-repeat-ngram=N`.
+        #[arg(long, default_value = "off")]
+        penalties: Penalties,
     },
     /// Serve models over the OpenAI protocol (`/v1/chat/completions`, `/v1/embeddings`).
     Serve(lrem_trainer::serve::ServeConfig),
@@ -209,7 +214,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Generate { model, prompt, chat, max_tokens, temperature, top_k, top_p, seed, n } => {
+        Command::Generate { model, prompt, chat, max_tokens, temperature, top_k, top_p, seed, n, penalties } => {
             let device = Default::default();
             let lm = LanguageModel::<Inference>::load_quantized(&model, &device)?;
             let text = if chat {
@@ -230,6 +235,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 top_logprobs: 0,
                 constraint: None,
                 keep_stop: false,
+                penalties,
             };
             for c in generate(&lm.model, &lm.tokenizer, &[ids], &params)? {
                 if n > 1 {

@@ -22,6 +22,7 @@ use crate::format::{LremSettings, Prompting, normalised, pool_last};
 use crate::lrem::LremModel;
 use crate::model::LanguageModel;
 use crate::model::bert::SentenceEncoder;
+use crate::model::penalties::Penalties;
 use crate::triples::{self, Split};
 use inputs::JudgedQuery;
 use lrem_schemas::holdout::Holdout;
@@ -77,6 +78,21 @@ pub struct EvalSpec {
     pub budget_study: Option<String>,
     #[arg(long, value_delimiter = ',', default_value = "8,16,32")]
     pub budgets: Vec<usize>,
+    /// Repetition controls for every generated CoT (`off`, or `+`-joined `presence=P`,
+    /// `frequency=F`, `repetition=R`, `no-repeat-ngram=N`); without it each model's `lrem.json`
+    /// decides (off unless set there).
+    #[arg(long)]
+    pub cot_penalties: Option<Penalties>,
+    /// The --lrem model of this name also generates its CoT under each of --penalty-settings
+    /// (a row each), as the budget study does for lengths.
+    #[arg(long)]
+    pub penalty_study: Option<String>,
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "no-repeat-ngram=2,no-repeat-ngram=3,repetition=1.2,frequency=0.5"
+    )]
+    pub penalty_settings: Vec<Penalties>,
 }
 
 fn parse_named(s: &str) -> Result<(String, PathBuf), String> {
@@ -268,10 +284,12 @@ pub fn run<B: Backend>(spec: &EvalSpec, out: &Path, device: &B::Device) -> Resul
     shown.extend((0..queries.len()).filter(|&i| queries[i].kind == "head").take(8 - shown.len()));
     let mut cot_examples =
         CotExamples { queries: shown.iter().map(|&i| queries[i].query.clone()).collect(), models: Vec::new() };
-    if let Some(name) = &spec.budget_study
-        && !spec.lrem.iter().any(|(n, _)| n == name)
-    {
-        return Err(err!("--budget-study {name}: no --lrem model has that name"));
+    for (flag, study) in [("--budget-study", &spec.budget_study), ("--penalty-study", &spec.penalty_study)] {
+        if let Some(name) = study
+            && !spec.lrem.iter().any(|(n, _)| n == name)
+        {
+            return Err(err!("{flag} {name}: no --lrem model has that name"));
+        }
     }
 
     if let Some(path) = &spec.minilm {
@@ -293,10 +311,13 @@ pub fn run<B: Backend>(spec: &EvalSpec, out: &Path, device: &B::Device) -> Resul
         // The same decoder in the LREM format before any step (chat template, `<think>…</think>
         // <emb>`, the new tokens' rows at the mean embedding), with the trained models'
         // settings: what the format does, apart from what training does.
-        let settings = match spec.lrem.first() {
+        let mut settings = match spec.lrem.first() {
             Some((_, dir)) => LremSettings::read(dir)?,
-            None => LremSettings { system_prompt: Some(String::new()), direct: false },
+            None => LremSettings { system_prompt: Some(String::new()), ..Default::default() },
         };
+        if let Some(p) = spec.cot_penalties {
+            settings.cot_penalties = p;
+        }
         let t = Instant::now();
         let model = LremModel::new(lm.add_lrem_tokens(), settings)?;
         let iv = with_ids(model.embed_items(&titles, spec.batch)?);
@@ -324,7 +345,10 @@ pub fn run<B: Backend>(spec: &EvalSpec, out: &Path, device: &B::Device) -> Resul
     let mut first_cot_model = true;
     for (name, dir) in &spec.lrem {
         let t = Instant::now();
-        let model = LremModel::<B>::load(dir, device)?;
+        let mut model = LremModel::<B>::load(dir, device)?;
+        if let Some(p) = spec.cot_penalties {
+            model.settings.cot_penalties = p;
+        }
         let iv = with_ids(model.embed_items(&titles, spec.batch)?);
         if model.settings.direct {
             // A direct embedder has no CoT to generate or ablate.
@@ -352,6 +376,19 @@ pub fn run<B: Backend>(spec: &EvalSpec, out: &Path, device: &B::Device) -> Resul
             }
         }
         results.push(score(&format!("{name}, generated CoT"), &queries, &qv, &iv, &spec.ks, seconds));
+        if spec.penalty_study.as_ref() == Some(name) {
+            let own = model.settings.cot_penalties;
+            for &p in spec.penalty_settings.iter().filter(|&&p| p != own) {
+                let t = Instant::now();
+                model.settings.cot_penalties = p;
+                let embedded = model.embed_queries(&texts, spec.cot_max_tokens, spec.batch)?;
+                let row = format!("{name}, generated CoT, penalties {p}");
+                cot_examples.models.push((row.clone(), shown.iter().map(|&i| embedded[i].cot.clone()).collect()));
+                let qv: Vec<Vec<f32>> = embedded.into_iter().map(|e| e.vector).collect();
+                results.push(score(&row, &queries, &qv, &iv, &spec.ks, items_seconds + t.elapsed().as_secs_f64()));
+            }
+            model.settings.cot_penalties = own;
+        }
         if !std::mem::replace(&mut first_cot_model, false) {
             continue;
         }

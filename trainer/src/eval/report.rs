@@ -52,7 +52,10 @@ pub fn write(result: &EvalResult, spec: &EvalSpec, out: &Path) -> Result<()> {
     }
     let examples = &result.cot_examples;
     if !examples.models.is_empty() {
-        writeln!(md, "## Generated CoTs, side by side (greedy, ≤ {} tokens)\n", spec.cot_max_tokens)?;
+        // A row's own penalties are in its name; --cot-penalties, when given, is every other row's.
+        let penalties =
+            spec.cot_penalties.map_or("each model's own penalties".to_string(), |p| format!("penalties {p}"));
+        writeln!(md, "## Generated CoTs, side by side (greedy, ≤ {} tokens, {penalties})\n", spec.cot_max_tokens)?;
         let names: Vec<String> = examples.models.iter().map(|(n, _)| escape(n)).collect();
         writeln!(md, "| query | {} |\n|---|{}", names.join(" | "), "---|".repeat(names.len()))?;
         for (i, q) in examples.queries.iter().enumerate() {

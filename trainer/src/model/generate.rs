@@ -1,7 +1,8 @@
 //! Generation with a KV cache over a batch whose sequences join and leave between decode steps
 //! (continuous batching): prompts of different lengths are left-padded, every token carries its
-//! own position, and a sequence that finishes leaves the batch at once. Sampling (greedy,
-//! temperature, top-k, top-p, seeded) runs on the host over each row's logits.
+//! own position, and a sequence that finishes leaves the batch at once. Sampling (repetition
+//! penalties, then greedy or temperature, top-k, top-p, seeded) runs on the host over each row's
+//! logits.
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use super::constrain::Constraint;
 use super::decoder::Decoder;
 use super::kv_cache::KvCache;
 use super::layers::host;
+use super::penalties::Penalties;
 use super::tokenizer::TextTokenizer;
 use crate::error::Result;
 
@@ -39,6 +41,9 @@ pub struct SamplingParams {
     /// A stop id that ends the completion is kept in `ids` and `logprobs` (RL needs the
     /// probability of the token that closed a sample; the text never shows it).
     pub keep_stop: bool,
+    /// Applied to the logits before the grammar's mask and the sampling; the log-probabilities
+    /// reported are those of the distribution sampled from.
+    pub penalties: Penalties,
 }
 
 impl Default for SamplingParams {
@@ -55,6 +60,7 @@ impl Default for SamplingParams {
             top_logprobs: 0,
             constraint: None,
             keep_stop: false,
+            penalties: Penalties::default(),
         }
     }
 }
@@ -95,6 +101,8 @@ struct Running {
     sample: usize,
     prompt_tokens: usize,
     params: Arc<SamplingParams>,
+    /// Kept only for the repetition penalty, the one control that counts the prompt.
+    prompt: Vec<u32>,
     rng: ChaCha8Rng,
     constraint: Option<Constraint>,
     ids: Vec<u32>,
@@ -153,6 +161,7 @@ impl<'m, B: Backend> Engine<'m, B> {
                     sample,
                     prompt_tokens: prompt.len(),
                     params: params.clone(),
+                    prompt: if params.penalties.repetition != 1.0 { prompt.clone() } else { Vec::new() },
                     rng,
                     constraint: params.constraint.clone(),
                     ids: Vec::new(),
@@ -243,15 +252,17 @@ impl Running {
             self.finished = Some(FinishReason::Stop);
             return Ok(());
         }
-        let masked;
-        let logits = match self.constraint.as_mut() {
-            Some(constraint) => {
-                let mut copy = logits.to_vec();
+        let changed;
+        let logits = if self.constraint.is_none() && self.params.penalties.is_off() {
+            logits
+        } else {
+            let mut copy = logits.to_vec();
+            self.params.penalties.apply(&mut copy, &self.prompt, &self.ids);
+            if let Some(constraint) = self.constraint.as_mut() {
                 constraint.mask(&mut copy)?;
-                masked = copy;
-                &masked[..]
             }
-            None => logits,
+            changed = copy;
+            &changed[..]
         };
         let token = sample(logits, &self.params, &mut self.rng);
         let lse = log_sum_exp(logits);

@@ -13,6 +13,7 @@ pub mod gguf;
 pub mod hf;
 pub mod kv_cache;
 pub mod layers;
+pub mod penalties;
 pub mod precision;
 pub mod quant;
 pub mod tokenizer;

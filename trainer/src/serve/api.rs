@@ -79,6 +79,10 @@ pub struct ChatRequest {
     #[serde(default)]
     pub stream: bool,
     pub response_format: Option<Value>,
+    pub presence_penalty: Option<f32>,
+    pub frequency_penalty: Option<f32>,
+    /// vLLM's extension (CTRL's penalty over the prompt and the completion, as in transformers).
+    pub repetition_penalty: Option<f32>,
     /// vLLM's and llama.cpp's extension: generate up to `max_tokens` even past EOS (benchmarks).
     #[serde(default)]
     pub ignore_eos: bool,

@@ -17,6 +17,7 @@ use super::api::{self, ApiError, ChatRequest, Stop};
 use super::workers::{GenEvent, GenJob};
 use super::{ChatModel, Shared, body, queue_full, unknown_model};
 use crate::model::generate::{Completion, SamplingParams};
+use crate::model::penalties::Penalties;
 use crate::model::tokenizer::{ChatMessage, TextTokenizer};
 
 /// Without `max_tokens`, a completion may use this many tokens (and never more than the context).
@@ -102,6 +103,16 @@ fn prepare(model: &ChatModel, request: &ChatRequest) -> Result<(Vec<u32>, Sampli
         }
         (_, k) => k.unwrap_or(0) as usize,
     };
+    let d = Penalties::default();
+    let penalties = Penalties {
+        presence: request.presence_penalty.unwrap_or(d.presence),
+        frequency: request.frequency_penalty.unwrap_or(d.frequency),
+        repetition: request.repetition_penalty.unwrap_or(d.repetition),
+        ..d
+    };
+    if let Err((param, message)) = penalties.check() {
+        return Err(ApiError::bad_request(message).param(param));
+    }
     let stop = match &request.stop {
         None => Vec::new(),
         Some(Stop::One(s)) => vec![s.clone()],
@@ -124,6 +135,7 @@ fn prepare(model: &ChatModel, request: &ChatRequest) -> Result<(Vec<u32>, Sampli
             top_logprobs,
             constraint,
             keep_stop: false,
+            penalties,
         },
     ))
 }

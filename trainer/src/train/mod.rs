@@ -83,7 +83,11 @@ pub fn cold_start<B: AutodiffBackend>(
     }
     let model_dir = out.join("model");
     crate::model::export::export_decoder(&trained.model, &lm_config, &tokenizer, &model_dir)?;
-    let settings = LremSettings { system_prompt: config.model.system_prompt.clone(), direct: !config.data.cot };
+    let settings = LremSettings {
+        system_prompt: config.model.system_prompt.clone(),
+        direct: !config.data.cot,
+        cot_penalties: Default::default(),
+    };
     std::fs::write(model_dir.join("lrem.json"), serde_json::to_vec_pretty(&settings)?)?;
     Ok(Outcome { state, records, model_dir: Some(model_dir), interrupted })
 }

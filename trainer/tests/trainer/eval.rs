@@ -28,6 +28,9 @@ fn eval_reports_every_baseline_with_bootstrap_intervals() {
         validation: false,
         budget_study: None,
         budgets: vec![8, 16, 32],
+        cot_penalties: None,
+        penalty_study: None,
+        penalty_settings: Vec::new(),
     };
     let result = run::<Cpu>(&spec, out.path(), &Default::default()).unwrap();
     let names: Vec<&str> = result.retrievers.iter().map(|r| r.name.as_str()).collect();
@@ -81,6 +84,9 @@ fn validation_mode_reports_only_the_validation_needs_as_hard_queries() {
         validation: true,
         budget_study: None,
         budgets: vec![8, 16, 32],
+        cot_penalties: None,
+        penalty_study: None,
+        penalty_settings: Vec::new(),
     };
     let result = run::<Cpu>(&spec, out.path(), &Default::default()).unwrap();
     let splits = &result.retrievers[0].splits;
@@ -124,6 +130,10 @@ fn eval_studies_the_cot_budget_and_shows_the_models_cots_side_by_side() {
         validation: false,
         budget_study: Some("after".into()),
         budgets: vec![2, 4],
+        cot_penalties: None,
+        penalty_study: Some("before".into()),
+        // `off` is the model's own setting: its row is the generated one, not repeated.
+        penalty_settings: vec!["off".parse().unwrap(), "no-repeat-ngram=2".parse().unwrap()],
     };
     let result = run::<Cpu>(&spec, &out.path().join("eval"), &Default::default()).unwrap();
     let names: Vec<&str> = result.retrievers.iter().map(|r| r.name.as_str()).collect();
@@ -131,6 +141,7 @@ fn eval_studies_the_cot_budget_and_shows_the_models_cots_side_by_side() {
         names,
         [
             "before, generated CoT",
+            "before, generated CoT, penalties no-repeat-ngram=2",
             "before, empty CoT",
             "before, random CoT",
             "before, query as CoT",
@@ -140,16 +151,25 @@ fn eval_studies_the_cot_budget_and_shows_the_models_cots_side_by_side() {
         ]
     );
     let mrr = |i: usize| result.retrievers[i].splits["all"].mrr.mean;
-    assert_eq!(mrr(5), mrr(6), "budget 4 is the generated row's own budget");
+    assert_eq!(mrr(6), mrr(7), "budget 4 is the generated row's own budget");
     let examples = &result.cot_examples;
     assert_eq!(examples.queries.len(), 6);
     let models: Vec<&str> = examples.models.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(models, ["before", "after"]);
+    assert_eq!(models, ["before", "before, generated CoT, penalties no-repeat-ngram=2", "after"]);
+    let cots = |i: usize| &examples.models[i].1;
+    assert_ne!(cots(0), cots(1), "the penalised CoTs are generated again, not copied");
     assert!(examples.models.iter().all(|(_, cots)| cots.len() == 6));
     let report = std::fs::read_to_string(out.path().join("eval/report.md")).unwrap();
-    assert!(report.contains("| query | before | after |"), "{report}");
+    assert!(
+        report.contains("| query | before | before, generated CoT, penalties no-repeat-ngram=2 | after |"),
+        "{report}"
+    );
 
     spec.budget_study = Some("later".into());
     let err = run::<Cpu>(&spec, &out.path().join("eval2"), &Default::default()).unwrap_err().to_string();
     assert!(err.contains("--budget-study later"), "{err}");
+    spec.budget_study = None;
+    spec.penalty_study = Some("later".into());
+    let err = run::<Cpu>(&spec, &out.path().join("eval3"), &Default::default()).unwrap_err().to_string();
+    assert!(err.contains("--penalty-study later"), "{err}");
 }

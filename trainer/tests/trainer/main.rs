@@ -7,6 +7,7 @@ mod cublas;
 mod ddp;
 mod decoder;
 mod eval;
+mod generate;
 mod parity;
 mod rl;
 mod serve;

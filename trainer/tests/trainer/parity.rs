@@ -135,19 +135,32 @@ fn logits_and_continuations_match(lm: &LanguageModel<Inference>, tolerance: f32,
         let argmax = (0..logits.len()).max_by(|&a, &b| logits[a].total_cmp(&logits[b])).unwrap();
         assert_eq!(argmax as u32, top_ids[0], "{name}: top token");
 
-        let expected = ids(&p["greedy_ids"]);
-        let params = SamplingParams { max_tokens: 32, stop_ids: lm.tokenizer.stop_ids(), ..Default::default() };
-        let out = generate(&lm.model, &lm.tokenizer, &[prompt], &params).unwrap();
-        let mut got = out[0].ids.clone();
-        if got.len() < expected.len() {
-            // transformers keeps the EOS it stopped on; this engine reports it as finish_reason.
-            got.push(expected[got.len()]);
-        }
-        match greedy_prefix {
-            None => assert_eq!(got, expected, "{name}: greedy continuation ({:?})", out[0].text),
-            Some(prefix) => {
-                let same = got.iter().zip(&expected).take_while(|(a, b)| a == b).count();
-                assert!(same >= prefix, "{name}: greedy continuation leaves transformers' after {same} tokens");
+        // Plain greedy, then greedy under transformers' `repetition_penalty` (over the prompt and
+        // the continuation).
+        let penalised = format!("repetition={}", p["repetition_penalty"]);
+        for (key, penalties) in [("greedy_ids", "off"), ("greedy_ids_penalised", penalised.as_str())] {
+            let expected = ids(&p[key]);
+            let params = SamplingParams {
+                max_tokens: 32,
+                stop_ids: lm.tokenizer.stop_ids(),
+                penalties: penalties.parse().unwrap(),
+                ..Default::default()
+            };
+            let out = generate(&lm.model, &lm.tokenizer, &[prompt.clone()], &params).unwrap();
+            let mut got = out[0].ids.clone();
+            if got.len() < expected.len() {
+                // transformers keeps the EOS it stopped on; this engine reports it as finish_reason.
+                got.push(expected[got.len()]);
+            }
+            match greedy_prefix {
+                None => assert_eq!(got, expected, "{name}, {penalties}: greedy continuation ({:?})", out[0].text),
+                Some(prefix) => {
+                    let same = got.iter().zip(&expected).take_while(|(a, b)| a == b).count();
+                    assert!(
+                        same >= prefix,
+                        "{name}, {penalties}: greedy continuation leaves transformers' after {same}"
+                    );
+                }
             }
         }
     }

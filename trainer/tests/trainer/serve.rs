@@ -128,6 +128,20 @@ fn server_answers_real_requests_and_every_bad_input() {
             assert!(step["logprob"].as_f64().unwrap() <= 0.0);
         }
 
+        // Repetition controls, OpenAI's two and vLLM's `repetition_penalty`, each change a greedy
+        // list (its numbering and line breaks repeat).
+        let list =
+            json!({"model": CHAT, "messages": user("Write a list of fruits."), "temperature": 0, "max_tokens": 32});
+        let (_, plain) = c.chat(list.clone()).await;
+        let text = |reply: &Value| reply["choices"][0]["message"]["content"].as_str().unwrap().to_string();
+        for (key, value) in [("frequency_penalty", 1.5), ("presence_penalty", 1.5), ("repetition_penalty", 1.5)] {
+            let mut body = list.clone();
+            body[key] = json!(value);
+            let (status, reply) = c.chat(body).await;
+            assert_eq!(status, 200, "{reply}");
+            assert_ne!(text(&reply), text(&plain), "{key} {value} changed nothing");
+        }
+
         // n samples with a seed: reproducible, and a stop string ends them early.
         let body = json!({"model": CHAT, "messages": user("Write a list of fruits."), "temperature": 1.0, "seed": 7,
                           "n": 3, "max_tokens": 24, "stop": ["\n\n"]});
@@ -227,6 +241,14 @@ fn server_answers_real_requests_and_every_bad_input() {
             c.chat(json!({"model": CHAT, "messages": user("hi"), "response_format": {"type": "xml"}})).await,
             400,
             "not one of text, json_object, json_schema",
+        );
+        let got = c.chat(json!({"model": CHAT, "messages": user("hi"), "presence_penalty": 2.5})).await;
+        assert_eq!(got.1["error"]["param"], "presence_penalty", "{}", got.1);
+        assert_error(got, 400, "presence_penalty must be in [-2, 2], got 2.5");
+        assert_error(
+            c.chat(json!({"model": CHAT, "messages": user("hi"), "repetition_penalty": 0})).await,
+            400,
+            "repetition_penalty must be greater than 0",
         );
         assert_error(c.post("/v1/nothing", "{}").await, 404, "no such route");
 
