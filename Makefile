@@ -11,6 +11,9 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 # Not --quiet: a first build takes most of an hour on 2 cores, and cargo's own progress (a bar on
 # a terminal, a line per crate otherwise) is what tells a slow build from a hang.
 BUILD := $(CARGO) build --workspace --all-targets
+# What `cargo test` runs after $(BUILD): the test targets it compiled (those with `test = true`:
+# libraries, binaries and integration tests), none compiled again.
+TEST_TARGETS := --tests
 BUILD_NOTE := building the workspace (a first build on a 2-core machine takes about 30 minutes; later builds reuse it)
 PIPELINE := $(TARGET_DIR)/debug/lrem-pipeline
 RUN ?= data_samples
@@ -115,10 +118,11 @@ validate: build
 	@$(PIPELINE) validate --run $(RUN)
 
 # The models first: the trainer's and the workspace's tests run on them; the SDK test needs its
-# venv, the object-store tests their servers.
-test: models sdk-venv s3-servers
-	@echo "$(BUILD_NOTE)"
-	$(CARGO) test --workspace --all-targets
+# venv, the object-store tests their servers. Then the build, and the tests it compiled:
+# `cargo test --all-targets` would compile the examples as test harnesses (they hold no tests),
+# and `make triples` after it compiled them again as programs (~80-110 s of every CI run).
+test: models sdk-venv s3-servers build
+	$(CARGO) test --workspace $(TEST_TARGETS)
 	$(CARGO) fmt --all --check
 	@# The halves share only lrem-schemas; the tree holds one arrow.
 	@! $(CARGO) tree -p lrem-pipeline | grep -q burn || { echo "lrem-pipeline must not depend on burn" >&2; exit 1; }
@@ -137,7 +141,7 @@ cluster-test: build s3-servers
 	@command -v slurmctld >/dev/null || { echo "installing $(SLURM_PACKAGES)"; $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -q $(SLURM_PACKAGES); }
 	@dir=$$(mktemp -d /tmp/lrem-slurm.XXXXXX); trap 'scripts/slurm_cluster.sh stop '$$dir'; rm -rf '$$dir EXIT; \
 	  eval "$$(scripts/slurm_cluster.sh start $$dir)" && \
-	  $(CARGO) test --workspace --all-targets -- --exact --nocapture cluster::a_slurm_array_with_a_requeued_task_equals_an_unsharded_run
+	  $(CARGO) test --workspace $(TEST_TARGETS) -- --exact --nocapture cluster::a_slurm_array_with_a_requeued_task_equals_an_unsharded_run
 
 sql: build
 	@$(PIPELINE) sql --run $(RUN) --format $(FORMAT) $(if $(Q),-e "$(Q)") $(if $(FILE),--file $(FILE))

@@ -8,7 +8,7 @@
 use rayon::prelude::*;
 
 /// Items per sgemm block: 4096 × 384 floats = 6 MiB, about what stays in L2/L3.
-const ITEM_BLOCK: usize = 4096;
+pub const ITEM_BLOCK: usize = 4096;
 /// Queries per rayon task.
 const QUERY_CHUNK: usize = 64;
 
@@ -185,86 +185,5 @@ impl Index {
             Index::Exact(i) => i.search(queries, k),
             Index::Hnsw(i) => i.search(queries, k),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use rand::{Rng, SeedableRng};
-
-    fn brute_force(index: &ExactIndex, q: &[f32], k: usize) -> Vec<i64> {
-        let mut qn = q.to_vec();
-        normalize(&mut qn);
-        let mut all: Vec<(f32, i64)> = (0..index.len())
-            .map(|i| {
-                (
-                    index.vectors[i * index.dim..(i + 1) * index.dim].iter().zip(&qn).map(|(a, b)| a * b).sum(),
-                    index.ids[i],
-                )
-            })
-            .collect();
-        all.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
-        all.into_iter().take(k).map(|(_, id)| id).collect()
-    }
-
-    #[test]
-    fn equals_brute_force_across_blocks() {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-        let dim = 24;
-        let mut index = ExactIndex::new(dim);
-        for id in 0..(ITEM_BLOCK as i64 * 2 + 123) {
-            let v: Vec<f32> = (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect();
-            index.add(1000 + id, &v).unwrap();
-        }
-        let queries: Vec<Vec<f32>> =
-            (0..130).map(|_| (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect()).collect();
-        let hits = index.search(&queries, 10);
-        for (q, h) in queries.iter().zip(&hits) {
-            assert_eq!(h.iter().map(|x| x.item_id).collect::<Vec<_>>(), brute_force(&index, q, 10));
-            assert!(h.windows(2).all(|w| w[0].score >= w[1].score));
-        }
-    }
-
-    #[test]
-    fn k_larger_than_the_catalogue_returns_everything() {
-        let mut index = ExactIndex::new(2);
-        index.add(1, &[1.0, 0.0]).unwrap();
-        index.add(2, &[0.0, 1.0]).unwrap();
-        let hits = index.search(&[vec![1.0, 0.1]], 100);
-        assert_eq!(hits[0].iter().map(|h| h.item_id).collect::<Vec<_>>(), [1, 2]);
-    }
-
-    #[test]
-    fn wrong_dimension_names_the_item() {
-        let mut index = ExactIndex::new(3);
-        assert_eq!(index.add(9, &[1.0]).unwrap_err(), "item 9: embedding has 1 dimensions, the index has 3");
-    }
-
-    #[test]
-    fn hnsw_recall_against_exact() {
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
-        let (dim, n, k) = (32, 4000, 10);
-        // Clustered vectors, as embeddings of a catalogue are.
-        let centres: Vec<Vec<f32>> = (0..60).map(|_| (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect()).collect();
-        let mut exact = ExactIndex::new(dim);
-        for id in 0..n {
-            let c = &centres[id % centres.len()];
-            let v: Vec<f32> = c.iter().map(|x| x + rng.random_range(-0.35..0.35)).collect();
-            exact.add(id as i64, &v).unwrap();
-        }
-        let queries: Vec<Vec<f32>> = (0..200)
-            .map(|i| centres[i % centres.len()].iter().map(|x| x + rng.random_range(-0.35..0.35)).collect())
-            .collect();
-        let hnsw = HnswIndex::build(&exact, 128);
-        let (truth, approx) = (exact.search(&queries, k), hnsw.search(&queries, k));
-        let found: usize = truth
-            .iter()
-            .zip(&approx)
-            .map(|(t, a)| t.iter().filter(|h| a.iter().any(|x| x.item_id == h.item_id)).count())
-            .sum();
-        let recall = found as f64 / (queries.len() * k) as f64;
-        eprintln!("HNSW recall@{k} vs exact: {recall:.3} ({n} items, {dim} dims, ef_search 128)");
-        assert!(recall >= 0.95, "recall@{k} = {recall}");
     }
 }

@@ -108,26 +108,3 @@ impl World {
         Ok(Target { type_index, attribute })
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn committed_world_loads_and_is_large_enough() {
-        let world = World::load(WORLD_TOML).unwrap();
-        assert!(world.category.len() >= 25);
-        let hard: usize = world.need.iter().map(|n| n.queries.len()).sum();
-        assert!(hard >= 250, "{hard} hard queries");
-        for p in PATTERNS {
-            assert!(world.need.iter().filter(|n| n.pattern == p).count() >= 10, "{p}");
-        }
-    }
-
-    #[test]
-    fn bad_reference_is_named() {
-        let world = World::load(WORLD_TOML).unwrap();
-        assert!(world.target("hoverboard").unwrap_err().contains("\"hoverboard\""));
-        assert!(world.target("ground coffee[purple]").unwrap_err().contains("\"purple\""));
-    }
-}

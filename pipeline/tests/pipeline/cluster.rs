@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::{Endpoint, Fault, World};
 use crate::s3::{Kind, S3};
+use lrem_pipeline::cluster::{Plan, Slurm, slurm};
 use lrem_pipeline::run::{RunOptions, run};
 use lrem_pipeline::sql::{Inspector, OutputFormat, render};
 
@@ -190,4 +191,39 @@ async fn a_slurm_array_with_a_requeued_task_equals_an_unsharded_run() {
     assert_eq!(requeued, 1, "one task should have failed once and been requeued: {logs:#?}");
     assert_eq!(logs.iter().filter(|(n, _)| n.starts_with("per-query-")).count(), 4, "{logs:#?}");
     assert_equal_to_local(&s3, &local, &url).await;
+}
+
+fn plan() -> Plan {
+    Plan {
+        binary: "/opt/lrem/lrem-pipeline".into(),
+        config: "/work/run's.toml".into(),
+        workdir: "/work".into(),
+        shards: 4,
+        retries: 2,
+    }
+}
+
+#[test]
+fn each_slurm_phase_follows_the_one_before_and_a_failed_task_requeues_itself() {
+    let files = slurm(&plan(), &Slurm { partition: Some("cpu".into()), logs: "/work/logs".into() });
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "01-queries.sbatch",
+            "02-item-embeddings.sbatch",
+            "03-retrieval-1.sbatch",
+            "04-hard-queries.sbatch",
+            "05-per-query.sbatch",
+            "submit.sh"
+        ]
+    );
+    let text = |n: usize| files[n].1.as_str();
+    assert!(text(0).contains("--until queries --shard none") && !text(0).contains("--array"));
+    assert!(text(1).contains("#SBATCH --array=0-3\n"), "{}", text(1));
+    assert!(text(1).contains("--until item_embeddings --shard \"$SLURM_ARRAY_TASK_ID/4\" && exit 0"));
+    assert!(text(4).contains("#SBATCH --partition=cpu\n") && text(4).contains("--log-json  --shard"));
+    assert!(text(4).contains("'/work/run'\\''s.toml'"), "{}", text(4));
+    assert!(text(4).contains("SLURM_RESTART_COUNT:-0} < 2") && text(4).contains("scontrol requeue"));
+    assert!(text(5).contains("${previous:+--dependency=afterok:$previous} 05-per-query.sbatch"));
 }
