@@ -56,6 +56,11 @@ impl KvCache {
         self.rows[row].tokens(0, self.width)
     }
 
+    /// The keys stored for sequence `row` in `layer`, `[tokens][kv_heads][head_dim]`.
+    pub fn keys(&self, row: usize, layer: usize) -> &[f32] {
+        &self.rows[row].layers[layer].0
+    }
+
     /// Keeps the given rows, in the given order (a row may repeat: `n` samples of one prompt).
     pub fn select(&self, rows: &[usize]) -> Self {
         Self { rows: rows.iter().map(|&r| self.rows[r].clone()).collect(), width: self.width }
@@ -152,7 +157,7 @@ impl KvCache {
 
 /// A dot product in eight independent lanes, which the compiler turns into SIMD (a single running
 /// sum is a dependency chain it may not reorder).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 8];
     let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
     let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
@@ -162,31 +167,4 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     lanes.iter().sum::<f32>() + tail
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dot_matches_a_plain_sum() {
-        let a: Vec<f32> = (0..67).map(|i| (i as f32 * 0.37).sin()).collect();
-        let b: Vec<f32> = (0..67).map(|i| (i as f32 * 0.11).cos()).collect();
-        let plain: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
-        assert!((dot(&a, &b) - plain).abs() < 1e-5);
-    }
-
-    #[test]
-    fn pad_tokens_are_not_stored_and_rows_keep_their_own_lengths() {
-        let (nkv, hd) = (1, 2);
-        let k: Vec<f32> = (0..2 * 3 * hd).map(|x| x as f32).collect();
-        let step = StepTensors { q: &k, k: &k, v: &k, heads: 1, kv_heads: nkv, head_dim: hd };
-        let mut cache = KvCache::default();
-        cache.store(0, &step, &[vec![true; 3], vec![false, false, true]]);
-        assert_eq!((cache.tokens(0), cache.tokens(1)), (3, 1));
-        // Row 1 kept only its last token's keys.
-        assert_eq!(cache.rows[1].layers[0].0, vec![10.0, 11.0]);
-        let picked = cache.select(&[1, 1, 0]);
-        assert_eq!((picked.batch(), picked.tokens(0), picked.tokens(2)), (3, 1, 3));
-    }
 }

@@ -2,16 +2,28 @@
 //! instantiate Burn's generic model code again at opt-level 3 (the gradient check keeps its own
 //! binary, since it sets the process-wide default float type).
 
+mod advantage;
+mod blas_layout;
 #[cfg(feature = "cublas")]
 mod cublas;
 mod ddp;
 mod decoder;
 mod eval;
 mod generate;
+mod gguf;
+mod kv_cache;
+mod launch;
+mod metrics;
+mod objective;
 mod parity;
+mod penalties;
+mod quant;
+mod rewards;
 mod rl;
+mod rl_config;
 mod serve;
 mod train;
+mod triples;
 
 use std::path::{Path, PathBuf};
 use std::sync::Once;
