@@ -118,9 +118,9 @@ validate: build
 	@$(PIPELINE) validate --run $(RUN)
 
 # The models first: the trainer's and the workspace's tests run on them; the SDK test needs its
-# venv, the object-store tests their servers. Then the build, and the tests it compiled:
-# `cargo test --all-targets` would compile the examples as test harnesses (they hold no tests),
-# and `make triples` after it compiled them again as programs (~80-110 s of every CI run).
+# venv, the object-store tests their servers. Then the build `make triples` uses, and the tests
+# it compiled: `make triples` after it compiles nothing (after `cargo test --all-targets`, it
+# compiled the examples and binaries again, as programs).
 test: models sdk-venv s3-servers build
 	$(CARGO) test --workspace $(TEST_TARGETS)
 	$(CARGO) fmt --all --check
