@@ -3,16 +3,12 @@
 use lrem_pipeline::index::{ExactIndex, HnswIndex, ITEM_BLOCK, normalize};
 use rand::{Rng, SeedableRng};
 
-/// The top `k` of `items` (id, vector) by cosine similarity to `q`, ties by id.
+/// The top `k` of `items` (id, unit vector) by inner product with `q`, ties by id.
 fn brute_force(items: &[(i64, Vec<f32>)], q: &[f32], k: usize) -> Vec<i64> {
-    let unit = |v: &[f32]| {
-        let mut v = v.to_vec();
-        normalize(&mut v);
-        v
-    };
-    let qn = unit(q);
+    let mut qn = q.to_vec();
+    normalize(&mut qn);
     let mut all: Vec<(f32, i64)> =
-        items.iter().map(|(id, v)| (unit(v).iter().zip(&qn).map(|(a, b)| a * b).sum(), *id)).collect();
+        items.iter().map(|(id, v)| (v.iter().zip(&qn).map(|(a, b)| a * b).sum(), *id)).collect();
     all.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
     all.into_iter().take(k).map(|(_, id)| id).collect()
 }
@@ -28,6 +24,14 @@ fn equals_brute_force_across_blocks() {
     for (id, v) in &items {
         index.add(*id, v).unwrap();
     }
+    // Normalised once here, as the index stores them.
+    let items: Vec<(i64, Vec<f32>)> = items
+        .into_iter()
+        .map(|(id, mut v)| {
+            normalize(&mut v);
+            (id, v)
+        })
+        .collect();
     let queries: Vec<Vec<f32>> = (0..130).map(|_| (0..dim).map(|_| rng.random_range(-1.0..1.0)).collect()).collect();
     let hits = index.search(&queries, 10);
     for (q, h) in queries.iter().zip(&hits) {

@@ -50,7 +50,7 @@ pub fn advantages(rewards: &[f64], group: usize, scaling: Scaling) -> Advantages
 }
 
 /// The unbiased sample standard deviation (torch's `std` default); 0 for fewer than 2 values.
-fn std(x: &[f64]) -> f64 {
+pub fn std(x: &[f64]) -> f64 {
     if x.len() < 2 {
         return 0.0;
     }

@@ -2,12 +2,6 @@
 
 use lrem_trainer::rl::advantage::*;
 
-/// The unbiased sample standard deviation (torch's `std` default).
-fn std(x: &[f64]) -> f64 {
-    let mean = x.iter().sum::<f64>() / x.len() as f64;
-    (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (x.len() - 1) as f64).sqrt()
-}
-
 #[test]
 fn an_all_equal_group_has_zero_advantage_and_is_counted() {
     let a = advantages(&[0.5, 0.5, 0.5, 1.0, 0.0, 0.5], 3, Scaling::Group);
