@@ -22,6 +22,7 @@ models=${MODELS:-.models}
 out=${OUT:-runs/train}
 steps=${STEPS:-6}                   # optimizer steps per trained model; 0: one epoch
 lrs=${LRS:-5e-5}                    # learning rates to choose from on the validation needs
+ntp_weight=${NTP_WEIGHT:-}          # λ1 of the LREM rows; empty: data_samples/cold_start.toml's
 queries=${EVAL_QUERIES:-6}          # judged queries per group (head, unseen needs, unseen phrasings); 0: all
 catalogue=${EVAL_CATALOGUE:-300}    # items ranked (every relevant one plus random others); 0: all 6,000
 smollm2_queries=${SMOLLM2_QUERIES:-16} # hard queries SmolLM2 reasons about (the reference teacher: all)
@@ -76,7 +77,8 @@ fi
 config() {
     sed -e "s#^path = .*#path = \"$smollm2_gguf\"#" -e "s#^lr = .*#lr = $2#" \
         -e "s#^run_dir = .*#run_dir = \"$1\"\nneeds = \"$needs\"\nholdout_seed = $seed#" \
-        -e "s#^epochs = .*#epochs = 1\nmax_steps = $steps#" data_samples/cold_start.toml
+        -e "s#^epochs = .*#epochs = 1\nmax_steps = $steps#" \
+        ${ntp_weight:+-e "s#^ntp_weight = .*#ntp_weight = $ntp_weight#"} data_samples/cold_start.toml
 }
 train() { # NAME RUN_DIR LR [FLAGS]
     config "$2" "$3" > "$out/$1.toml"
@@ -170,6 +172,6 @@ lap eval
 echo
 cat "$out/eval/report.md"
 echo
-echo "steps $steps, lr $lr, CoT penalties $chosen; RL steps $rl_steps, lr $rl_lr; seconds since the start:"
+echo "steps $steps, lr $lr, λ1 ${ntp_weight:-from the config}, CoT penalties $chosen; RL steps $rl_steps, lr $rl_lr; seconds since the start:"
 cat "$out/timings.txt"
 echo "report: $out/eval/report.md"
