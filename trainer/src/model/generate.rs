@@ -358,9 +358,14 @@ pub fn generate<B: Backend>(
     prompts: &[Vec<u32>],
     params: &SamplingParams,
 ) -> Result<Vec<Completion>> {
-    let params = Arc::new(params.clone());
+    // Prompt i samples from seed + i·φ (then + sample): with one seed for every prompt, sample j of
+    // each prompt would draw the same random numbers. The first prompt keeps the seed as given.
+    let per_prompt = |i: usize| {
+        let seed = params.seed.wrapping_add((i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        Arc::new(SamplingParams { seed, ..params.clone() })
+    };
     let mut engine = Engine::new(model, tokenizer);
-    engine.admit(prompts.iter().enumerate().map(|(i, p)| (i as u64, p.clone(), params.clone())).collect())?;
+    engine.admit(prompts.iter().enumerate().map(|(i, p)| (i as u64, p.clone(), per_prompt(i))).collect())?;
     while engine.running() > 0 {
         engine.step()?;
     }

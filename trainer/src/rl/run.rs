@@ -207,7 +207,9 @@ pub fn rl<B: AutodiffBackend>(
                 top_k: config.rollout.top_k,
                 top_p: config.rollout.top_p,
                 budget: config.rollout.budget,
-                seed: config.data.seed ^ ((state.step as u64) << 16) ^ m as u64,
+                // Spread by an odd constant: `seed ^ m` then `+ sample` reused streams across
+                // micro-batches (micro-batch 1's sample 0 was micro-batch 0's sample 1).
+                seed: config.data.seed.wrapping_add((((state.step as u64) << 16) | m as u64).wrapping_mul(0xD1B5_4A32_D192_ED03)),
             };
             let prompts: Vec<Vec<u32>> = queries.iter().map(|q| q.prompt.clone()).collect();
             let rollouts = sample(&model.valid(), &lm.tokenizer, &prompts, &params, end_think, emb)?;

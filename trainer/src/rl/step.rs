@@ -15,7 +15,7 @@ use super::rollout::{Predicted, Rollout, logprobs_at, sampled_logprobs};
 use crate::format::{last_position, pool_last};
 use crate::model::decoder::Decoder;
 use crate::model::layers::host;
-use crate::train::loss::info_nce;
+use crate::train::loss::info_nce_items;
 use crate::train::recompute::{chunk_gradients, embed_graph_free};
 
 /// One query of a batch: its prompt (ending in `<think>`), its positive item's sequence
@@ -250,10 +250,12 @@ pub fn update_gradients<B: AutodiffBackend>(
             Tensor::<B, 1, Int>::from_data(TensorData::new(v, [len]), &device)
         };
         let q = last.clone().select(0, index(emb_row.iter().map(|&r| r as i64).collect()));
-        // Each sample's own query's item, as InfoNCE's positive column.
-        let d = last.select(0, index(rollouts.iter().map(|r| (first_item + r.query) as i64).collect()));
-        let groups: Vec<u64> = rollouts.iter().map(|r| queries[r.query].query_id).collect();
-        let nce = info_nce(q, d, &groups, s.temperature, false);
+        // The B items once each; a sample's positive is its own query's item.
+        let d = last.slice([first_item..first_item + queries.len()]);
+        let positive: Vec<usize> = rollouts.iter().map(|r| r.query).collect();
+        let sample_groups: Vec<u64> = rollouts.iter().map(|r| queries[r.query].query_id).collect();
+        let item_groups: Vec<u64> = queries.iter().map(|q| q.query_id).collect();
+        let nce = info_nce_items(q, d, &positive, &sample_groups, &item_groups, s.temperature);
 
         stats.clip_fraction = objective.clip_fraction;
         stats.kl = objective.kl;

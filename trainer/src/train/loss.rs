@@ -55,26 +55,58 @@ pub fn info_nce<B: Backend>(
     temperature: f64,
     symmetric: bool,
 ) -> Tensor<B, 1> {
-    let device = queries.device();
     let n = groups.len();
-    let sim = l2_normalise(queries).matmul(l2_normalise(items).transpose()).div_scalar(temperature);
-    let mut mask = vec![0f32; n * n];
-    let mut eye = vec![0f32; n * n];
-    for i in 0..n {
-        eye[i * n + i] = 1.0;
-        for j in 0..n {
-            if i != j && groups[i] == groups[j] {
-                mask[i * n + j] = -1e30;
-            }
-        }
-    }
-    let mask = tensor::<B, 2>(mask, [n, n], &device);
-    let eye = tensor::<B, 2>(eye, [n, n], &device);
-    let sim = sim + mask;
-    let forward = log_softmax(sim.clone(), 1).mul(eye.clone()).sum().neg().div_scalar(n as f64);
+    let positive: Vec<usize> = (0..n).collect();
+    let (sim, onehot) = masked_scores(queries, items, &positive, groups, groups, temperature);
+    let forward = log_softmax(sim.clone(), 1).mul(onehot.clone()).sum().neg().div_scalar(n as f64);
     if !symmetric {
         return forward;
     }
-    let backward = log_softmax(sim.transpose(), 1).mul(eye).sum().neg().div_scalar(n as f64);
+    let backward = log_softmax(sim.transpose(), 1).mul(onehot).sum().neg().div_scalar(n as f64);
     (forward + backward).div_scalar(2.0)
+}
+
+/// InfoNCE of queries `[n, h]` against distinct items `[m, h]`: `positive[i]` is the column of
+/// query i's item, and every other item is a negative once, however many queries share it (GRPO's
+/// G samples of one query share one item: repeating its row G times would weigh every negative G
+/// times). `query_groups[i]` and `item_groups[j]` name queries; an item of query i's own query
+/// other than its positive is masked out rather than counted a negative.
+pub fn info_nce_items<B: Backend>(
+    queries: Tensor<B, 2>,
+    items: Tensor<B, 2>,
+    positive: &[usize],
+    query_groups: &[u64],
+    item_groups: &[u64],
+    temperature: f64,
+) -> Tensor<B, 1> {
+    let n = positive.len();
+    let (sim, onehot) = masked_scores(queries, items, positive, query_groups, item_groups, temperature);
+    log_softmax(sim, 1).mul(onehot).sum().neg().div_scalar(n as f64)
+}
+
+/// cos/τ of every query against every item, with the same-query negatives masked, and the
+/// positives as a one-hot `[n, m]`.
+fn masked_scores<B: Backend>(
+    queries: Tensor<B, 2>,
+    items: Tensor<B, 2>,
+    positive: &[usize],
+    query_groups: &[u64],
+    item_groups: &[u64],
+    temperature: f64,
+) -> (Tensor<B, 2>, Tensor<B, 2>) {
+    let device = queries.device();
+    let (n, m) = (positive.len(), item_groups.len());
+    let sim = l2_normalise(queries).matmul(l2_normalise(items).transpose()).div_scalar(temperature);
+    let mut mask = vec![0f32; n * m];
+    let mut onehot = vec![0f32; n * m];
+    for i in 0..n {
+        onehot[i * m + positive[i]] = 1.0;
+        for j in 0..m {
+            if j != positive[i] && item_groups[j] == query_groups[i] {
+                mask[i * m + j] = -1e30;
+            }
+        }
+    }
+    let mask = tensor::<B, 2>(mask, [n, m], &device);
+    (sim + mask, tensor::<B, 2>(onehot, [n, m], &device))
 }

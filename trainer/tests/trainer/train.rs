@@ -19,7 +19,7 @@ use lrem_trainer::model::layers::{host, tensor};
 use lrem_trainer::model::tokenizer::TextTokenizer;
 use lrem_trainer::train::config::TrainConfig;
 use lrem_trainer::train::data::{Example, epoch_batches, prepare};
-use lrem_trainer::train::loss::{info_nce, ntp_targets};
+use lrem_trainer::train::loss::{info_nce, info_nce_items, ntp_targets};
 use lrem_trainer::train::step::{Memory, batch_gradients};
 use lrem_trainer::train::{RunOptions, cold_start};
 use lrem_trainer::triples::{self, Split, Triple};
@@ -136,6 +136,33 @@ fn info_nce_matches_a_hand_computation() {
         let got = host(info_nce(qt.clone(), dt.clone(), &groups, tau, false))[0] as f64;
         assert!((got - expected(groups)).abs() < 1e-5, "groups {groups:?}: {got} vs {}", expected(groups));
     }
+}
+
+/// GRPO's InfoNCE: G samples of a query against the B items, each item once. G identical samples
+/// per query must give the loss of one sample per query: an item repeated per sample (as before
+/// this test) counted every negative G times, ln G more in every denominator.
+#[test]
+fn info_nce_over_samples_counts_each_item_once() {
+    let device = Default::default();
+    let (b, g, h) = (3usize, 4usize, 5usize);
+    let q: Vec<f32> = (0..b * h).map(|i| ((i * 7 % 11) as f32 - 5.0) / 3.0).collect();
+    let d: Vec<f32> = (0..b * h).map(|i| ((i * 5 % 13) as f32 - 6.0) / 4.0).collect();
+    let t = |v: &[f32], rows: usize| tensor::<Cpu, 2>(v.to_vec(), [rows, h], &device);
+    let ids = [10u64, 20, 30];
+    let one = host(info_nce(t(&q, b), t(&d, b), &ids, 0.1, false))[0];
+    let repeated: Vec<f32> = (0..b * g).flat_map(|s| q[s / g * h..(s / g + 1) * h].to_vec()).collect();
+    let positive: Vec<usize> = (0..b * g).map(|s| s / g).collect();
+    let sample_ids: Vec<u64> = positive.iter().map(|&i| ids[i]).collect();
+    let got = host(info_nce_items(t(&repeated, b * g), t(&d, b), &positive, &sample_ids, &ids, 0.1))[0];
+    assert!((got - one).abs() < 1e-5, "G samples {got} vs one sample {one}");
+    let items_repeated: Vec<f32> = (0..b * g).flat_map(|s| d[s / g * h..(s / g + 1) * h].to_vec()).collect();
+    let square = host(info_nce(t(&repeated, b * g), t(&items_repeated, b * g), &sample_ids, 0.1, false))[0];
+    assert!(square > one + 0.1, "the repeated items weigh each negative G times: {square} vs {one}");
+    // Two queries sharing an id: each one's item is masked for the other, as in the square form.
+    let shared = [10u64, 10, 30];
+    let masked = host(info_nce_items(t(&q, b), t(&d, b), &[0, 1, 2], &shared, &shared, 0.1))[0];
+    let square = host(info_nce(t(&q, b), t(&d, b), &shared, 0.1, false))[0];
+    assert!((masked - square).abs() < 1e-5, "{masked} vs {square}");
 }
 
 #[test]
