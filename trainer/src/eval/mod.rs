@@ -51,8 +51,8 @@ pub struct EvalSpec {
     /// ones. For choosing a schedule; a reported result never comes from this.
     #[arg(long, requires = "needs")]
     pub validation: bool,
-    /// Items ranked: every relevant item of the chosen queries plus seeded random others up to
-    /// this many (0: the whole catalogue).
+    /// Items ranked: every relevant item of the chosen queries plus this many seeded random
+    /// others (0: the whole catalogue).
     #[arg(long, default_value_t = 0)]
     pub catalogue: usize,
     #[arg(long, default_value_t = 7)]
@@ -127,6 +127,8 @@ pub struct RetrieverResult {
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalResult {
     pub catalogue: usize,
+    /// Of `catalogue`, the items relevant to at least one chosen query (the rest are random).
+    pub relevant_items: usize,
     pub queries: BTreeMap<String, usize>,
     pub retrievers: Vec<RetrieverResult>,
     /// A few queries' generated CoTs, side by side for every trained model that writes one.
@@ -152,7 +154,7 @@ fn score(
     let mut ks: Vec<usize> = ks.iter().map(|&k| k.min(n)).collect();
     ks.dedup();
     let mut splits = BTreeMap::new();
-    for split in SPLITS {
+    for (split_index, split) in SPLITS.into_iter().enumerate() {
         let chosen: Vec<usize> = (0..queries.len()).filter(|&i| in_split(&queries[i], split)).collect();
         if chosen.is_empty() {
             continue;
@@ -165,7 +167,7 @@ fn score(
             per_query.push((at, metrics::reciprocal_rank(&ranking, &queries[i].relevant)));
         }
         // One seed per split, so every retriever is resampled on the same draws of queries.
-        let seed = split.len() as u64;
+        let seed = split_index as u64;
         let estimate = |f: &dyn Fn(&(Vec<metrics::AtK>, f64)) -> f64| {
             metrics::estimate(&per_query.iter().map(f).collect::<Vec<_>>(), metrics::RESAMPLES, seed)
         };
@@ -239,24 +241,26 @@ fn choose_queries(spec: &EvalSpec) -> Result<Vec<JudgedQuery>> {
     Ok(chosen)
 }
 
+/// Every item relevant to a chosen query, plus `spec.catalogue` random others (all of them at 0);
+/// also returns how many are relevant.
 fn choose_catalogue(
     spec: &EvalSpec,
     items: &BTreeMap<i64, String>,
     queries: &[JudgedQuery],
-) -> Result<Vec<(i64, String)>> {
+) -> Result<(Vec<(i64, String)>, usize)> {
     let mut ids: BTreeSet<i64> = queries.iter().flat_map(|q| q.relevant.keys().copied()).collect();
     if let Some(missing) = ids.iter().find(|i| !items.contains_key(i)) {
         return Err(err!("qrels name item {missing}, which is not in items.parquet"));
     }
+    let relevant = ids.len();
     if spec.catalogue == 0 {
         ids.extend(items.keys().copied());
     } else {
         let mut others: Vec<i64> = items.keys().copied().filter(|i| !ids.contains(i)).collect();
         others.shuffle(&mut ChaCha8Rng::seed_from_u64(spec.seed ^ 0xCA7A));
-        let room = spec.catalogue.saturating_sub(ids.len());
-        ids.extend(others.into_iter().take(room));
+        ids.extend(others.into_iter().take(spec.catalogue));
     }
-    Ok(ids.into_iter().map(|i| (i, items[&i].clone())).collect())
+    Ok((ids.into_iter().map(|i| (i, items[&i].clone())).collect(), relevant))
 }
 
 /// Random keywords from the catalogue's words (the paper's random-CoT ablation).
@@ -269,12 +273,16 @@ pub fn run<B: Backend>(spec: &EvalSpec, out: &Path, device: &B::Device) -> Resul
     std::fs::create_dir_all(out).with_context(|| out.display().to_string())?;
     let items = inputs::read_items(&spec.data_dir.join("items.parquet"))?;
     let queries = choose_queries(spec)?;
-    let catalogue = choose_catalogue(spec, &items, &queries)?;
+    let (catalogue, relevant_items) = choose_catalogue(spec, &items, &queries)?;
     let mut counts = BTreeMap::new();
     for q in &queries {
         *counts.entry(q.kind.clone()).or_insert(0) += 1;
     }
-    tracing::info!("eval: {} queries ({counts:?}), catalogue of {} items", queries.len(), catalogue.len());
+    tracing::info!(
+        "eval: {} queries ({counts:?}), catalogue of {} items ({relevant_items} relevant)",
+        queries.len(),
+        catalogue.len()
+    );
     let titles: Vec<&str> = catalogue.iter().map(|(_, t)| t.as_str()).collect();
     let texts: Vec<&str> = queries.iter().map(|q| q.query.as_str()).collect();
     let with_ids = |vectors: Vec<Vec<f32>>| catalogue.iter().map(|(i, _)| *i).zip(vectors).collect::<Vec<_>>();
@@ -417,7 +425,7 @@ pub fn run<B: Backend>(spec: &EvalSpec, out: &Path, device: &B::Device) -> Resul
             ));
         }
     }
-    let result = EvalResult { catalogue: catalogue.len(), queries: counts, retrievers: results, cot_examples };
+    let result = EvalResult { catalogue: catalogue.len(), relevant_items, queries: counts, retrievers: results, cot_examples };
     std::fs::write(out.join("eval.json"), serde_json::to_vec_pretty(&result)?)?;
     report::write(&result, spec, out)?;
     Ok(result)

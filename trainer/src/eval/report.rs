@@ -19,13 +19,16 @@ pub fn write(result: &EvalResult, spec: &EvalSpec, out: &Path) -> Result<()> {
     }
     writeln!(
         md,
-        "{} held-out judged queries ({}), exact top-K over a catalogue of {} items (every relevant item of \
-         those queries plus seeded random others; seed {}). Relevance from `qrels` (grade > 0); NDCG gain 2^grade − 1; \
-         MRR over the whole ranking. K is capped at the catalogue size. Each value is a mean over queries \
-         with its 95% bootstrap interval ({} resamples of the queries; the same draws for every retriever).\n",
+        "{} held-out judged queries ({}), exact top-K over a catalogue of {} items ({} relevant to those \
+         queries, {} other items drawn with seed {}). Relevance from `qrels` (grade > 0); Recall@K is the share \
+         of a query's relevant items in its top K (at most K / relevant); NDCG gain 2^grade − 1; MRR over the \
+         whole ranking. K is capped at the catalogue size. Each value is a mean over queries with its 95% \
+         bootstrap interval ({} resamples of the queries; the same draws for every retriever).\n",
         result.queries.values().sum::<usize>(),
         result.queries.iter().map(|(k, v)| format!("{v} {k}")).collect::<Vec<_>>().join(", "),
         result.catalogue,
+        result.relevant_items,
+        result.catalogue - result.relevant_items,
         spec.seed,
         crate::eval::metrics::RESAMPLES
     )?;
