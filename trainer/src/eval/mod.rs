@@ -150,7 +150,33 @@ fn score(
     ks: &[usize],
     seconds: f64,
 ) -> RetrieverResult {
-    let n = catalogue.len();
+    score_rankings(name, queries, |i| metrics::rank(&qv[i], catalogue), catalogue.len(), ks, seconds)
+}
+
+/// The ideal ranking's scores: each query's relevant items first, best grade first. Recall@K
+/// divides by all relevant items, so this row is the ceiling every other row is read against.
+fn ceiling(queries: &[JudgedQuery], catalogue: &[(i64, String)], ks: &[usize]) -> RetrieverResult {
+    let ideal = |i: usize| {
+        let relevant = &queries[i].relevant;
+        let mut first: Vec<(i32, i64)> = relevant.iter().map(|(&id, &g)| (-g, id)).collect();
+        first.sort_unstable();
+        let rest = catalogue.iter().map(|(id, _)| *id).filter(|id| !relevant.contains_key(id));
+        first.into_iter().map(|(_, id)| id).chain(rest).collect()
+    };
+    score_rankings(CEILING, queries, ideal, catalogue.len(), ks, 0.0)
+}
+
+/// The ceiling row's name.
+pub const CEILING: &str = "ideal ranking (the ceiling)";
+
+fn score_rankings(
+    name: &str,
+    queries: &[JudgedQuery],
+    ranking_of: impl Fn(usize) -> Vec<i64>,
+    n: usize,
+    ks: &[usize],
+    seconds: f64,
+) -> RetrieverResult {
     let mut ks: Vec<usize> = ks.iter().map(|&k| k.min(n)).collect();
     ks.dedup();
     let mut splits = BTreeMap::new();
@@ -162,7 +188,7 @@ fn score(
         // Per query: hit, recall and NDCG at each k, then the reciprocal rank.
         let mut per_query: Vec<(Vec<metrics::AtK>, f64)> = Vec::with_capacity(chosen.len());
         for &i in &chosen {
-            let ranking = metrics::rank(&qv[i], catalogue);
+            let ranking = ranking_of(i);
             let at = ks.iter().map(|&k| metrics::at_k(&ranking, &queries[i].relevant, k)).collect();
             per_query.push((at, metrics::reciprocal_rank(&ranking, &queries[i].relevant)));
         }
@@ -286,7 +312,7 @@ pub fn run<B: Backend>(spec: &EvalSpec, out: &Path, device: &B::Device) -> Resul
     let titles: Vec<&str> = catalogue.iter().map(|(_, t)| t.as_str()).collect();
     let texts: Vec<&str> = queries.iter().map(|q| q.query.as_str()).collect();
     let with_ids = |vectors: Vec<Vec<f32>>| catalogue.iter().map(|(i, _)| *i).zip(vectors).collect::<Vec<_>>();
-    let mut results = Vec::new();
+    let mut results = vec![ceiling(&queries, &catalogue, &spec.ks)];
     // The CoT examples: hard queries first (what reasoning is for), then head ones.
     let mut shown: Vec<usize> = (0..queries.len()).filter(|&i| queries[i].kind != "head").take(6).collect();
     shown.extend((0..queries.len()).filter(|&i| queries[i].kind == "head").take(8 - shown.len()));

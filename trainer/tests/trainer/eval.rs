@@ -2,7 +2,7 @@
 //! queries held out by need.
 
 use lrem_trainer::backend::Cpu;
-use lrem_trainer::eval::{EvalSpec, run};
+use lrem_trainer::eval::{CEILING, EvalSpec, run};
 use lrem_trainer::model::LanguageModel;
 use lrem_trainer::model::export::export_decoder;
 
@@ -37,6 +37,7 @@ fn eval_reports_every_baseline_with_bootstrap_intervals() {
     assert_eq!(
         names,
         [
+            CEILING,
             "all-MiniLM-L6-v2 (direct)",
             "base decoder, last token",
             "base decoder, LREM format, generated CoT",
@@ -55,6 +56,18 @@ fn eval_reports_every_baseline_with_bootstrap_intervals() {
             }
         }
     }
+    // Every relevant item, and 120 random others.
+    assert_eq!(result.catalogue, result.relevant_items + 120);
+    // The ceiling ranks a relevant item first for every query and bounds every row's recall.
+    let ceiling = &result.retrievers[0].splits;
+    for r in &result.retrievers {
+        for (split, m) in &r.splits {
+            for (a, best) in m.at.iter().zip(&ceiling[split].at) {
+                assert!(a.recall.mean <= best.recall.mean + 1e-12, "{} {split} R@{}", r.name, a.k);
+            }
+        }
+    }
+    assert!(ceiling.values().all(|m| m.mrr.mean == 1.0 && m.at[0].hit_rate.mean == 1.0));
     // Hard queries are only those held out by need, reported by group.
     let splits = &result.retrievers[0].splits;
     for (split, n) in [("head", 3), ("hard", 6), ("hard, unseen needs", 3), ("hard, unseen phrasings", 3)] {
@@ -140,6 +153,7 @@ fn eval_studies_the_cot_budget_and_shows_the_models_cots_side_by_side() {
     assert_eq!(
         names,
         [
+            CEILING,
             "before, generated CoT",
             "before, generated CoT, penalties no-repeat-ngram=2",
             "before, empty CoT",
@@ -151,7 +165,7 @@ fn eval_studies_the_cot_budget_and_shows_the_models_cots_side_by_side() {
         ]
     );
     let mrr = |i: usize| result.retrievers[i].splits["all"].mrr.mean;
-    assert_eq!(mrr(6), mrr(7), "budget 4 is the generated row's own budget");
+    assert_eq!(mrr(7), mrr(8), "budget 4 is the generated row's own budget");
     let examples = &result.cot_examples;
     assert_eq!(examples.queries.len(), 6);
     let models: Vec<&str> = examples.models.iter().map(|(n, _)| n.as_str()).collect();
