@@ -78,11 +78,16 @@ pub fn rank_of_positive(scores: &[f32], positive: &[bool]) -> usize {
     1 + scores.iter().zip(positive).filter(|(s, p)| !**p && **s >= best).count()
 }
 
-/// How a sampled completion ends, given the ids of `</think>` and `<emb>`.
-pub fn parse_completion(ids: &[u32], end_think: u32, emb: u32) -> (usize, bool) {
+/// How a sampled completion ends, given the ids of `</think>` and `<emb>` and the end-of-turn
+/// ids: (CoT tokens, well formed). A completion that never closes its CoT is all CoT but for the
+/// `<emb>` or end-of-turn token that stopped it, which the length reward must not count.
+pub fn parse_completion(ids: &[u32], end_think: u32, emb: u32, stop_ids: &[u32]) -> (usize, bool) {
     match ids.iter().position(|&t| t == end_think) {
         Some(at) => (at, ids.len() == at + 2 && ids[at + 1] == emb && !ids[..at].contains(&emb)),
-        None => (ids.len(), false),
+        None => {
+            let stopped = ids.last().is_some_and(|t| *t == emb || stop_ids.contains(t));
+            (ids.len() - usize::from(stopped), false)
+        }
     }
 }
 

@@ -77,7 +77,7 @@ pub fn sample<B: Backend>(
     Ok(done
         .into_iter()
         .map(|c| {
-            let (cot_tokens, well_formed) = parse_completion(&c.ids, end_think, emb);
+            let (cot_tokens, well_formed) = parse_completion(&c.ids, end_think, emb, &sampling.stop_ids);
             Rollout {
                 query: c.tag as usize,
                 sample: c.sample,

@@ -4,6 +4,7 @@ use lrem_trainer::rl::rewards::*;
 
 const END: u32 = 7;
 const EMB: u32 = 8;
+const EOS: u32 = 9;
 
 fn sample(cot_tokens: usize, well_formed: bool, rank: usize, items: usize) -> Sample<'static> {
     Sample { query: "q", ids: &[], cot_tokens, well_formed, rank, items }
@@ -31,14 +32,17 @@ fn rank_counts_ties_against_the_positive_and_other_positives_not_at_all() {
 #[test]
 fn completions_parse_into_cot_length_and_form() {
     // Well formed, empty CoT included.
-    assert_eq!(parse_completion(&[1, 2, END, EMB], END, EMB), (2, true));
-    assert_eq!(parse_completion(&[END, EMB], END, EMB), (0, true));
+    assert_eq!(parse_completion(&[1, 2, END, EMB], END, EMB, &[EOS]), (2, true));
+    assert_eq!(parse_completion(&[END, EMB], END, EMB, &[EOS]), (0, true));
     // No </think> within the budget: every token is CoT, and the form is wrong.
-    assert_eq!(parse_completion(&[1, 2, 3], END, EMB), (3, false));
+    assert_eq!(parse_completion(&[1, 2, 3], END, EMB, &[EOS]), (3, false));
+    // Stopped by <emb> or end of turn without </think>: the stop token is not CoT.
+    assert_eq!(parse_completion(&[1, 2, EMB], END, EMB, &[EOS]), (2, false));
+    assert_eq!(parse_completion(&[1, 2, EOS], END, EMB, &[EOS]), (2, false));
     // Text after <emb>, <emb> missing, or <emb> inside the CoT.
-    assert_eq!(parse_completion(&[1, END, EMB, 4], END, EMB), (1, false));
-    assert_eq!(parse_completion(&[1, END], END, EMB), (1, false));
-    assert_eq!(parse_completion(&[EMB, 1, END, EMB], END, EMB), (2, false));
+    assert_eq!(parse_completion(&[1, END, EMB, 4], END, EMB, &[EOS]), (1, false));
+    assert_eq!(parse_completion(&[1, END], END, EMB, &[EOS]), (1, false));
+    assert_eq!(parse_completion(&[EMB, 1, END, EMB], END, EMB, &[EOS]), (2, false));
 }
 
 #[test]
