@@ -30,4 +30,6 @@ for r in result["retrievers"]:
         cells += [cell(at(split, 10)["recall"]), cell(at(split, 100)["hit_rate"]), cell(at(split, 100)["recall"])]
     print(f"| {r['name']} | " + " | ".join(cells) + " |")
 print()
-print(f"Queries: {result['queries']}; catalogue: {result['catalogue']} items.")
+relevant = result.get("relevant_items")  # absent in reports before 2026-12-07
+print(f"Queries: {result['queries']}; catalogue: {result['catalogue']} items"
+      + (f" ({relevant} relevant, {result['catalogue'] - relevant} random)." if relevant is not None else "."))

@@ -451,7 +451,8 @@ pub fn run<B: Backend>(spec: &EvalSpec, out: &Path, device: &B::Device) -> Resul
             ));
         }
     }
-    let result = EvalResult { catalogue: catalogue.len(), relevant_items, queries: counts, retrievers: results, cot_examples };
+    let result =
+        EvalResult { catalogue: catalogue.len(), relevant_items, queries: counts, retrievers: results, cot_examples };
     std::fs::write(out.join("eval.json"), serde_json::to_vec_pretty(&result)?)?;
     report::write(&result, spec, out)?;
     Ok(result)

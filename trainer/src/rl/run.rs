@@ -201,6 +201,7 @@ pub fn rl<B: AutodiffBackend>(
         let (mut rollout_s, mut update_s) = (0.0, 0.0);
         for (m, queries) in micro.iter().enumerate() {
             let t0 = Instant::now();
+            let micro_batch_stream = ((state.step as u64) << 16) | m as u64;
             let params = RolloutParams {
                 group: config.rollout.group,
                 temperature: config.rollout.temperature,
@@ -209,7 +210,7 @@ pub fn rl<B: AutodiffBackend>(
                 budget: config.rollout.budget,
                 // Spread by an odd constant: `seed ^ m` then `+ sample` reused streams across
                 // micro-batches (micro-batch 1's sample 0 was micro-batch 0's sample 1).
-                seed: config.data.seed.wrapping_add((((state.step as u64) << 16) | m as u64).wrapping_mul(0xD1B5_4A32_D192_ED03)),
+                seed: config.data.seed.wrapping_add(micro_batch_stream.wrapping_mul(0xD1B5_4A32_D192_ED03)),
             };
             let prompts: Vec<Vec<u32>> = queries.iter().map(|q| q.prompt.clone()).collect();
             let rollouts = sample(&model.valid(), &lm.tokenizer, &prompts, &params, end_think, emb)?;
