@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 /// Metrics of one query at one cut-off `k`.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
 pub struct AtK {
     pub hit: f64,
     pub recall: f64,

@@ -107,6 +107,15 @@ pub struct SplitMetrics {
     /// One per cut-off, k already capped at the catalogue.
     pub at: Vec<AtCutoff>,
     pub mrr: metrics::Estimate,
+    /// Each query's values, in the same query order for every retriever (for paired comparisons).
+    pub per_query: Vec<QueryMetrics>,
+}
+
+/// One query's metrics: at each cut-off of `SplitMetrics::at`, and its reciprocal rank.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueryMetrics {
+    pub at: Vec<metrics::AtK>,
+    pub reciprocal_rank: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -180,37 +189,45 @@ fn score_rankings(
     let mut ks: Vec<usize> = ks.iter().map(|&k| k.min(n)).collect();
     ks.dedup();
     let mut splits = BTreeMap::new();
-    for (split_index, split) in SPLITS.into_iter().enumerate() {
+    for split in SPLITS {
         let chosen: Vec<usize> = (0..queries.len()).filter(|&i| in_split(&queries[i], split)).collect();
         if chosen.is_empty() {
             continue;
         }
-        // Per query: hit, recall and NDCG at each k, then the reciprocal rank.
-        let mut per_query: Vec<(Vec<metrics::AtK>, f64)> = Vec::with_capacity(chosen.len());
-        for &i in &chosen {
-            let ranking = ranking_of(i);
-            let at = ks.iter().map(|&k| metrics::at_k(&ranking, &queries[i].relevant, k)).collect();
-            per_query.push((at, metrics::reciprocal_rank(&ranking, &queries[i].relevant)));
-        }
-        // One seed per split, so every retriever is resampled on the same draws of queries.
-        let seed = split_index as u64;
-        let estimate = |f: &dyn Fn(&(Vec<metrics::AtK>, f64)) -> f64| {
-            metrics::estimate(&per_query.iter().map(f).collect::<Vec<_>>(), metrics::RESAMPLES, seed)
+        let per_query: Vec<QueryMetrics> = chosen
+            .iter()
+            .map(|&i| {
+                let ranking = ranking_of(i);
+                QueryMetrics {
+                    at: ks.iter().map(|&k| metrics::at_k(&ranking, &queries[i].relevant, k)).collect(),
+                    reciprocal_rank: metrics::reciprocal_rank(&ranking, &queries[i].relevant),
+                }
+            })
+            .collect();
+        let estimate = |f: &dyn Fn(&QueryMetrics) -> f64| {
+            metrics::estimate(&per_query.iter().map(f).collect::<Vec<_>>(), metrics::RESAMPLES, split_seed(split))
         };
         let at = ks
             .iter()
             .enumerate()
             .map(|(j, &k)| AtCutoff {
                 k,
-                hit_rate: estimate(&|q| q.0[j].hit),
-                recall: estimate(&|q| q.0[j].recall),
-                ndcg: estimate(&|q| q.0[j].ndcg),
+                hit_rate: estimate(&|q| q.at[j].hit),
+                recall: estimate(&|q| q.at[j].recall),
+                ndcg: estimate(&|q| q.at[j].ndcg),
             })
             .collect();
-        splits.insert(split.to_string(), SplitMetrics { queries: chosen.len(), at, mrr: estimate(&|q| q.1) });
+        let mrr = estimate(&|q| q.reciprocal_rank);
+        splits.insert(split.to_string(), SplitMetrics { queries: chosen.len(), at, mrr, per_query });
     }
     tracing::info!("  {name}: {:.1}s", seconds);
     RetrieverResult { name: name.to_string(), splits, seconds }
+}
+
+/// The bootstrap seed of a split: every retriever is resampled on the same draws of its queries,
+/// so a difference between two rows can be resampled on them too (paired).
+pub fn split_seed(split: &str) -> u64 {
+    SPLITS.iter().position(|s| *s == split).unwrap_or(SPLITS.len()) as u64
 }
 
 /// The query groups reported, in report order.

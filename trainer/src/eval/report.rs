@@ -3,7 +3,7 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use super::{EvalResult, EvalSpec};
+use super::{EvalResult, EvalSpec, QueryMetrics, metrics};
 use crate::error::Result;
 use crate::plot::grouped_bars;
 
@@ -53,6 +53,7 @@ pub fn write(result: &EvalResult, spec: &EvalSpec, out: &Path) -> Result<()> {
         }
         writeln!(md)?;
     }
+    paired_differences(&mut md, result)?;
     let examples = &result.cot_examples;
     if !examples.models.is_empty() {
         // A row's own penalties are in its name; --cot-penalties, when given, is every other row's.
@@ -92,6 +93,58 @@ fn escape(s: &str) -> String {
 }
 
 /// `0.543 [0.49, 0.60]`: the mean and its interval.
+/// Every row minus the first retriever after the ceiling (MiniLM when it is given), per query,
+/// resampled on the split's own draws: the interval of the difference itself.
+fn paired_differences(md: &mut String, result: &EvalResult) -> Result<()> {
+    let mut rows = result.retrievers.iter().filter(|r| r.name != super::CEILING);
+    let Some(reference) = rows.next() else { return Ok(()) };
+    let others: Vec<_> = rows.collect();
+    if others.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        md,
+        "## Paired differences against {}
+",
+        reference.name
+    )?;
+    writeln!(
+        md,
+        "Each row minus {} on the same queries, with the 95% interval of the difference from the same \
+         bootstrap draws. An interval that excludes 0 (marked *) is a difference these queries show; \
+         intervals that overlap in the tables above do not rule one out.\n",
+        reference.name
+    )?;
+    for split in super::SPLITS.into_iter().filter(|s| *s != "all") {
+        let Some(base) = reference.splits.get(split) else { continue };
+        writeln!(md, "### {split} queries ({})\n", base.queries)?;
+        let mut header = String::from("| retriever |");
+        for a in &base.at {
+            write!(header, " ΔHR@{k} | ΔR@{k} |", k = a.k)?;
+        }
+        writeln!(md, "{header} ΔMRR |\n|---|{}---:|", "---:|---:|".repeat(base.at.len()))?;
+        for r in &others {
+            let Some(m) = r.splits.get(split) else { continue };
+            assert_eq!(m.per_query.len(), base.per_query.len(), "{split}: every row ranks the same queries");
+            let diff = |f: &dyn Fn(&QueryMetrics) -> f64| {
+                let d: Vec<f64> = m.per_query.iter().zip(&base.per_query).map(|(a, b)| f(a) - f(b)).collect();
+                delta_cell(metrics::estimate(&d, metrics::RESAMPLES, super::split_seed(split)))
+            };
+            let cells: String = (0..base.at.len())
+                .map(|j| format!(" {} | {} |", diff(&|q| q.at[j].hit), diff(&|q| q.at[j].recall)))
+                .collect();
+            writeln!(md, "| {} |{cells} {} |", r.name, diff(&|q| q.reciprocal_rank))?;
+        }
+        writeln!(md)?;
+    }
+    Ok(())
+}
+
+fn delta_cell(e: metrics::Estimate) -> String {
+    let shown = if e.low > 0.0 || e.high < 0.0 { " *" } else { "" };
+    format!("{:+.3} [{:+.2}, {:+.2}]{shown}", e.mean + 0.0, e.low + 0.0, e.high + 0.0)
+}
+
 fn cell(e: crate::eval::metrics::Estimate) -> String {
     // + 0.0: a float sum starts at −0.0, and a mean of zeros would print as "-0.00".
     format!("{:.3} [{:.2}, {:.2}]", e.mean + 0.0, e.low + 0.0, e.high + 0.0)

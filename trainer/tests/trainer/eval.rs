@@ -73,8 +73,18 @@ fn eval_reports_every_baseline_with_bootstrap_intervals() {
     for (split, n) in [("head", 3), ("hard", 6), ("hard, unseen needs", 3), ("hard, unseen phrasings", 3)] {
         assert_eq!(splits[split].queries, n, "{split}");
     }
+    // Each query's values are kept, and their means are the row's.
+    for r in &result.retrievers {
+        for (split, m) in &r.splits {
+            assert_eq!(m.per_query.len(), m.queries, "{} {split}", r.name);
+            let mean = m.per_query.iter().map(|q| q.reciprocal_rank).sum::<f64>() / m.queries as f64;
+            assert!((mean - m.mrr.mean).abs() < 1e-12, "{} {split}", r.name);
+        }
+    }
     let report = std::fs::read_to_string(out.path().join("report.md")).unwrap();
     assert!(report.contains("95% bootstrap interval") && report.contains(" ["), "{report}");
+    assert!(report.contains("## Paired differences against all-MiniLM-L6-v2 (direct)"), "{report}");
+    assert!(report.contains("| base decoder, last token | "), "{report}");
 }
 
 #[test]
