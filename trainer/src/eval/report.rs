@@ -92,7 +92,6 @@ fn escape(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
 }
 
-/// `0.543 [0.49, 0.60]`: the mean and its interval.
 /// Every row minus the first retriever after the ceiling (MiniLM when it is given), per query,
 /// resampled on the split's own draws: the interval of the difference itself.
 fn paired_differences(md: &mut String, result: &EvalResult) -> Result<()> {
@@ -102,12 +101,7 @@ fn paired_differences(md: &mut String, result: &EvalResult) -> Result<()> {
     if others.is_empty() {
         return Ok(());
     }
-    writeln!(
-        md,
-        "## Paired differences against {}
-",
-        reference.name
-    )?;
+    writeln!(md, "## Paired differences against {}\n", reference.name)?;
     writeln!(
         md,
         "Each row minus {} on the same queries, with the 95% interval of the difference from the same \
@@ -140,12 +134,14 @@ fn paired_differences(md: &mut String, result: &EvalResult) -> Result<()> {
     Ok(())
 }
 
+/// `+0.012 [-0.03, +0.05]`: a difference and its interval, ` *` where the interval excludes 0.
 fn delta_cell(e: metrics::Estimate) -> String {
     let shown = if e.low > 0.0 || e.high < 0.0 { " *" } else { "" };
     format!("{:+.3} [{:+.2}, {:+.2}]{shown}", e.mean + 0.0, e.low + 0.0, e.high + 0.0)
 }
 
-fn cell(e: crate::eval::metrics::Estimate) -> String {
+/// `0.543 [0.49, 0.60]`: the mean and its interval.
+fn cell(e: metrics::Estimate) -> String {
     // + 0.0: a float sum starts at −0.0, and a mean of zeros would print as "-0.00".
     format!("{:.3} [{:.2}, {:.2}]", e.mean + 0.0, e.low + 0.0, e.high + 0.0)
 }
