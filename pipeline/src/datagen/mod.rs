@@ -24,6 +24,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::Error;
 use crate::parquet_out::ParquetFile;
+use crate::stages::columns::string_list_array;
 pub use world::{WORLD_TOML, World};
 
 /// 2026-01-01 as days since the Unix epoch: the first day of the log.
@@ -100,7 +101,7 @@ pub fn generate(args: &Args, out_dir: &Path) -> Result<Summary, Error> {
     let qrels_path = out_dir.join("qrels.parquet");
     let qrels = write_qrels(&qrels_path, &all_queries, &items)?;
     let needs_path = out_dir.join("needs.parquet");
-    write_needs(&needs_path, &all_queries)?;
+    write_needs(&needs_path, &world, &all_queries)?;
     let log_path = out_dir.join("query_log.parquet");
     let days = write_log(&log_path, args.log_rows, &all_queries, &traffic, &items, &mut stream(5))?;
 
@@ -172,15 +173,21 @@ fn write_qrels(path: &Path, queries: &[queries::Query], items: &[catalog::Item])
 }
 
 /// The hard queries with their need and phrasing (the `needs` table).
-fn write_needs(path: &Path, queries: &[queries::Query]) -> Result<(), Error> {
+fn write_needs(path: &Path, world: &World, queries: &[queries::Query]) -> Result<(), Error> {
     let spec = lrem_schemas::table("needs").map_err(|e| Error::Internal(e.to_string()))?;
     let hard: Vec<(&queries::Query, (usize, usize))> = queries.iter().filter_map(|q| Some((q, q.need?))).collect();
+    let types: Vec<Vec<String>> = hard
+        .iter()
+        .map(|(_, (need, _))| world.relevant_types(&world.need[*need]))
+        .collect::<Result<_, String>>()
+        .map_err(Error::Internal)?;
     let columns: Vec<ArrayRef> = vec![
         Arc::new(UInt64Array::from_iter_values(hard.iter().map(|(q, _)| lrem_schemas::query_id(&q.text)))),
         Arc::new(StringArray::from_iter_values(hard.iter().map(|(q, _)| q.text.as_str()))),
         Arc::new(Int32Array::from_iter_values(hard.iter().map(|(_, (n, _))| *n as i32))),
         Arc::new(Int32Array::from_iter_values(hard.iter().map(|(_, (_, p))| *p as i32))),
         Arc::new(StringArray::from_iter_values(hard.iter().map(|(q, _)| q.pattern.as_deref().unwrap_or_default()))),
+        string_list_array(&spec.schema(), "relevant_types", types.iter())?,
     ];
     let mut out = ParquetFile::create(path, spec.schema())?;
     out.write(&RecordBatch::try_new(spec.schema(), columns)?)?;

@@ -44,16 +44,7 @@ impl Teacher {
     pub fn new(world: &World) -> Result<Self, String> {
         let mut phrasings = Vec::new();
         for need in &world.need {
-            let mut types = Vec::new();
-            for reference in &need.relevant {
-                let target = world.target(reference)?;
-                let product = &world.types()[target.type_index].product;
-                // An attribute restriction reads as titles do: "{attribute} {type}".
-                types.push(match target.attribute {
-                    Some(a) => format!("{} {}", product.attributes[a], product.name),
-                    None => product.name.clone(),
-                });
-            }
+            let types = world.relevant_types(need)?;
             for query in &need.queries {
                 phrasings.push((lrem_schemas::normalize_query(query), types.clone()));
             }

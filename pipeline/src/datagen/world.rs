@@ -107,4 +107,22 @@ impl World {
         };
         Ok(Target { type_index, attribute })
     }
+
+    /// The product types a need calls for, as shoppers and titles name them: an attribute
+    /// restriction reads "{attribute} {type}". What the reference teacher answers and the `needs`
+    /// table's `relevant_types`.
+    pub fn relevant_types(&self, need: &Need) -> Result<Vec<String>, String> {
+        let types = self.types();
+        need.relevant
+            .iter()
+            .map(|reference| {
+                let target = self.target(reference)?;
+                let product = &types[target.type_index].product;
+                Ok(match target.attribute {
+                    Some(a) => format!("{} {}", product.attributes[a], product.name),
+                    None => product.name.clone(),
+                })
+            })
+            .collect()
+    }
 }

@@ -9,7 +9,7 @@
 //! Adding a stage: a module here, its SQL in `sql/stages/`, a line in [`DAG`], and its table in
 //! `lrem_schemas::tables`.
 
-mod columns;
+pub(crate) mod columns;
 pub mod cot_rules;
 pub mod keyword_parse;
 mod prompts;

@@ -45,6 +45,8 @@ pub struct JudgedQuery {
     pub relevant: HashMap<i64, i32>,
     /// For a hard query of the sample world, where held out by need puts it (with `--needs`).
     pub holdout: Option<lrem_schemas::holdout::Holdout>,
+    /// For a hard query of the sample world, the product types its need calls for (with `--needs`).
+    pub relevant_types: Vec<String>,
 }
 
 pub fn read_qrels(path: &Path) -> Result<Vec<JudgedQuery>> {
@@ -65,6 +67,7 @@ pub fn read_qrels(path: &Path) -> Result<Vec<JudgedQuery>> {
                 kind: kind.value(r).to_string(),
                 relevant: HashMap::new(),
                 holdout: None,
+                relevant_types: Vec::new(),
             });
             if grade.value(r) > 0 {
                 q.relevant.insert(item.value(r), grade.value(r));

@@ -47,6 +47,11 @@ pub struct EvalSpec {
     pub needs: Option<PathBuf>,
     #[arg(long, default_value_t = 0)]
     pub holdout_seed: u64,
+    /// With --needs: the first --lrem model with a CoT also embeds each hard query with its
+    /// need's product types as the CoT (what the reference teacher answers), head queries with
+    /// an empty one. A diagnostic bound (the right CoT given), never a retriever.
+    #[arg(long, requires = "needs")]
+    pub oracle_cot: bool,
     /// With --needs: the hard queries are the validation needs' phrasings instead of the held-out
     /// ones. For choosing a schedule; a reported result never comes from this.
     #[arg(long, requires = "needs")]
@@ -151,15 +156,24 @@ pub struct CotExamples {
     pub models: Vec<(String, Vec<String>)>,
 }
 
-fn score(
+/// One retriever's row: each query's ranking of `catalogue` by its vector in `qv`.
+pub fn score(
     name: &str,
     queries: &[JudgedQuery],
     qv: &[Vec<f32>],
     catalogue: &[(i64, Vec<f32>)],
     ks: &[usize],
     seconds: f64,
-) -> RetrieverResult {
-    score_rankings(name, queries, |i| metrics::rank(&qv[i], catalogue), catalogue.len(), ks, seconds)
+) -> Result<RetrieverResult> {
+    // A NaN would sort first under `total_cmp` and score as a ranking: a broken model must fail.
+    let bad_query = qv.iter().position(|v| v.iter().any(|x| !x.is_finite()));
+    if let Some(i) = bad_query {
+        return Err(err!("{name}: the embedding of query {:?} is not finite", queries[i].query));
+    }
+    if let Some((id, _)) = catalogue.iter().find(|(_, v)| v.iter().any(|x| !x.is_finite())) {
+        return Err(err!("{name}: the embedding of item {id} is not finite"));
+    }
+    Ok(score_rankings(name, queries, |i| metrics::rank(&qv[i], catalogue), catalogue.len(), ks, seconds))
 }
 
 /// The ideal ranking's scores: each query's relevant items first, best grade first. Recall@K
@@ -177,6 +191,10 @@ fn ceiling(queries: &[JudgedQuery], catalogue: &[(i64, String)], ks: &[usize]) -
 
 /// The ceiling row's name.
 pub const CEILING: &str = "ideal ranking (the ceiling)";
+
+/// The oracle-CoT row's label: the need's product types as the CoT, joined as the triples' CoTs
+/// are (", "), the format the model was trained on.
+pub const ORACLE_COT: &str = "oracle CoT (the need's product types)";
 
 fn score_rankings(
     name: &str,
@@ -250,8 +268,10 @@ fn choose_queries(spec: &EvalSpec) -> Result<Vec<JudgedQuery>> {
     let mut all = inputs::read_qrels(&qrels_path)?;
     if let Some(needs) = &spec.needs {
         let split = crate::holdout::read(needs, spec.holdout_seed)?;
+        let mut types = crate::holdout::read_relevant_types(needs)?;
         for q in &mut all {
             q.holdout = split.get(&q.query_id).copied();
+            q.relevant_types = types.remove(&q.query_id).unwrap_or_default();
         }
     }
     let mut excluded = HashSet::new();
@@ -348,7 +368,7 @@ pub fn run<B: Backend>(spec: &EvalSpec, out: &Path, device: &B::Device) -> Resul
         let encoder = SentenceEncoder::<B>::load(path, device)?;
         let iv = with_ids(normalised(encoder.embed(&titles)?));
         let qv = normalised(encoder.embed(&texts)?);
-        results.push(score("all-MiniLM-L6-v2 (direct)", &queries, &qv, &iv, &spec.ks, t.elapsed().as_secs_f64()));
+        results.push(score("all-MiniLM-L6-v2 (direct)", &queries, &qv, &iv, &spec.ks, t.elapsed().as_secs_f64())?);
     }
     if let Some(path) = &spec.base {
         let t = Instant::now();
@@ -358,7 +378,7 @@ pub fn run<B: Backend>(spec: &EvalSpec, out: &Path, device: &B::Device) -> Resul
         let qseq = texts.iter().map(|q| p.plain_sequence(q)).collect::<Result<Vec<_>>>()?;
         let iv = with_ids(pool_last(&lm.model, &iseq, spec.batch));
         let qv = pool_last(&lm.model, &qseq, spec.batch);
-        results.push(score("base decoder, last token", &queries, &qv, &iv, &spec.ks, t.elapsed().as_secs_f64()));
+        results.push(score("base decoder, last token", &queries, &qv, &iv, &spec.ks, t.elapsed().as_secs_f64())?);
         // The same decoder in the LREM format before any step (chat template, `<think>…</think>
         // <emb>`, the new tokens' rows at the mean embedding), with the trained models'
         // settings: what the format does, apart from what training does.
@@ -377,12 +397,12 @@ pub fn run<B: Backend>(spec: &EvalSpec, out: &Path, device: &B::Device) -> Resul
         let qv: Vec<Vec<f32>> =
             model.embed_queries(&texts, spec.cot_max_tokens, spec.batch)?.into_iter().map(|e| e.vector).collect();
         let seconds = items_seconds + t.elapsed().as_secs_f64();
-        results.push(score("base decoder, LREM format, generated CoT", &queries, &qv, &iv, &spec.ks, seconds));
+        results.push(score("base decoder, LREM format, generated CoT", &queries, &qv, &iv, &spec.ks, seconds)?);
         let t = Instant::now();
         let empty: Vec<(&str, String)> = texts.iter().map(|&q| (q, String::new())).collect();
         let qv = model.embed_queries_with_cot(&empty, spec.batch)?;
         let seconds = items_seconds + t.elapsed().as_secs_f64();
-        results.push(score("base decoder, LREM format, empty CoT", &queries, &qv, &iv, &spec.ks, seconds));
+        results.push(score("base decoder, LREM format, empty CoT", &queries, &qv, &iv, &spec.ks, seconds)?);
     }
     let words: Vec<String> = {
         let set: BTreeSet<String> = titles
@@ -404,7 +424,7 @@ pub fn run<B: Backend>(spec: &EvalSpec, out: &Path, device: &B::Device) -> Resul
         if model.settings.direct {
             // A direct embedder has no CoT to generate or ablate.
             let qv: Vec<Vec<f32>> = model.embed_queries(&texts, 0, spec.batch)?.into_iter().map(|e| e.vector).collect();
-            results.push(score(name, &queries, &qv, &iv, &spec.ks, t.elapsed().as_secs_f64()));
+            results.push(score(name, &queries, &qv, &iv, &spec.ks, t.elapsed().as_secs_f64())?);
             continue;
         }
         let items_seconds = t.elapsed().as_secs_f64();
@@ -417,16 +437,16 @@ pub fn run<B: Backend>(spec: &EvalSpec, out: &Path, device: &B::Device) -> Resul
             for &budget in &spec.budgets {
                 let row = format!("{name}, CoT budget {budget}");
                 if budget == spec.cot_max_tokens {
-                    results.push(score(&row, &queries, &qv, &iv, &spec.ks, seconds));
+                    results.push(score(&row, &queries, &qv, &iv, &spec.ks, seconds)?);
                     continue;
                 }
                 let t = Instant::now();
                 let qv: Vec<Vec<f32>> =
                     model.embed_queries(&texts, budget, spec.batch)?.into_iter().map(|e| e.vector).collect();
-                results.push(score(&row, &queries, &qv, &iv, &spec.ks, items_seconds + t.elapsed().as_secs_f64()));
+                results.push(score(&row, &queries, &qv, &iv, &spec.ks, items_seconds + t.elapsed().as_secs_f64())?);
             }
         }
-        results.push(score(&format!("{name}, generated CoT"), &queries, &qv, &iv, &spec.ks, seconds));
+        results.push(score(&format!("{name}, generated CoT"), &queries, &qv, &iv, &spec.ks, seconds)?);
         if spec.penalty_study.as_ref() == Some(name) {
             let own = model.settings.cot_penalties;
             for &p in spec.penalty_settings.iter().filter(|&&p| p != own) {
@@ -436,7 +456,7 @@ pub fn run<B: Backend>(spec: &EvalSpec, out: &Path, device: &B::Device) -> Resul
                 let row = format!("{name}, generated CoT, penalties {p}");
                 cot_examples.models.push((row.clone(), shown.iter().map(|&i| embedded[i].cot.clone()).collect()));
                 let qv: Vec<Vec<f32>> = embedded.into_iter().map(|e| e.vector).collect();
-                results.push(score(&row, &queries, &qv, &iv, &spec.ks, items_seconds + t.elapsed().as_secs_f64()));
+                results.push(score(&row, &queries, &qv, &iv, &spec.ks, items_seconds + t.elapsed().as_secs_f64())?);
             }
             model.settings.cot_penalties = own;
         }
@@ -444,15 +464,21 @@ pub fn run<B: Backend>(spec: &EvalSpec, out: &Path, device: &B::Device) -> Resul
             continue;
         }
         let mut rng = ChaCha8Rng::seed_from_u64(spec.seed ^ 0xC07);
-        for label in ["empty CoT", "random CoT", "query as CoT"] {
+        let mut ablations = vec!["empty CoT", "random CoT", "query as CoT"];
+        if spec.oracle_cot {
+            ablations.push(ORACLE_COT);
+        }
+        for label in ablations {
             let t = Instant::now();
             let with_cot: Vec<(&str, String)> = texts
                 .iter()
-                .map(|&q| {
+                .enumerate()
+                .map(|(i, &q)| {
                     let c = match label {
                         "empty CoT" => String::new(),
                         "random CoT" => random_cot(&words, &mut rng),
-                        _ => q.to_string(),
+                        "query as CoT" => q.to_string(),
+                        _ => queries[i].relevant_types.join(", "),
                     };
                     (q, c)
                 })
@@ -465,7 +491,7 @@ pub fn run<B: Backend>(spec: &EvalSpec, out: &Path, device: &B::Device) -> Resul
                 &iv,
                 &spec.ks,
                 items_seconds + t.elapsed().as_secs_f64(),
-            ));
+            )?);
         }
     }
     let result =

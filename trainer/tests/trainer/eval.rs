@@ -2,7 +2,8 @@
 //! queries held out by need.
 
 use lrem_trainer::backend::Cpu;
-use lrem_trainer::eval::{CEILING, EvalSpec, run};
+use lrem_trainer::eval::inputs::JudgedQuery;
+use lrem_trainer::eval::{CEILING, EvalSpec, run, score};
 use lrem_trainer::model::LanguageModel;
 use lrem_trainer::model::export::export_decoder;
 
@@ -25,6 +26,7 @@ fn eval_reports_every_baseline_with_bootstrap_intervals() {
         lrem: Vec::new(),
         needs: Some(root().join("data_samples/needs.parquet")),
         holdout_seed: 0,
+        oracle_cot: false,
         validation: false,
         budget_study: None,
         budgets: vec![8, 16, 32],
@@ -104,6 +106,7 @@ fn validation_mode_reports_only_the_validation_needs_as_hard_queries() {
         lrem: Vec::new(),
         needs: Some(root().join("data_samples/needs.parquet")),
         holdout_seed: 0,
+        oracle_cot: false,
         validation: true,
         budget_study: None,
         budgets: vec![8, 16, 32],
@@ -150,6 +153,7 @@ fn eval_studies_the_cot_budget_and_shows_the_models_cots_side_by_side() {
         lrem: vec![model("before", 1), model("after", 2)],
         needs: Some(root().join("data_samples/needs.parquet")),
         holdout_seed: 0,
+        oracle_cot: true,
         validation: false,
         budget_study: Some("after".into()),
         budgets: vec![2, 4],
@@ -169,13 +173,20 @@ fn eval_studies_the_cot_budget_and_shows_the_models_cots_side_by_side() {
             "before, empty CoT",
             "before, random CoT",
             "before, query as CoT",
+            "before, oracle CoT (the need's product types)",
             "after, CoT budget 2",
             "after, CoT budget 4",
             "after, generated CoT"
         ]
     );
     let mrr = |i: usize| result.retrievers[i].splits["all"].mrr.mean;
-    assert_eq!(mrr(7), mrr(8), "budget 4 is the generated row's own budget");
+    assert_eq!(mrr(8), mrr(9), "budget 4 is the generated row's own budget");
+    // Head queries have no need: the oracle row gives them the empty CoT, and only them.
+    let per_query = |i: usize, split: &str| {
+        result.retrievers[i].splits[split].per_query.iter().map(|q| q.reciprocal_rank).collect::<Vec<_>>()
+    };
+    assert_eq!(per_query(6, "head"), per_query(3, "head"));
+    assert_ne!(per_query(6, "hard"), per_query(3, "hard"));
     let examples = &result.cot_examples;
     assert_eq!(examples.queries.len(), 6);
     let models: Vec<&str> = examples.models.iter().map(|(n, _)| n.as_str()).collect();
@@ -196,4 +207,35 @@ fn eval_studies_the_cot_budget_and_shows_the_models_cots_side_by_side() {
     spec.penalty_study = Some("later".into());
     let err = run::<Cpu>(&spec, &out.path().join("eval3"), &Default::default()).unwrap_err().to_string();
     assert!(err.contains("--penalty-study later"), "{err}");
+}
+
+/// The oracle CoT is what the reference teacher answers: the need's product types.
+#[test]
+fn needs_table_gives_each_hard_query_its_needs_product_types() {
+    let types = lrem_trainer::holdout::read_relevant_types(&root().join("data_samples/needs.parquet")).unwrap();
+    assert_eq!(types.len(), 357, "every phrasing of the 119 needs");
+    let coffee = lrem_schemas::query_id("something that wakes you up more than tea");
+    assert_eq!(types[&coffee], ["ground coffee", "espresso capsules", "energy drink"]);
+    assert!(types.values().all(|t| !t.is_empty()));
+}
+
+/// A NaN would sort first under `total_cmp` and score as a ranking; a broken model fails instead.
+#[test]
+fn a_non_finite_embedding_fails_naming_the_row_and_the_query_or_item() {
+    let query = JudgedQuery {
+        query_id: 1,
+        query: "warm socks".into(),
+        kind: "head".into(),
+        relevant: [(7, 3)].into(),
+        holdout: None,
+        relevant_types: Vec::new(),
+    };
+    let queries = [query];
+    let items = vec![(7, vec![1.0, 0.0]), (8, vec![0.0, 1.0])];
+    assert!(score("ok", &queries, &[vec![1.0, 0.0]], &items, &[10], 0.0).is_ok());
+    let err = score("broken", &queries, &[vec![f32::NAN, 0.0]], &items, &[10], 0.0).unwrap_err().to_string();
+    assert!(err.contains("broken") && err.contains("\"warm socks\"") && err.contains("not finite"), "{err}");
+    let items = vec![(7, vec![1.0, 0.0]), (8, vec![f32::INFINITY, 1.0])];
+    let err = score("broken", &queries, &[vec![1.0, 0.0]], &items, &[10], 0.0).unwrap_err().to_string();
+    assert!(err.contains("item 8"), "{err}");
 }
