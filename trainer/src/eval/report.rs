@@ -32,6 +32,15 @@ pub fn write(result: &EvalResult, spec: &EvalSpec, out: &Path) -> Result<()> {
         spec.seed,
         crate::eval::metrics::RESAMPLES
     )?;
+    if spec.oracle_cot {
+        writeln!(
+            md,
+            "The row \"{}\" gives each hard query its need's product types as the CoT (what the reference \
+             teacher answers) and each head query an empty one: a bound on what a right CoT does for this \
+             embedding, never a retriever.\n",
+            super::ORACLE_COT
+        )?;
+    }
     for split in super::SPLITS {
         let Some(first) = result.retrievers.iter().find_map(|r| r.splits.get(split)) else { continue };
         writeln!(md, "## {split} queries ({})\n", first.queries)?;

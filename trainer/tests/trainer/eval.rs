@@ -195,6 +195,7 @@ fn eval_studies_the_cot_budget_and_shows_the_models_cots_side_by_side() {
     assert_ne!(cots(0), cots(1), "the penalised CoTs are generated again, not copied");
     assert!(examples.models.iter().all(|(_, cots)| cots.len() == 6));
     let report = std::fs::read_to_string(out.path().join("eval/report.md")).unwrap();
+    assert!(report.contains("never a retriever"), "{report}");
     assert!(
         report.contains("| query | before | before, generated CoT, penalties no-repeat-ngram=2 | after |"),
         "{report}"
