@@ -29,7 +29,7 @@ use lrem_trainer::model::gguf::GgufFile;
 use lrem_trainer::model::tokenizer::TextTokenizer;
 use lrem_trainer::rl::rewards::Rewards;
 use lrem_trainer::rl::rollout::{RolloutParams, sample};
-use lrem_trainer::rl::step::{RlQuery, UpdateSettings, score_rollouts, update_gradients};
+use lrem_trainer::rl::step::{RlQuery, Share, UpdateSettings, score_rollouts, update_gradients};
 use lrem_trainer::train::config::OptimConfig;
 use lrem_trainer::train::optim::{adamw, clip_global_norm};
 
@@ -166,7 +166,10 @@ fn run<B: AutodiffBackend>(a: &Args, device: &B::Device) -> Result<()> {
             B::sync(device).ok();
             time.reward += t.elapsed().as_secs_f64();
             let t = Instant::now();
-            let (grads, _) = update_gradients(&model, &mut scored, qs, &rollouts, &settings, 1.0 / micro.len() as f64);
+            // An even share: this bench times the step, and the later micro-batches are not sampled yet.
+            let even = 1.0 / micro.len() as f64;
+            let share = Share { tokens: even, samples: even };
+            let (grads, _) = update_gradients(&model, &mut scored, qs, &rollouts, &settings, share);
             acc.accumulate(&model, grads);
             B::sync(device).ok();
             time.update += t.elapsed().as_secs_f64();

@@ -19,7 +19,7 @@ use serde::Serialize;
 use super::config::RlConfig;
 use super::rewards::Rewards;
 use super::rollout::{RolloutParams, sample};
-use super::step::{RlQuery, UpdateSettings, UpdateStats, score_rollouts, update_gradients};
+use super::step::{RlQuery, Share, UpdateSettings, UpdateStats, score_rollouts, update_gradients};
 use crate::error::Result;
 use crate::format::{EMB, END_THINK, LremSettings, Prompting};
 use crate::model::LanguageModel;
@@ -234,9 +234,9 @@ pub fn rl<B: AutodiffBackend>(
         for u in 0..config.rollout.updates_per_rollout {
             let mut acc = GradientsAccumulator::<Decoder<B>>::new();
             let mut parts = Vec::new();
-            for ((rollouts, batch), queries) in scored.iter_mut().zip(&micro) {
-                let scale = 1.0 / micro.len() as f64;
-                let (grads, s) = update_gradients(&model, batch, queries, rollouts, &update, scale);
+            let shares = Share::of(&scored.iter().map(|(r, _)| r.as_slice()).collect::<Vec<_>>());
+            for (((rollouts, batch), queries), &share) in scored.iter_mut().zip(&micro).zip(&shares) {
+                let (grads, s) = update_gradients(&model, batch, queries, rollouts, &update, share);
                 acc.accumulate(&model, grads);
                 parts.push(s);
             }

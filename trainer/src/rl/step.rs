@@ -9,7 +9,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 
 use super::advantage::{Scaling, advantages};
-use super::objective::{Completions, ObjectiveConfig, clipped};
+use super::objective::{Aggregation, Completions, ObjectiveConfig, clipped};
 use super::rewards::{Rewards, Sample, rank_of_positive};
 use super::rollout::{Predicted, Rollout, logprobs_at, sampled_logprobs};
 use crate::format::{last_position, pool_last};
@@ -187,16 +187,40 @@ fn rows_of<B: burn::tensor::backend::Backend>(logp: &Tensor<B, 2>, rollouts: &[R
     rollouts.iter().enumerate().map(|(i, r)| flat[i * width..i * width + r.ids.len()].to_vec()).collect()
 }
 
-/// The gradients of one policy update over a scored batch, scaled by `scale` (for
-/// accumulation): γ1·(clipped objective, + β·KL when a reference was scored) + γ2·InfoNCE of
-/// every sample's embedding against its query's item (the batch's other items its negatives).
+/// What one micro-batch is of the whole step's batch, for accumulating its gradients: its
+/// share of the sampled tokens and of the samples. A token-mean objective is then a mean over
+/// every token of the step (as TRL's `dapo` loss), not a mean of the micro-batches' means.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Share {
+    pub tokens: f64,
+    pub samples: f64,
+}
+
+impl Share {
+    pub const WHOLE: Share = Share { tokens: 1.0, samples: 1.0 };
+
+    /// Each micro-batch's share, from its rollouts.
+    pub fn of(micro_batches: &[&[Rollout]]) -> Vec<Share> {
+        let tokens = |r: &[Rollout]| r.iter().map(|x| x.ids.len()).sum::<usize>();
+        let all_tokens = micro_batches.iter().map(|r| tokens(r)).sum::<usize>().max(1) as f64;
+        let all_samples = micro_batches.iter().map(|r| r.len()).sum::<usize>().max(1) as f64;
+        micro_batches
+            .iter()
+            .map(|r| Share { tokens: tokens(r) as f64 / all_tokens, samples: r.len() as f64 / all_samples })
+            .collect()
+    }
+}
+
+/// The gradients of one policy update over a scored batch, weighted by its `share` of the step
+/// (for accumulation): γ1·(clipped objective, + β·KL when a reference was scored) + γ2·InfoNCE
+/// of every sample's embedding against its query's item (the batch's other items its negatives).
 pub fn update_gradients<B: AutodiffBackend>(
     model: &Decoder<B>,
     batch: &mut ScoredBatch,
     queries: &[RlQuery],
     rollouts: &[Rollout],
     s: &UpdateSettings,
-    scale: f64,
+    share: Share,
 ) -> (GradientsParams, UpdateStats) {
     // One forward pass with the graph gives both the sampled tokens' log-probabilities and the
     // embeddings: a sample whose `prompt + sampled ids` starts its embedding sequence (closed by
@@ -263,7 +287,11 @@ pub fn update_gradients<B: AutodiffBackend>(
         stats.entropy = -old.iter().flatten().map(|&l| l as f64).sum::<f64>() / stats.sampled_tokens.max(1) as f64;
         stats.infonce = nce.clone().into_scalar().elem::<f64>();
         stats.objective = objective.loss.clone().into_scalar().elem::<f64>();
-        objective.loss.mul_scalar(s.grpo_weight * scale) + nce.mul_scalar(s.infonce_weight * scale)
+        let objective_share = match s.objective.aggregation {
+            Aggregation::TokenMean => share.tokens,
+            Aggregation::SequenceMean => share.samples,
+        };
+        objective.loss.mul_scalar(s.grpo_weight * objective_share) + nce.mul_scalar(s.infonce_weight * share.samples)
     });
     (grads, stats)
 }
@@ -276,8 +304,8 @@ pub fn grpo_gradients<B: AutodiffBackend>(
     queries: &[RlQuery],
     rollouts: &[Rollout],
     s: &UpdateSettings,
-    scale: f64,
+    share: Share,
 ) -> (GradientsParams, UpdateStats) {
     let mut batch = score_rollouts(model, None, rewards, queries, rollouts, s);
-    update_gradients(model, &mut batch, queries, rollouts, s, scale)
+    update_gradients(model, &mut batch, queries, rollouts, s, share)
 }

@@ -14,8 +14,8 @@ use lrem_trainer::model::layers::host;
 use lrem_trainer::model::tokenizer::TextTokenizer;
 use lrem_trainer::model::weights::RandomWeights;
 use lrem_trainer::rl::rewards::{Reward, Rewards, Sample};
-use lrem_trainer::rl::rollout::{RolloutParams, sample, sampled_logprobs};
-use lrem_trainer::rl::step::{RlQuery, UpdateSettings, grpo_gradients, score_rollouts, update_gradients};
+use lrem_trainer::rl::rollout::{Rollout, RolloutParams, sample, sampled_logprobs};
+use lrem_trainer::rl::step::{RlQuery, Share, UpdateSettings, grpo_gradients, score_rollouts, update_gradients};
 use lrem_trainer::train::config::OptimConfig;
 use lrem_trainer::train::optim::adamw;
 
@@ -140,7 +140,7 @@ fn grpo_raises_the_mean_reward_of_a_toy_task() {
     for step in 0..40 {
         let params = RolloutParams { group: 8, temperature: 1.0, top_k: 8, top_p: 1.0, budget: 3, seed: step };
         let rollouts = sample(&model.valid(), &tokenizer, &prompts, &params, end_think, emb).unwrap();
-        let (grads, stats) = grpo_gradients(&model, &rewards, &queries, &rollouts, &settings, 1.0);
+        let (grads, stats) = grpo_gradients(&model, &rewards, &queries, &rollouts, &settings, Share::WHOLE);
         assert!(stats.entropy.is_finite() && stats.infonce.is_finite(), "{stats:?}");
         means.push(stats.reward_mean);
         model = optim.step(3e-3, model, grads);
@@ -252,7 +252,7 @@ fn grpo_with_infonce_raises_the_retrieval_reward() {
     for step in 0..20 {
         let params = RolloutParams { group: 8, temperature: 1.0, top_k: 8, top_p: 1.0, budget: 2, seed: step };
         let rollouts = sample(&model.valid(), &tokenizer, &prompts, &params, end_think, emb).unwrap();
-        let (grads, stats) = grpo_gradients(&model, &rewards, &queries, &rollouts, &settings, 1.0);
+        let (grads, stats) = grpo_gradients(&model, &rewards, &queries, &rollouts, &settings, Share::WHOLE);
         means.push(stats.reward_mean);
         model = optim.step(1e-3, model, grads);
     }
@@ -279,7 +279,7 @@ fn a_second_update_over_the_same_rollouts_is_clipped() {
         })
         .find(|(_, batch)| batch.stats.zero_advantage_groups < 2)
         .expect("no seed in 1..20 samples a keyword");
-    let (grads, first) = update_gradients(&model, &mut batch, &queries, &rollouts, &settings, 1.0);
+    let (grads, first) = update_gradients(&model, &mut batch, &queries, &rollouts, &settings, Share::WHOLE);
     assert_eq!(first.clip_fraction, 0.0);
     // The update reads the sampled tokens' log-probabilities from the rows it embeds with: the
     // same values the sampler stored (the entropy estimate is their negated mean).
@@ -288,8 +288,80 @@ fn a_second_update_over_the_same_rollouts_is_clipped() {
     assert!((first.entropy - stored).abs() < 1e-4, "update {} vs sampler {stored}", first.entropy);
     let mut optim = adamw(&OptimConfig { weight_decay: 0.0, ..Default::default() }).init();
     model = optim.step(3e-2, model, grads);
-    let (_, second) = update_gradients(&model, &mut batch, &queries, &rollouts, &settings, 1.0);
+    let (_, second) = update_gradients(&model, &mut batch, &queries, &rollouts, &settings, Share::WHOLE);
     assert!(second.clip_fraction > 0.0, "{second:?}");
+}
+
+/// A step split into micro-batches of unequal size (one query, then two) accumulates the same
+/// gradients as the whole batch: the token-mean objective is a mean over every token of the
+/// step, not a mean of the micro-batches' means. InfoNCE is off: its negatives are the
+/// micro-batch's items, so it differs by design.
+#[test]
+fn micro_batches_weighted_by_their_share_of_tokens_give_the_whole_batchs_gradients() {
+    use burn::module::Module;
+
+    // A reward most groups vary on: the parity of the first sampled id.
+    struct Parity;
+    impl Reward for Parity {
+        fn name(&self) -> &str {
+            "parity"
+        }
+        fn score(&self, s: &Sample<'_>) -> f64 {
+            s.ids.first().map_or(0.0, |&id| (id % 2) as f64)
+        }
+    }
+    let rewards = Rewards { funcs: vec![(Box::new(Parity), 1.0)] };
+    let (tokenizer, model) = tiny_policy(9);
+    let pairs =
+        [("something stronger than tea", "Ground coffee"), ("a mug", "Stoneware mug"), ("warm socks", "Wool socks")];
+    let queries = toy_queries(&tokenizer, &pairs);
+    let prompts: Vec<Vec<u32>> = queries.iter().map(|q| q.prompt.clone()).collect();
+    let mut settings = UpdateSettings::new(
+        8,
+        tokenizer.token_id(END_THINK).unwrap(),
+        tokenizer.token_id(EMB).unwrap(),
+        tokenizer.stop_ids(),
+    );
+    settings.infonce_weight = 0.0;
+    let values = |grads: &burn::optim::GradientsParams| {
+        let mut v = Values { grads: Some(grads), out: Vec::new() };
+        model.visit(&mut v);
+        v.out
+    };
+    let sum = |a: &[Vec<f32>], b: &[Vec<f32>]| -> Vec<Vec<f32>> {
+        a.iter().zip(b).map(|(x, y)| x.iter().zip(y).map(|(p, q)| p + q).collect()).collect()
+    };
+    let rollouts = (1..40)
+        .map(|seed| {
+            let params = RolloutParams { group: 8, temperature: 1.0, top_k: 8, top_p: 1.0, budget: 3, seed };
+            sample(&model.valid(), &tokenizer, &prompts, &params, settings.end_think, settings.emb).unwrap()
+        })
+        .find(|rollouts| {
+            score_rollouts(&model, None, &rewards, &queries, rollouts, &settings).stats.zero_advantage_groups == 0
+        })
+        .expect("no seed in 1..40 gives every group an advantage");
+    let (whole, _) = grpo_gradients(&model, &rewards, &queries, &rollouts, &settings, Share::WHOLE);
+    let whole = values(&whole);
+
+    // Micro-batch 0 holds query 0, micro-batch 1 queries 1 and 2 (renumbered from 0).
+    let (first, rest): (Vec<Rollout>, Vec<Rollout>) = rollouts.iter().cloned().partition(|r| r.query == 0);
+    let rest: Vec<Rollout> = rest.into_iter().map(|r| Rollout { query: r.query - 1, ..r }).collect();
+    let micro = [(&queries[..1], first), (&queries[1..], rest)];
+    let gradients_with = |shares: &[Share]| {
+        let parts: Vec<Vec<Vec<f32>>> = micro
+            .iter()
+            .zip(shares)
+            .map(|((qs, rs), &share)| values(&grpo_gradients(&model, &rewards, qs, rs, &settings, share).0))
+            .collect();
+        sum(&parts[0], &parts[1])
+    };
+    let shares = Share::of(&[micro[0].1.as_slice(), micro[1].1.as_slice()]);
+    assert!(shares[0].tokens < 0.5 && (shares[0].tokens + shares[1].tokens - 1.0).abs() < 1e-12, "{shares:?}");
+    let gap = relative_gap(&whole, &gradients_with(&shares));
+    assert!(gap < 1e-4, "gradients differ by {gap} of their scale");
+    // The old weighting (each micro-batch's own token mean, averaged over micro-batches) does not.
+    let even = Share { tokens: 0.5, samples: 0.5 };
+    assert!(relative_gap(&whole, &gradients_with(&[even, even])) > 1e-2);
 }
 
 #[test]
@@ -302,7 +374,7 @@ fn a_policy_update_recomputed_layer_by_layer_has_the_same_gradients() {
     let mut update = |recompute| {
         settings.recompute = recompute;
         let mut batch = score_rollouts(&model, None, &rewards, &queries, &rollouts, &settings);
-        let (grads, stats) = update_gradients(&model, &mut batch, &queries, &rollouts, &settings, 1.0);
+        let (grads, stats) = update_gradients(&model, &mut batch, &queries, &rollouts, &settings, Share::WHOLE);
         let mut v = Values { grads: Some(&grads), out: Vec::new() };
         model.visit(&mut v);
         (v.out, stats)
