@@ -49,7 +49,8 @@ pub struct EvalSpec {
     pub holdout_seed: u64,
     /// With --needs: the first --lrem model with a CoT also embeds each hard query with its
     /// need's product types as the CoT (what the reference teacher answers), head queries with
-    /// an empty one. A diagnostic bound (the right CoT given), never a retriever.
+    /// an empty one; MiniLM, when given, embeds the query followed by the same words. Diagnostic
+    /// bounds (the right CoT given), never retrievers.
     #[arg(long, requires = "needs")]
     pub oracle_cot: bool,
     /// With --needs: the hard queries are the validation needs' phrasings instead of the held-out
@@ -191,6 +192,14 @@ fn ceiling(queries: &[JudgedQuery], catalogue: &[(i64, String)], ks: &[usize]) -
 
 /// The ceiling row's name.
 pub const CEILING: &str = "ideal ranking (the ceiling)";
+
+/// What MiniLM's oracle row appends to the query.
+const ORACLE_EXPANSION: &str = "the need's product types (oracle)";
+
+/// `query: type, type, …` for a hard query of the sample world; a head query as it is.
+fn oracle_expansion(q: &JudgedQuery) -> String {
+    if q.relevant_types.is_empty() { q.query.clone() } else { format!("{}: {}", q.query, q.relevant_types.join(", ")) }
+}
 
 /// The oracle-CoT row's label: the need's product types as the CoT, joined as the triples' CoTs
 /// are (", "), the format the model was trained on.
@@ -368,7 +377,16 @@ pub fn run<B: Backend>(spec: &EvalSpec, out: &Path, device: &B::Device) -> Resul
         let encoder = SentenceEncoder::<B>::load(path, device)?;
         let iv = with_ids(normalised(encoder.embed(&titles)?));
         let qv = normalised(encoder.embed(&texts)?);
-        results.push(score("all-MiniLM-L6-v2 (direct)", &queries, &qv, &iv, &spec.ks, t.elapsed().as_secs_f64())?);
+        let items_and_queries = t.elapsed().as_secs_f64();
+        results.push(score("all-MiniLM-L6-v2 (direct)", &queries, &qv, &iv, &spec.ks, items_and_queries)?);
+        if spec.oracle_cot {
+            // The same words as a query expansion: how much of the oracle row any embedder gets.
+            let t = Instant::now();
+            let expanded: Vec<String> = queries.iter().map(oracle_expansion).collect();
+            let qv = normalised(encoder.embed(&expanded.iter().map(String::as_str).collect::<Vec<_>>())?);
+            let row = format!("all-MiniLM-L6-v2, query + {}", ORACLE_EXPANSION);
+            results.push(score(&row, &queries, &qv, &iv, &spec.ks, items_and_queries + t.elapsed().as_secs_f64())?);
+        }
     }
     if let Some(path) = &spec.base {
         let t = Instant::now();

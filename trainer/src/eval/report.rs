@@ -37,7 +37,8 @@ pub fn write(result: &EvalResult, spec: &EvalSpec, out: &Path) -> Result<()> {
             md,
             "The row \"{}\" gives each hard query its need's product types as the CoT (what the reference \
              teacher answers) and each head query an empty one: a bound on what a right CoT does for this \
-             embedding, never a retriever.\n",
+             embedding, never a retriever. MiniLM's oracle row embeds the query followed by the same words \
+             (a query expansion): how much of that bound any embedder would get from them.\n",
             super::ORACLE_COT
         )?;
     }

@@ -26,7 +26,7 @@ fn eval_reports_every_baseline_with_bootstrap_intervals() {
         lrem: Vec::new(),
         needs: Some(root().join("data_samples/needs.parquet")),
         holdout_seed: 0,
-        oracle_cot: false,
+        oracle_cot: true,
         validation: false,
         budget_study: None,
         budgets: vec![8, 16, 32],
@@ -41,6 +41,7 @@ fn eval_reports_every_baseline_with_bootstrap_intervals() {
         [
             CEILING,
             "all-MiniLM-L6-v2 (direct)",
+            "all-MiniLM-L6-v2, query + the need's product types (oracle)",
             "base decoder, last token",
             "base decoder, LREM format, generated CoT",
             "base decoder, LREM format, empty CoT"
@@ -83,6 +84,12 @@ fn eval_reports_every_baseline_with_bootstrap_intervals() {
             assert!((mean - m.mrr.mean).abs() < 1e-12, "{} {split}", r.name);
         }
     }
+    // The oracle expansion changes hard queries only.
+    let ranks = |i: usize, split: &str| {
+        result.retrievers[i].splits[split].per_query.iter().map(|q| q.reciprocal_rank).collect::<Vec<_>>()
+    };
+    assert_eq!(ranks(1, "head"), ranks(2, "head"));
+    assert_ne!(ranks(1, "hard"), ranks(2, "hard"));
     let report = std::fs::read_to_string(out.path().join("report.md")).unwrap();
     assert!(report.contains("95% bootstrap interval") && report.contains(" ["), "{report}");
     assert!(report.contains("## Paired differences against all-MiniLM-L6-v2 (direct)"), "{report}");
