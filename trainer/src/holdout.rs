@@ -37,15 +37,19 @@ pub fn read(path: &Path, seed: u64) -> Result<HashMap<u64, Holdout>> {
 pub fn read_relevant_types(path: &Path) -> Result<HashMap<u64, Vec<String>>> {
     let (_, batches) = crate::contract::read(path, "needs")?;
     let mut types = HashMap::new();
+    let mut first_row = 0;
     for batch in batches {
         let column = |name: &str| batch.column_by_name(name).expect("checked by the contract");
         let ids = column("query_id").as_primitive::<UInt64Type>();
         let lists = column("relevant_types").as_list::<i32>();
         for i in 0..batch.num_rows() {
-            let list = lists.value(i);
+            // Utf8 as written here; a large or view string column from another writer reads too.
+            let list = arrow::compute::cast(&lists.value(i), &arrow::datatypes::DataType::Utf8)
+                .map_err(|e| crate::err!("{}: column `relevant_types`, row {}: {e}", path.display(), first_row + i))?;
             let names = list.as_string::<i32>().iter().map(|t| t.unwrap_or_default().to_string());
             types.insert(ids.value(i), names.collect());
         }
+        first_row += batch.num_rows();
     }
     Ok(types)
 }
