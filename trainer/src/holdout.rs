@@ -15,43 +15,46 @@ use crate::triples::Triple;
 
 /// Each hard query of the `needs` table (by `query_id`) with where it goes for `seed`.
 pub fn read(path: &Path, seed: u64) -> Result<HashMap<u64, Holdout>> {
+    Ok(read_hard_queries(path, seed)?.into_iter().map(|(q, h)| (q, h.holdout)).collect())
+}
+
+/// A hard query of the `needs` table: where it goes for a seed, and its need's product types
+/// (what the reference teacher answers; the oracle CoT of `eval --oracle-cot`).
+#[derive(Debug, Clone)]
+pub struct HardQuery {
+    pub holdout: Holdout,
+    pub relevant_types: Vec<String>,
+}
+
+/// Each hard query of the `needs` table (by `query_id`), read once.
+pub fn read_hard_queries(path: &Path, seed: u64) -> Result<HashMap<u64, HardQuery>> {
     let (_, batches) = crate::contract::read(path, "needs")?;
-    let mut rows: Vec<(u64, i32, i32)> = Vec::new();
+    let mut rows: Vec<(u64, i32, i32, Vec<String>)> = Vec::new();
     for batch in batches {
         // Validated against the contract: the columns exist with these types.
         let column = |name: &str| batch.column_by_name(name).expect("checked by the contract");
         let ids = column("query_id").as_primitive::<UInt64Type>();
         let (needs, phrasings) =
             (column("need_id").as_primitive::<Int32Type>(), column("phrasing").as_primitive::<Int32Type>());
-        rows.extend((0..batch.num_rows()).map(|i| (ids.value(i), needs.value(i), phrasings.value(i))));
-    }
-    let mut phrasings: HashMap<i32, i32> = HashMap::new();
-    for (_, need, _) in &rows {
-        *phrasings.entry(*need).or_default() += 1;
-    }
-    Ok(rows.into_iter().map(|(q, need, p)| (q, holdout(need, p, phrasings[&need], seed))).collect())
-}
-
-/// Each hard query's relevant product types (by `query_id`): what the reference teacher answers
-/// for it, and the oracle CoT of `eval --oracle-cot`.
-pub fn read_relevant_types(path: &Path) -> Result<HashMap<u64, Vec<String>>> {
-    let (_, batches) = crate::contract::read(path, "needs")?;
-    let mut types = HashMap::new();
-    let mut first_row = 0;
-    for batch in batches {
-        let column = |name: &str| batch.column_by_name(name).expect("checked by the contract");
-        let ids = column("query_id").as_primitive::<UInt64Type>();
         let lists = column("relevant_types").as_list::<i32>();
         for i in 0..batch.num_rows() {
             // Utf8 as written here; a large or view string column from another writer reads too.
             let list = arrow::compute::cast(&lists.value(i), &arrow::datatypes::DataType::Utf8)
-                .map_err(|e| crate::err!("{}: column `relevant_types`, row {}: {e}", path.display(), first_row + i))?;
-            let names = list.as_string::<i32>().iter().map(|t| t.unwrap_or_default().to_string());
-            types.insert(ids.value(i), names.collect());
+                .map_err(|e| crate::err!("{}: column `relevant_types`, row {}: {e}", path.display(), rows.len()))?;
+            let types = list.as_string::<i32>().iter().map(|t| t.unwrap_or_default().to_string()).collect();
+            rows.push((ids.value(i), needs.value(i), phrasings.value(i), types));
         }
-        first_row += batch.num_rows();
     }
-    Ok(types)
+    let mut phrasings: HashMap<i32, i32> = HashMap::new();
+    for (_, need, _, _) in &rows {
+        *phrasings.entry(*need).or_default() += 1;
+    }
+    Ok(rows
+        .into_iter()
+        .map(|(q, need, p, relevant_types)| {
+            (q, HardQuery { holdout: holdout(need, p, phrasings[&need], seed), relevant_types })
+        })
+        .collect())
 }
 
 /// Fails, naming them, when any triple's query is held out from training.

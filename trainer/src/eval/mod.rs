@@ -276,11 +276,11 @@ fn choose_queries(spec: &EvalSpec) -> Result<Vec<JudgedQuery>> {
     let qrels_path = spec.data_dir.join("qrels.parquet");
     let mut all = inputs::read_qrels(&qrels_path)?;
     if let Some(needs) = &spec.needs {
-        let split = crate::holdout::read(needs, spec.holdout_seed)?;
-        let mut types = crate::holdout::read_relevant_types(needs)?;
+        let mut hard = crate::holdout::read_hard_queries(needs, spec.holdout_seed)?;
         for q in &mut all {
-            q.holdout = split.get(&q.query_id).copied();
-            q.relevant_types = types.remove(&q.query_id).unwrap_or_default();
+            if let Some(h) = hard.remove(&q.query_id) {
+                (q.holdout, q.relevant_types) = (Some(h.holdout), h.relevant_types);
+            }
         }
     }
     let mut excluded = HashSet::new();

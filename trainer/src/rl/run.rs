@@ -231,10 +231,10 @@ pub fn rl<B: AutodiffBackend>(
         let lr = optim::lr_at(state.step, total_steps, warmup, o.lr);
         let mut updates = Vec::new();
         let mut grad_norm = 0.0;
+        let shares = Share::of(&scored.iter().map(|(r, _)| r.as_slice()).collect::<Vec<_>>());
         for u in 0..config.rollout.updates_per_rollout {
             let mut acc = GradientsAccumulator::<Decoder<B>>::new();
             let mut parts = Vec::new();
-            let shares = Share::of(&scored.iter().map(|(r, _)| r.as_slice()).collect::<Vec<_>>());
             for (((rollouts, batch), queries), &share) in scored.iter_mut().zip(&micro).zip(&shares) {
                 let (grads, s) = update_gradients(&model, batch, queries, rollouts, &update, share);
                 acc.accumulate(&model, grads);

@@ -220,7 +220,9 @@ fn eval_studies_the_cot_budget_and_shows_the_models_cots_side_by_side() {
 /// The oracle CoT is what the reference teacher answers: the need's product types.
 #[test]
 fn needs_table_gives_each_hard_query_its_needs_product_types() {
-    let types = lrem_trainer::holdout::read_relevant_types(&root().join("data_samples/needs.parquet")).unwrap();
+    let hard = lrem_trainer::holdout::read_hard_queries(&root().join("data_samples/needs.parquet"), 0).unwrap();
+    let types: std::collections::HashMap<u64, Vec<String>> =
+        hard.into_iter().map(|(q, h)| (q, h.relevant_types)).collect();
     assert_eq!(types.len(), 357, "every phrasing of the 119 needs");
     let coffee = lrem_schemas::query_id("something that wakes you up more than tea");
     assert_eq!(types[&coffee], ["ground coffee", "espresso capsules", "energy drink"]);
