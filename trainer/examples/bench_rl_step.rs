@@ -134,6 +134,8 @@ fn run<B: AutodiffBackend>(a: &Args, device: &B::Device) -> Result<()> {
             query: format!("query {i}"),
             prompt: [random(a.prompt), vec![think]].concat(),
             item: [random(a.item), vec![emb]].concat(),
+            item_id: i as i64,
+            positives: vec![i as i64],
             query_id: i as u64,
         })
         .collect();

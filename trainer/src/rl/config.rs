@@ -104,11 +104,17 @@ pub struct RewardWeights {
     pub format: f64,
     pub length: f64,
     pub retrieval: f64,
+    /// Items the retrieval reward ranks each sample among: the step's drawn positives, topped up
+    /// to this many with positives of other queries of the split (drawn per step, seeded; at
+    /// most the split's distinct items). 0: the step's items only, as the paper, whose step has
+    /// 256 queries. With a few queries a step the reward is near 1 for every sample and carries
+    /// no signal; 256 ranks as the paper's batch does.
+    pub ranked_items: usize,
 }
 
 impl Default for RewardWeights {
     fn default() -> Self {
-        Self { format: 0.5, length: 0.2, retrieval: 1.0 }
+        Self { format: 0.5, length: 0.2, retrieval: 1.0, ranked_items: 0 }
     }
 }
 

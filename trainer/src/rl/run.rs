@@ -19,7 +19,10 @@ use serde::Serialize;
 use super::config::RlConfig;
 use super::rewards::Rewards;
 use super::rollout::{RolloutParams, sample};
-use super::step::{RlQuery, Share, UpdateSettings, UpdateStats, score_rollouts, update_gradients};
+use super::step::{
+    RankedItems, RlQuery, Share, UpdateSettings, UpdateStats, advantages_over_step, score_rollouts_among,
+    update_gradients,
+};
 use crate::error::Result;
 use crate::format::{EMB, END_THINK, LremSettings, Prompting};
 use crate::model::LanguageModel;
@@ -34,7 +37,8 @@ struct QueryItems {
     query_id: u64,
     query: String,
     prompt: Vec<u32>,
-    items: Vec<Vec<u32>>,
+    /// (item id, sequence) of each positive.
+    items: Vec<(i64, Vec<u32>)>,
 }
 
 #[derive(Debug, Serialize)]
@@ -112,9 +116,18 @@ pub fn rl<B: AutodiffBackend>(
                 items: Vec::new(),
             }),
         };
-        entry.items.push(item);
+        entry.items.push((t.item_id, item));
     }
     let queries: Vec<QueryItems> = by_query.into_values().collect();
+    let positives: Vec<Vec<i64>> = queries.iter().map(|q| q.items.iter().map(|(id, _)| *id).collect()).collect();
+    // Every distinct item of the split, in id order: what the retrieval reward's ranked items
+    // are topped up from.
+    let split_items: Vec<(i64, &[u32])> = queries
+        .iter()
+        .flat_map(|q| q.items.iter().map(|(id, s)| (*id, s.as_slice())))
+        .collect::<BTreeMap<_, _>>()
+        .into_iter()
+        .collect();
     if queries.len() < 2 {
         bail!(
             "{}: {} has {} queries with items; RL ranks a query's item among the batch's, so it needs at least 2",
@@ -187,18 +200,25 @@ pub fn rl<B: AutodiffBackend>(
             .iter()
             .map(|&i| {
                 let q = &queries[i];
+                let (item_id, item) = q.items.choose(&mut rng).expect("a query has an item").clone();
                 RlQuery {
                     query: q.query.clone(),
                     prompt: q.prompt.clone(),
-                    item: q.items.choose(&mut rng).expect("a query has an item").clone(),
+                    item,
+                    item_id,
+                    positives: positives[i].clone(),
                     query_id: q.query_id,
                 }
             })
             .collect();
+        let t0 = Instant::now();
+        let stream = config.data.seed ^ ((state.step as u64 + 1) << 20) ^ 0x0A11_17E5;
+        let ranked = ranked_items(&model.valid(), &batch, &split_items, config.rewards.ranked_items, stream);
+        let ranking_s = t0.elapsed().as_secs_f64();
         // Sample and score every micro-batch first: each of the μ updates goes over all of them.
         let mut scored = Vec::new();
         let micro: Vec<&[RlQuery]> = batch.chunks(o.batch_size).collect();
-        let (mut rollout_s, mut update_s) = (0.0, 0.0);
+        let (mut rollout_s, mut update_s) = (0.0, ranking_s);
         for (m, queries) in micro.iter().enumerate() {
             let t0 = Instant::now();
             let micro_batch_stream = ((state.step as u64) << 16) | m as u64;
@@ -217,10 +237,12 @@ pub fn rl<B: AutodiffBackend>(
             rollout_s += t0.elapsed().as_secs_f64();
             // Scoring (rewards, advantages) counts with the update, as before several updates.
             let t1 = Instant::now();
-            let batch = score_rollouts(&model, reference.as_ref(), &rewards, queries, &rollouts, &update);
+            let batch =
+                score_rollouts_among(&model, reference.as_ref(), &rewards, queries, &rollouts, &ranked, &update);
             update_s += t1.elapsed().as_secs_f64();
             scored.push((rollouts, batch));
         }
+        advantages_over_step(scored.iter_mut().map(|(_, b)| b), update.group, update.scaling);
         let last_good = || last_saved.as_ref().map_or("none".into(), |p: &PathBuf| p.display().to_string());
         // The guard watches for a collapse during the run: a policy that starts outside a bound
         // (a cold start that never closes its CoT in the budget) is reported once, not stopped.
@@ -336,6 +358,26 @@ pub fn rl<B: AutodiffBackend>(
     Ok(RlOutcome { state, model_dir: Some(model_dir), rewards: step_rewards, interrupted: false })
 }
 
+/// The step's items for the retrieval reward: its drawn positives, then positives of other
+/// queries of the split up to `wanted`, drawn from the step's own `stream` (so a resumed run
+/// draws the same, and the positives' draw is the same with or without them).
+fn ranked_items<B: burn::tensor::backend::Backend>(
+    model: &Decoder<B>,
+    batch: &[RlQuery],
+    split_items: &[(i64, &[u32])],
+    wanted: usize,
+    stream: u64,
+) -> RankedItems {
+    let mut items: Vec<(i64, &[u32])> = batch.iter().map(|q| (q.item_id, q.item.as_slice())).collect();
+    let drawn: std::collections::HashSet<i64> = items.iter().map(|(id, _)| *id).collect();
+    if wanted > drawn.len() {
+        let others: Vec<&(i64, &[u32])> = split_items.iter().filter(|(id, _)| !drawn.contains(id)).collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(stream);
+        items.extend(others.choose_multiple(&mut rng, wanted - drawn.len()).map(|x| **x));
+    }
+    RankedItems::embed(model, &items)
+}
+
 /// The stats of a step's micro-batches: means weighted by their groups.
 fn merge(parts: &[UpdateStats]) -> UpdateStats {
     let groups: usize = parts.iter().map(|s| s.groups).sum();
@@ -360,5 +402,6 @@ fn merge(parts: &[UpdateStats]) -> UpdateStats {
         infonce: mean(|s| s.infonce),
         objective: mean(|s| s.objective),
         sampled_tokens: parts.iter().map(|s| s.sampled_tokens).sum(),
+        ranked_items: parts[0].ranked_items,
     }
 }

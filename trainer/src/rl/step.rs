@@ -1,14 +1,15 @@
 //! GRPO updates: a rollout batch is scored once (rewards of the sampled CoTs, embedded without a
-//! graph; group advantages; the reference's log-probabilities when KL is on), then each policy
-//! update back-propagates γ1·(clipped objective) + γ2·InfoNCE of the B·G sampled queries'
-//! embeddings against the B items in one graph.
+//! graph and ranked among the step's [`RankedItems`]; group advantages; the reference's
+//! log-probabilities when KL is on), then each policy update back-propagates
+//! γ1·(clipped objective) + γ2·InfoNCE of the B·G sampled queries' embeddings against the B items
+//! in one graph.
 
 use burn::module::AutodiffModule;
 use burn::optim::GradientsParams;
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 
-use super::advantage::{Scaling, advantages};
+use super::advantage::{Advantages, Scaling, advantages};
 use super::objective::{Aggregation, Completions, ObjectiveConfig, clipped};
 use super::rewards::{Rewards, Sample, rank_of_positive};
 use super::rollout::{Predicted, Rollout, logprobs_at, sampled_logprobs};
@@ -18,14 +19,58 @@ use crate::model::layers::host;
 use crate::train::loss::info_nce_items;
 use crate::train::recompute::{chunk_gradients, embed_graph_free};
 
-/// One query of a batch: its prompt (ending in `<think>`), its positive item's sequence
-/// (`prompt<emb>`), and its id (items of the same id are all its positives).
+/// One query of a batch: its prompt (ending in `<think>`), the positive item drawn for this step
+/// (its sequence `prompt<emb>` and id), and the ids of every positive it has in the split: a
+/// ranked item is a positive of the query when its id is among them.
 #[derive(Debug, Clone)]
 pub struct RlQuery {
     pub query: String,
     pub prompt: Vec<u32>,
     pub item: Vec<u32>,
+    pub item_id: i64,
+    pub positives: Vec<i64>,
     pub query_id: u64,
+}
+
+/// The items every sample of a step is ranked among for the retrieval reward, embedded once per
+/// step without a graph: the step's drawn positives (every micro-batch's, once per id) and, to
+/// reach `rewards.ranked_items`, positives of other queries of the split. The paper ranks among
+/// the items of a 256-query batch; at B = 4 the batch alone leaves the reward saturated.
+pub struct RankedItems {
+    ids: Vec<i64>,
+    vectors: Vec<Vec<f32>>,
+}
+
+impl RankedItems {
+    /// `items` as (id, sequence); a repeated id is embedded once.
+    pub fn embed<B: Backend>(model: &Decoder<B>, items: &[(i64, &[u32])]) -> Self {
+        let mut seen = std::collections::HashSet::new();
+        let (ids, seqs): (Vec<i64>, Vec<Vec<u32>>) =
+            items.iter().filter(|(id, _)| seen.insert(*id)).map(|(id, s)| (*id, s.to_vec())).unzip();
+        let vectors = pool_last(model, &seqs, 64);
+        Self { ids, vectors }
+    }
+
+    /// The queries' drawn items only: the in-batch ranking.
+    pub fn of<B: Backend>(model: &Decoder<B>, queries: &[RlQuery]) -> Self {
+        let items: Vec<(i64, &[u32])> = queries.iter().map(|q| (q.item_id, q.item.as_slice())).collect();
+        Self::embed(model, &items)
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// The rank of `query`'s best positive for the embedding `q` (see [`rank_of_positive`]).
+    fn rank(&self, q: &[f32], query: &RlQuery) -> usize {
+        let scores: Vec<f32> = self.vectors.iter().map(|i| i.iter().zip(q).map(|(a, b)| a * b).sum()).collect();
+        let positive: Vec<bool> = self.ids.iter().map(|id| query.positives.contains(id)).collect();
+        rank_of_positive(&scores, &positive)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -91,6 +136,8 @@ pub struct UpdateStats {
     pub infonce: f64,
     pub objective: f64,
     pub sampled_tokens: usize,
+    /// Items the retrieval reward ranked each sample among.
+    pub ranked_items: usize,
 }
 
 fn mean_std(x: &[f64]) -> (f64, f64) {
@@ -106,6 +153,8 @@ pub struct ScoredBatch {
     /// `prompt CoT</think><emb>` of each sample: its embedding sequence.
     seqs: Vec<Vec<u32>>,
     items: Vec<Vec<u32>>,
+    /// The weighted reward of each sample, and its advantage.
+    totals: Vec<f64>,
     advantages: Vec<f64>,
     old_logp: Option<Vec<Vec<f32>>>,
     /// The reference policy's log-probabilities of the sampled tokens, when KL is on.
@@ -114,8 +163,20 @@ pub struct ScoredBatch {
     pub stats: UpdateStats,
 }
 
-/// Rewards of the sampled CoTs (embedded without a graph) and their group advantages; with a
-/// `reference` model (KL on), its log-probabilities of the sampled tokens too.
+impl ScoredBatch {
+    /// The weighted reward of each sample.
+    pub fn totals(&self) -> &[f64] {
+        &self.totals
+    }
+
+    pub fn advantages(&self) -> &[f64] {
+        &self.advantages
+    }
+}
+
+/// Rewards of the sampled CoTs (embedded without a graph, each ranked among its batch's drawn
+/// items) and their group advantages; with a `reference` model (KL on), its log-probabilities
+/// of the sampled tokens too.
 pub fn score_rollouts<B: AutodiffBackend>(
     model: &Decoder<B>,
     reference: Option<&Decoder<B::InnerBackend>>,
@@ -124,24 +185,29 @@ pub fn score_rollouts<B: AutodiffBackend>(
     rollouts: &[Rollout],
     s: &UpdateSettings,
 ) -> ScoredBatch {
+    let ranked = RankedItems::of(&model.valid(), queries);
+    score_rollouts_among(model, reference, rewards, queries, rollouts, &ranked, s)
+}
+
+/// [`score_rollouts`] with each sample ranked among `ranked` (which must hold a positive of
+/// every query).
+pub fn score_rollouts_among<B: AutodiffBackend>(
+    model: &Decoder<B>,
+    reference: Option<&Decoder<B::InnerBackend>>,
+    rewards: &Rewards,
+    queries: &[RlQuery],
+    rollouts: &[Rollout],
+    ranked: &RankedItems,
+    s: &UpdateSettings,
+) -> ScoredBatch {
     assert_eq!(rollouts.len(), queries.len() * s.group, "G samples per query");
     let seqs: Vec<Vec<u32>> = rollouts
         .iter()
         .map(|r| r.embedding_sequence(&queries[r.query].prompt, s.end_think, s.emb, &s.stop_ids))
         .collect();
     let items: Vec<Vec<u32>> = queries.iter().map(|q| q.item.clone()).collect();
-    let frozen = model.valid();
-    let qv = pool_last(&frozen, &seqs, 64);
-    let iv = pool_last(&frozen, &items, 64);
-    let ranks: Vec<usize> = rollouts
-        .iter()
-        .zip(&qv)
-        .map(|(r, q)| {
-            let scores: Vec<f32> = iv.iter().map(|i| i.iter().zip(q).map(|(a, b)| a * b).sum()).collect();
-            let positive: Vec<bool> = queries.iter().map(|o| o.query_id == queries[r.query].query_id).collect();
-            rank_of_positive(&scores, &positive)
-        })
-        .collect();
+    let qv = pool_last(&model.valid(), &seqs, 64);
+    let ranks: Vec<usize> = rollouts.iter().zip(&qv).map(|(r, q)| ranked.rank(q, &queries[r.query])).collect();
     let samples: Vec<Sample<'_>> = rollouts
         .iter()
         .zip(&ranks)
@@ -151,7 +217,7 @@ pub fn score_rollouts<B: AutodiffBackend>(
             cot_tokens: r.cot_tokens,
             well_formed: r.well_formed,
             rank,
-            items: queries.len(),
+            items: ranked.len(),
         })
         .collect();
     let scored = rewards.score(&samples);
@@ -163,6 +229,7 @@ pub fn score_rollouts<B: AutodiffBackend>(
         groups: queries.len(),
         zero_advantage_groups: adv.zero_groups,
         sampled_tokens: rollouts.iter().map(|r| r.ids.len()).sum(),
+        ranked_items: ranked.len(),
         ..Default::default()
     };
     (stats.reward_mean, stats.reward_std) = mean_std(&scored.total);
@@ -173,7 +240,25 @@ pub fn score_rollouts<B: AutodiffBackend>(
     let n = rollouts.len().max(1) as f64;
     stats.cot_tokens_mean = rollouts.iter().map(|r| r.cot_tokens as f64).sum::<f64>() / n;
     stats.format_failure_rate = rollouts.iter().filter(|r| !r.well_formed).count() as f64 / n;
-    ScoredBatch { seqs, items, advantages: adv.values, old_logp: None, reference, stats }
+    ScoredBatch { seqs, items, totals: scored.total, advantages: adv.values, old_logp: None, reference, stats }
+}
+
+/// The advantages of a step scored in micro-batches, as if scored whole: only `Scaling::Batch`
+/// differs (its deviation is the step's); the group scalings are per query already.
+pub fn advantages_over_step<'a>(
+    batches: impl IntoIterator<Item = &'a mut ScoredBatch>,
+    group: usize,
+    scaling: Scaling,
+) {
+    let mut batches: Vec<&mut ScoredBatch> = batches.into_iter().collect();
+    let totals: Vec<f64> = batches.iter().flat_map(|b| b.totals.iter().copied()).collect();
+    let Advantages { values, .. } = advantages(&totals, group, scaling);
+    let mut rest = values.as_slice();
+    for b in &mut batches {
+        let (mine, tail) = rest.split_at(b.totals.len());
+        b.advantages = mine.to_vec();
+        rest = tail;
+    }
 }
 
 fn pairs<'a>(queries: &'a [RlQuery], rollouts: &'a [Rollout]) -> Vec<(&'a [u32], &'a [u32])> {

@@ -15,7 +15,10 @@ use lrem_trainer::model::tokenizer::TextTokenizer;
 use lrem_trainer::model::weights::RandomWeights;
 use lrem_trainer::rl::rewards::{Reward, Rewards, Sample};
 use lrem_trainer::rl::rollout::{Rollout, RolloutParams, sample, sampled_logprobs};
-use lrem_trainer::rl::step::{RlQuery, Share, UpdateSettings, grpo_gradients, score_rollouts, update_gradients};
+use lrem_trainer::rl::step::{
+    RankedItems, RlQuery, Share, UpdateSettings, advantages_over_step, grpo_gradients, score_rollouts,
+    score_rollouts_among, update_gradients,
+};
 use lrem_trainer::train::config::OptimConfig;
 use lrem_trainer::train::optim::adamw;
 
@@ -78,6 +81,8 @@ fn toy_queries(tokenizer: &TextTokenizer, pairs: &[(&str, &str)]) -> Vec<RlQuery
             query: q.to_string(),
             prompt: p.query_prompt(q).unwrap(),
             item: p.item_sequence(item).unwrap(),
+            item_id: i as i64,
+            positives: vec![i as i64],
             query_id: i as u64,
         })
         .collect()
@@ -224,6 +229,31 @@ fn rl_run_resumes_to_the_same_metrics_and_exports_the_model() {
     assert!(a[0]["rewards"].as_array().unwrap().len() == 3 && a[0]["zero_advantage_groups"].is_number(), "{}", a[0]);
 }
 
+/// `rewards.ranked_items` tops the step's items up with other queries' positives, up to the
+/// split's distinct items (10 in the toy triples), and the metrics say how many were ranked.
+#[test]
+fn the_retrieval_reward_ranks_among_the_configured_number_of_items() {
+    use lrem_trainer::rl::run::rl;
+    use lrem_trainer::train::RunOptions;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = tiny_rl_config(dir.path(), 4);
+    config.optim.max_steps = 2;
+    let mut ranked = |wanted: usize| -> Vec<u64> {
+        config.rewards.ranked_items = wanted;
+        let out = dir.path().join(format!("ranked-{wanted}"));
+        rl::<CpuAutodiff>(&config, &out, &RunOptions::default(), &Default::default()).unwrap();
+        std::fs::read_to_string(out.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["ranked_items"].as_u64().unwrap())
+            .collect()
+    };
+    assert!(ranked(0).iter().all(|&n| n == 1 || n == 2), "the step's two drawn items, or one shared");
+    assert_eq!(ranked(6), [6, 6]);
+    assert_eq!(ranked(100), [10, 10]);
+}
+
 /// The retrieval reward through the whole step (rollouts, embeddings, ranks, advantages, the
 /// clipped objective and γ2·InfoNCE at the paper's 0.1) rises over 20 seeded steps. On a random
 /// decoder the rise comes from InfoNCE telling the queries' prompts apart, not from the CoT: with
@@ -362,6 +392,62 @@ fn micro_batches_weighted_by_their_share_of_tokens_give_the_whole_batchs_gradien
     // The old weighting (each micro-batch's own token mean, averaged over micro-batches) does not.
     let even = Share { tokens: 0.5, samples: 0.5 };
     assert!(relative_gap(&whole, &gradients_with(&[even, even])) > 1e-2);
+}
+
+/// A step scored in micro-batches ranks every sample among the whole step's items and scales
+/// its advantages by the step's deviation (`Scaling::Batch`): the rewards and advantages of
+/// scoring it whole. Ranked within its own micro-batch of one query, every sample ranked first
+/// and the group had no advantage: what ranking over the step fixes.
+#[test]
+fn a_step_scored_in_micro_batches_ranks_and_scales_as_the_whole_step() {
+    use lrem_trainer::rl::advantage::Scaling;
+    use lrem_trainer::rl::rewards::Retrieval;
+
+    let (tokenizer, model) = tiny_policy(9);
+    let pairs =
+        [("something stronger than tea", "Ground coffee"), ("a mug", "Stoneware mug"), ("warm socks", "Wool socks")];
+    let queries = toy_queries(&tokenizer, &pairs);
+    let prompts: Vec<Vec<u32>> = queries.iter().map(|q| q.prompt.clone()).collect();
+    let (end_think, emb) = (tokenizer.token_id(END_THINK).unwrap(), tokenizer.token_id(EMB).unwrap());
+    let mut settings = UpdateSettings::new(8, end_think, emb, tokenizer.stop_ids());
+    settings.scaling = Scaling::Batch;
+    let rewards = Rewards { funcs: vec![(Box::new(Retrieval), 1.0)] };
+    let params = RolloutParams { group: 8, temperature: 1.0, top_k: 8, top_p: 1.0, budget: 3, seed: 1 };
+    let rollouts = sample(&model.valid(), &tokenizer, &prompts, &params, end_think, emb).unwrap();
+    let whole = score_rollouts(&model, None, &rewards, &queries, &rollouts, &settings);
+    assert!(whole.totals()[..8].iter().any(|&r| r < 1.0), "{:?}", whole.totals());
+
+    let (first, rest): (Vec<Rollout>, Vec<Rollout>) = rollouts.iter().cloned().partition(|r| r.query == 0);
+    let rest: Vec<Rollout> = rest.into_iter().map(|r| Rollout { query: r.query - 1, ..r }).collect();
+    let ranked = RankedItems::of(&model.valid(), &queries);
+    let mut parts = [
+        score_rollouts_among(&model, None, &rewards, &queries[..1], &first, &ranked, &settings),
+        score_rollouts_among(&model, None, &rewards, &queries[1..], &rest, &ranked, &settings),
+    ];
+    advantages_over_step(parts.iter_mut(), 8, Scaling::Batch);
+    let joined = |f: fn(&lrem_trainer::rl::step::ScoredBatch) -> &[f64]| -> Vec<f64> {
+        parts.iter().flat_map(|b| f(b).to_vec()).collect()
+    };
+    let close = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-9);
+    assert!(close(&joined(|b| b.totals()), whole.totals()));
+    assert!(
+        close(&joined(|b| b.advantages()), whole.advantages()),
+        "{:?} vs {:?}",
+        joined(|b| b.advantages()),
+        whole.advantages()
+    );
+
+    let alone = score_rollouts(&model, None, &rewards, &queries[..1], &first, &settings);
+    assert!(alone.totals().iter().all(|&r| r == 1.0) && alone.stats.zero_advantage_groups == 1);
+
+    // Positives are items, not queries: a query whose positives include every ranked item's id
+    // ranks first whatever it wrote.
+    let mut shared = queries.clone();
+    for q in &mut shared {
+        q.positives = vec![0, 1, 2];
+    }
+    let all_positive = score_rollouts(&model, None, &rewards, &shared, &rollouts, &settings);
+    assert!(all_positive.totals().iter().all(|&r| r == 1.0));
 }
 
 #[test]
