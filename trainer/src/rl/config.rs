@@ -27,6 +27,7 @@ pub struct RlConfig {
     pub optim: OptimConfig,
     pub checkpoint: CheckpointConfig,
     pub guard: Guard,
+    pub log: RlLog,
     /// The products' precision, as in cold start (`auto`: bf16 on CUDA, f32 on CPU).
     pub precision: Precision,
 }
@@ -43,6 +44,7 @@ impl Default for RlConfig {
             optim,
             checkpoint: CheckpointConfig::default(),
             guard: Guard::default(),
+            log: RlLog::default(),
             precision: Precision::Auto,
         }
     }
@@ -160,6 +162,22 @@ pub struct Guard {
 impl Default for Guard {
     fn default() -> Self {
         Self { max_format_failure: 0.95, min_entropy: 0.01 }
+    }
+}
+
+/// What a run writes beside `metrics.jsonl`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RlLog {
+    /// Queries per step whose G samples go to `completions.jsonl` (the completion as written,
+    /// special tokens included, with each reward, the rank and the advantage), as TRL logs
+    /// completions: what shows a reward being earned or gamed. 0: none.
+    pub completions: usize,
+}
+
+impl Default for RlLog {
+    fn default() -> Self {
+        Self { completions: 4 }
     }
 }
 

@@ -54,6 +54,22 @@ struct RlRecord {
     elapsed_s: f64,
 }
 
+/// One sampled completion as `completions.jsonl` has it.
+#[derive(Debug, Serialize)]
+struct CompletionRecord {
+    step: usize,
+    query: String,
+    sample: usize,
+    completion: String,
+    cot_tokens: usize,
+    well_formed: bool,
+    rank: usize,
+    ranked_items: usize,
+    rewards: BTreeMap<String, f64>,
+    reward: f64,
+    advantage: f64,
+}
+
 pub struct RlOutcome {
     pub state: TrainState,
     pub model_dir: Option<PathBuf>,
@@ -150,6 +166,7 @@ pub fn rl<B: AutodiffBackend>(
     let mut adam = optim::adamw(o).init::<B, Decoder<B>>();
     let mut state = TrainState { step: 0, epoch: 0, batch_in_epoch: 0, total_steps, seed: config.data.seed };
     let metrics_path = out.join("metrics.jsonl");
+    let completions_path = out.join("completions.jsonl");
     let mut last_saved = existing.last().cloned();
     if options.resume
         && let Some(last) = existing.last()
@@ -160,9 +177,11 @@ pub fn rl<B: AutodiffBackend>(
         }
         (model, adam, state) = (m, a, s);
         metrics::truncate(&metrics_path, state.step)?;
+        metrics::truncate(&completions_path, state.step)?;
         tracing::info!("resuming from {} (step {})", last.display(), state.step);
     } else {
         let _ = std::fs::remove_file(&metrics_path);
+        let _ = std::fs::remove_file(&completions_path);
     }
 
     let rewards =
@@ -243,6 +262,8 @@ pub fn rl<B: AutodiffBackend>(
             scored.push((rollouts, batch));
         }
         advantages_over_step(scored.iter_mut().map(|(_, b)| b), update.group, update.scaling);
+        let completions =
+            completion_lines(&scored, &micro, &rewards, config.log.completions, state.step + 1, &lm.tokenizer)?;
         let last_good = || last_saved.as_ref().map_or("none".into(), |p: &PathBuf| p.display().to_string());
         // The guard watches for a collapse during the run: a policy that starts outside a bound
         // (a cold start that never closes its CoT in the budget) is reported once, not stopped.
@@ -329,6 +350,9 @@ pub fn rl<B: AutodiffBackend>(
             stats,
         };
         metrics::append(&metrics_path, &record)?;
+        for line in &completions {
+            metrics::append(&completions_path, line)?;
+        }
         tracing::info!(
             "rl step {}/{}: reward {:.3} (format failures {:.2}, CoT {:.1} tokens, clip {:.2})",
             state.step,
@@ -356,6 +380,49 @@ pub fn rl<B: AutodiffBackend>(
     crate::model::export::export_decoder(&model, &lm.config, &lm.tokenizer, &model_dir)?;
     std::fs::write(model_dir.join("lrem.json"), serde_json::to_vec_pretty(&settings)?)?;
     Ok(RlOutcome { state, model_dir: Some(model_dir), rewards: step_rewards, interrupted: false })
+}
+
+/// The samples of the step's first `queries` queries, for `completions.jsonl`.
+fn completion_lines(
+    scored: &[(Vec<super::rollout::Rollout>, super::step::ScoredBatch)],
+    micro: &[&[RlQuery]],
+    rewards: &Rewards,
+    queries: usize,
+    step: usize,
+    tokenizer: &crate::model::tokenizer::TextTokenizer,
+) -> Result<Vec<CompletionRecord>> {
+    let mut lines = Vec::new();
+    let mut left = queries;
+    for ((rollouts, batch), qs) in scored.iter().zip(micro) {
+        for (i, r) in rollouts.iter().enumerate() {
+            if r.query >= left {
+                break;
+            }
+            lines.push(CompletionRecord {
+                step,
+                query: qs[r.query].query.clone(),
+                sample: r.sample,
+                completion: tokenizer.decode(&r.ids, false)?,
+                cot_tokens: r.cot_tokens,
+                well_formed: r.well_formed,
+                rank: batch.ranks()[i],
+                ranked_items: batch.stats.ranked_items,
+                rewards: rewards
+                    .funcs
+                    .iter()
+                    .zip(batch.parts())
+                    .map(|((f, _), p)| (f.name().to_string(), p[i]))
+                    .collect(),
+                reward: batch.totals()[i],
+                advantage: batch.advantages()[i],
+            });
+        }
+        left = left.saturating_sub(qs.len());
+        if left == 0 {
+            break;
+        }
+    }
+    Ok(lines)
 }
 
 /// The step's items for the retrieval reward: its drawn positives, then positives of other

@@ -153,8 +153,10 @@ pub struct ScoredBatch {
     /// `prompt CoT</think><emb>` of each sample: its embedding sequence.
     seqs: Vec<Vec<u32>>,
     items: Vec<Vec<u32>>,
-    /// The weighted reward of each sample, and its advantage.
+    /// Per reward function, one score per sample; their weighted sum; each sample's rank.
+    parts: Vec<Vec<f64>>,
     totals: Vec<f64>,
+    ranks: Vec<usize>,
     advantages: Vec<f64>,
     old_logp: Option<Vec<Vec<f32>>>,
     /// The reference policy's log-probabilities of the sampled tokens, when KL is on.
@@ -171,6 +173,16 @@ impl ScoredBatch {
 
     pub fn advantages(&self) -> &[f64] {
         &self.advantages
+    }
+
+    /// Per reward function (in the `Rewards`' order), one score per sample.
+    pub fn parts(&self) -> &[Vec<f64>] {
+        &self.parts
+    }
+
+    /// The rank of each sample's positive among the ranked items.
+    pub fn ranks(&self) -> &[usize] {
+        &self.ranks
     }
 }
 
@@ -240,7 +252,17 @@ pub fn score_rollouts_among<B: AutodiffBackend>(
     let n = rollouts.len().max(1) as f64;
     stats.cot_tokens_mean = rollouts.iter().map(|r| r.cot_tokens as f64).sum::<f64>() / n;
     stats.format_failure_rate = rollouts.iter().filter(|r| !r.well_formed).count() as f64 / n;
-    ScoredBatch { seqs, items, totals: scored.total, advantages: adv.values, old_logp: None, reference, stats }
+    ScoredBatch {
+        seqs,
+        items,
+        parts: scored.parts,
+        totals: scored.total,
+        ranks,
+        advantages: adv.values,
+        old_logp: None,
+        reference,
+        stats,
+    }
 }
 
 /// The advantages of a step scored in micro-batches, as if scored whole: only `Scaling::Batch`

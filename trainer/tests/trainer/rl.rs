@@ -226,6 +226,16 @@ fn rl_run_resumes_to_the_same_metrics_and_exports_the_model() {
     let (a, b) = (lines(&straight), lines(&resumed));
     assert_eq!(a.len(), 4);
     assert_eq!(a, b);
+    // Every sample of the step's 2 queries (up to `log.completions`), each step once after the
+    // resume, with what it earned.
+    let completions = |out: &std::path::Path| std::fs::read_to_string(out.join("completions.jsonl")).unwrap();
+    assert_eq!(completions(&straight), completions(&resumed));
+    let first: Vec<serde_json::Value> =
+        completions(&straight).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(first.len(), 4 * 2 * 4);
+    let sample = &first[0];
+    assert!(sample["completion"].is_string() && sample["rewards"]["retrieval"].is_number(), "{sample}");
+    assert!(sample["advantage"].is_number() && sample["rank"].as_u64().unwrap() >= 1, "{sample}");
     assert!(a[0]["rewards"].as_array().unwrap().len() == 3 && a[0]["zero_advantage_groups"].is_number(), "{}", a[0]);
 }
 
