@@ -10,6 +10,8 @@ pub struct Sample<'a> {
     pub ids: &'a [u32],
     /// Tokens of the CoT: before `</think>`, or every sampled token when it never came.
     pub cot_tokens: usize,
+    /// The model wrote `</think>`.
+    pub closed: bool,
     /// The completion is exactly `CoT</think><emb>`: closed by the model itself, nothing after.
     pub well_formed: bool,
     /// 1 + the items of other queries in the batch that score at least as high as this query's
@@ -36,7 +38,10 @@ impl Reward for Format {
     }
 }
 
-/// 1 when the CoT has at most `budget` tokens, else 0.
+/// 1 when the model closed its CoT within `budget` tokens, else 0. A sample that stops on an
+/// end-of-turn token, or on `<emb>` without `</think>`, has not written a CoT of any length: paid
+/// for brevity, it taught a cold start that rarely closes to stop early on end-of-turn instead
+/// (the CoT fell from 17.5 to 6 tokens while the format reward stayed 0; docs/experiment.md).
 pub struct Length {
     pub budget: usize,
 }
@@ -46,7 +51,7 @@ impl Reward for Length {
         "length"
     }
     fn score(&self, s: &Sample<'_>) -> f64 {
-        if s.cot_tokens <= self.budget { 1.0 } else { 0.0 }
+        if s.closed && s.cot_tokens <= self.budget { 1.0 } else { 0.0 }
     }
 }
 
@@ -78,15 +83,30 @@ pub fn rank_of_positive(scores: &[f32], positive: &[bool]) -> usize {
     1 + scores.iter().zip(positive).filter(|(s, p)| !**p && **s >= best).count()
 }
 
+/// How a sampled completion ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ending {
+    /// Tokens before `</think>`; when it never came, every token but the `<emb>` or end-of-turn
+    /// token that stopped the sample.
+    pub cot_tokens: usize,
+    /// `</think>` was written.
+    pub closed: bool,
+    /// Exactly `CoT</think><emb>`.
+    pub well_formed: bool,
+}
+
 /// How a sampled completion ends, given the ids of `</think>` and `<emb>` and the end-of-turn
-/// ids: (CoT tokens, well formed). A completion that never closes its CoT is all CoT but for the
-/// `<emb>` or end-of-turn token that stopped it, which the length reward must not count.
-pub fn parse_completion(ids: &[u32], end_think: u32, emb: u32, stop_ids: &[u32]) -> (usize, bool) {
+/// ids.
+pub fn parse_completion(ids: &[u32], end_think: u32, emb: u32, stop_ids: &[u32]) -> Ending {
     match ids.iter().position(|&t| t == end_think) {
-        Some(at) => (at, ids.len() == at + 2 && ids[at + 1] == emb && !ids[..at].contains(&emb)),
+        Some(at) => Ending {
+            cot_tokens: at,
+            closed: true,
+            well_formed: ids.len() == at + 2 && ids[at + 1] == emb && !ids[..at].contains(&emb),
+        },
         None => {
             let stopped = ids.last().is_some_and(|t| *t == emb || stop_ids.contains(t));
-            (ids.len() - usize::from(stopped), false)
+            Ending { cot_tokens: ids.len() - usize::from(stopped), closed: false, well_formed: false }
         }
     }
 }

@@ -38,6 +38,8 @@ pub struct Rollout {
     /// log π_old of each sampled id (temperature 1).
     pub logprobs: Vec<f32>,
     pub cot_tokens: usize,
+    /// `</think>` was written.
+    pub closed: bool,
     pub well_formed: bool,
 }
 
@@ -77,14 +79,15 @@ pub fn sample<B: Backend>(
     Ok(done
         .into_iter()
         .map(|c| {
-            let (cot_tokens, well_formed) = parse_completion(&c.ids, end_think, emb, &sampling.stop_ids);
+            let ending = parse_completion(&c.ids, end_think, emb, &sampling.stop_ids);
             Rollout {
                 query: c.tag as usize,
                 sample: c.sample,
                 ids: c.ids,
                 logprobs: c.logprobs,
-                cot_tokens,
-                well_formed,
+                cot_tokens: ending.cot_tokens,
+                closed: ending.closed,
+                well_formed: ending.well_formed,
             }
         })
         .collect())

@@ -227,6 +227,7 @@ pub fn score_rollouts_among<B: AutodiffBackend>(
             query: &queries[r.query].query,
             ids: &r.ids,
             cot_tokens: r.cot_tokens,
+            closed: r.closed,
             well_formed: r.well_formed,
             rank,
             items: ranked.len(),

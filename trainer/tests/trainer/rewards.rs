@@ -6,8 +6,9 @@ const END: u32 = 7;
 const EMB: u32 = 8;
 const EOS: u32 = 9;
 
+/// A sample that closed its CoT (`</think>` written), well formed or not.
 fn sample(cot_tokens: usize, well_formed: bool, rank: usize, items: usize) -> Sample<'static> {
-    Sample { query: "q", ids: &[], cot_tokens, well_formed, rank, items }
+    Sample { query: "q", ids: &[], cot_tokens, closed: true, well_formed, rank, items }
 }
 
 #[test]
@@ -31,18 +32,33 @@ fn rank_counts_ties_against_the_positive_and_other_positives_not_at_all() {
 
 #[test]
 fn completions_parse_into_cot_length_and_form() {
+    let parse = |ids: &[u32]| {
+        let e = parse_completion(ids, END, EMB, &[EOS]);
+        (e.cot_tokens, e.closed, e.well_formed)
+    };
     // Well formed, empty CoT included.
-    assert_eq!(parse_completion(&[1, 2, END, EMB], END, EMB, &[EOS]), (2, true));
-    assert_eq!(parse_completion(&[END, EMB], END, EMB, &[EOS]), (0, true));
+    assert_eq!(parse(&[1, 2, END, EMB]), (2, true, true));
+    assert_eq!(parse(&[END, EMB]), (0, true, true));
     // No </think> within the budget: every token is CoT, and the form is wrong.
-    assert_eq!(parse_completion(&[1, 2, 3], END, EMB, &[EOS]), (3, false));
+    assert_eq!(parse(&[1, 2, 3]), (3, false, false));
     // Stopped by <emb> or end of turn without </think>: the stop token is not CoT.
-    assert_eq!(parse_completion(&[1, 2, EMB], END, EMB, &[EOS]), (2, false));
-    assert_eq!(parse_completion(&[1, 2, EOS], END, EMB, &[EOS]), (2, false));
-    // Text after <emb>, <emb> missing, or <emb> inside the CoT.
-    assert_eq!(parse_completion(&[1, END, EMB, 4], END, EMB, &[EOS]), (1, false));
-    assert_eq!(parse_completion(&[1, END], END, EMB, &[EOS]), (1, false));
-    assert_eq!(parse_completion(&[EMB, 1, END, EMB], END, EMB, &[EOS]), (2, false));
+    assert_eq!(parse(&[1, 2, EMB]), (2, false, false));
+    assert_eq!(parse(&[1, 2, EOS]), (2, false, false));
+    // Text after <emb>, <emb> missing, or <emb> inside the CoT: closed, not well formed.
+    assert_eq!(parse(&[1, END, EMB, 4]), (1, true, false));
+    assert_eq!(parse(&[1, END]), (1, true, false));
+    assert_eq!(parse(&[EMB, 1, END, EMB]), (2, true, false));
+}
+
+/// The length reward pays a CoT closed within the budget, not a sample that stopped short
+/// without closing (end of turn, or `<emb>` with no `</think>`).
+#[test]
+fn the_length_reward_pays_only_a_closed_cot() {
+    let length = Length { budget: 16 };
+    let stopped_short = Sample { closed: false, ..sample(3, false, 1, 4) };
+    assert_eq!(length.score(&stopped_short), 0.0);
+    assert_eq!(length.score(&sample(3, false, 1, 4)), 1.0);
+    assert_eq!(length.score(&sample(17, false, 1, 4)), 0.0);
 }
 
 #[test]
