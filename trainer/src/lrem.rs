@@ -24,6 +24,23 @@ pub struct QueryEmbedding {
     pub vector: Vec<f32>,
     pub cot: String,
     pub tokens: usize,
+    /// How the greedy CoT ended (a direct embedder writes none: `Budget` of 0 tokens).
+    pub ending: CotEnding,
+}
+
+/// What ended a generated CoT. Any of the first three closes it for the embedding; only
+/// `</think>` is the format RL's reward asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CotEnding {
+    /// `</think>`.
+    Closed,
+    /// `<emb>` with no `</think>`.
+    Emb,
+    /// The chat template's end of turn or EOS.
+    EndOfTurn,
+    /// The token budget.
+    Budget,
 }
 
 impl<B: Backend> LremModel<B> {
@@ -63,7 +80,12 @@ impl<B: Backend> LremModel<B> {
             return Ok(vectors
                 .into_iter()
                 .zip(tokens)
-                .map(|(vector, tokens)| QueryEmbedding { vector, cot: String::new(), tokens })
+                .map(|(vector, tokens)| QueryEmbedding {
+                    vector,
+                    cot: String::new(),
+                    tokens,
+                    ending: CotEnding::Budget,
+                })
                 .collect());
         }
         let prompts = queries.iter().map(|q| p.query_prompt(q)).collect::<Result<Vec<_>>>()?;
@@ -73,6 +95,8 @@ impl<B: Backend> LremModel<B> {
             max_tokens: cot_max_tokens,
             stop_ids: stop_ids.clone(),
             penalties: self.settings.cot_penalties,
+            // The stop token is kept to tell how the CoT ended; it never enters the text.
+            keep_stop: true,
             ..Default::default()
         };
         let done = generate(&self.lm.model, &self.lm.tokenizer, &prompts, &params)?;
@@ -89,7 +113,15 @@ impl<B: Backend> LremModel<B> {
             .into_iter()
             .zip(done)
             .zip(&seqs)
-            .map(|((vector, c), s)| QueryEmbedding { vector, cot: c.text.trim().to_string(), tokens: s.len() })
+            .map(|((vector, c), s)| {
+                let ending = match c.ids.last() {
+                    Some(&t) if t == self.end_think => CotEnding::Closed,
+                    Some(&t) if t == self.emb => CotEnding::Emb,
+                    Some(t) if stop_ids.contains(t) => CotEnding::EndOfTurn,
+                    _ => CotEnding::Budget,
+                };
+                QueryEmbedding { vector, cot: c.text.trim().to_string(), tokens: s.len(), ending }
+            })
             .collect())
     }
 

@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::err;
 use crate::error::{Context, Result};
 use crate::format::{LremSettings, Prompting, normalised, pool_last};
-use crate::lrem::LremModel;
+use crate::lrem::{CotEnding, LremModel};
 use crate::model::LanguageModel;
 use crate::model::bert::SentenceEncoder;
 use crate::model::penalties::Penalties;
@@ -148,6 +148,16 @@ pub struct EvalResult {
     pub retrievers: Vec<RetrieverResult>,
     /// A few queries' generated CoTs, side by side for every trained model that writes one.
     pub cot_examples: CotExamples,
+    /// How every query's generated CoT ended, per row that writes one: (row, {ending: queries}).
+    pub cot_endings: Vec<(String, BTreeMap<CotEnding, usize>)>,
+}
+
+fn endings(embedded: &[crate::lrem::QueryEmbedding]) -> BTreeMap<CotEnding, usize> {
+    let mut counts = BTreeMap::new();
+    for e in embedded {
+        *counts.entry(e.ending).or_insert(0) += 1;
+    }
+    counts
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -364,6 +374,7 @@ pub fn run<B: Backend>(spec: &EvalSpec, out: &Path, device: &B::Device) -> Resul
     shown.extend((0..queries.len()).filter(|&i| queries[i].kind == "head").take(8 - shown.len()));
     let mut cot_examples =
         CotExamples { queries: shown.iter().map(|&i| queries[i].query.clone()).collect(), models: Vec::new() };
+    let mut cot_endings = Vec::new();
     for (flag, study) in [("--budget-study", &spec.budget_study), ("--penalty-study", &spec.penalty_study)] {
         if let Some(name) = study
             && !spec.lrem.iter().any(|(n, _)| n == name)
@@ -412,10 +423,12 @@ pub fn run<B: Backend>(spec: &EvalSpec, out: &Path, device: &B::Device) -> Resul
         let iv = with_ids(model.embed_items(&titles, spec.batch)?);
         let items_seconds = t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let qv: Vec<Vec<f32>> =
-            model.embed_queries(&texts, spec.cot_max_tokens, spec.batch)?.into_iter().map(|e| e.vector).collect();
+        let embedded = model.embed_queries(&texts, spec.cot_max_tokens, spec.batch)?;
+        let row = "base decoder, LREM format, generated CoT";
+        cot_endings.push((row.to_string(), endings(&embedded)));
+        let qv: Vec<Vec<f32>> = embedded.into_iter().map(|e| e.vector).collect();
         let seconds = items_seconds + t.elapsed().as_secs_f64();
-        results.push(score("base decoder, LREM format, generated CoT", &queries, &qv, &iv, &spec.ks, seconds)?);
+        results.push(score(row, &queries, &qv, &iv, &spec.ks, seconds)?);
         let t = Instant::now();
         let empty: Vec<(&str, String)> = texts.iter().map(|&q| (q, String::new())).collect();
         let qv = model.embed_queries_with_cot(&empty, spec.batch)?;
@@ -449,6 +462,7 @@ pub fn run<B: Backend>(spec: &EvalSpec, out: &Path, device: &B::Device) -> Resul
         let t = Instant::now();
         let embedded = model.embed_queries(&texts, spec.cot_max_tokens, spec.batch)?;
         cot_examples.models.push((name.clone(), shown.iter().map(|&i| embedded[i].cot.clone()).collect()));
+        cot_endings.push((format!("{name}, generated CoT"), endings(&embedded)));
         let qv: Vec<Vec<f32>> = embedded.into_iter().map(|e| e.vector).collect();
         let seconds = items_seconds + t.elapsed().as_secs_f64();
         if spec.budget_study.as_ref() == Some(name) {
@@ -459,8 +473,9 @@ pub fn run<B: Backend>(spec: &EvalSpec, out: &Path, device: &B::Device) -> Resul
                     continue;
                 }
                 let t = Instant::now();
-                let qv: Vec<Vec<f32>> =
-                    model.embed_queries(&texts, budget, spec.batch)?.into_iter().map(|e| e.vector).collect();
+                let embedded = model.embed_queries(&texts, budget, spec.batch)?;
+                cot_endings.push((row.clone(), endings(&embedded)));
+                let qv: Vec<Vec<f32>> = embedded.into_iter().map(|e| e.vector).collect();
                 results.push(score(&row, &queries, &qv, &iv, &spec.ks, items_seconds + t.elapsed().as_secs_f64())?);
             }
         }
@@ -473,6 +488,7 @@ pub fn run<B: Backend>(spec: &EvalSpec, out: &Path, device: &B::Device) -> Resul
                 let embedded = model.embed_queries(&texts, spec.cot_max_tokens, spec.batch)?;
                 let row = format!("{name}, generated CoT, penalties {p}");
                 cot_examples.models.push((row.clone(), shown.iter().map(|&i| embedded[i].cot.clone()).collect()));
+                cot_endings.push((row.clone(), endings(&embedded)));
                 let qv: Vec<Vec<f32>> = embedded.into_iter().map(|e| e.vector).collect();
                 results.push(score(&row, &queries, &qv, &iv, &spec.ks, items_seconds + t.elapsed().as_secs_f64())?);
             }
@@ -512,8 +528,14 @@ pub fn run<B: Backend>(spec: &EvalSpec, out: &Path, device: &B::Device) -> Resul
             )?);
         }
     }
-    let result =
-        EvalResult { catalogue: catalogue.len(), relevant_items, queries: counts, retrievers: results, cot_examples };
+    let result = EvalResult {
+        catalogue: catalogue.len(),
+        relevant_items,
+        queries: counts,
+        retrievers: results,
+        cot_examples,
+        cot_endings,
+    };
     std::fs::write(out.join("eval.json"), serde_json::to_vec_pretty(&result)?)?;
     report::write(&result, spec, out)?;
     Ok(result)

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::{EvalResult, EvalSpec, QueryMetrics, metrics};
 use crate::error::Result;
+use crate::lrem::CotEnding;
 use crate::plot::grouped_bars;
 
 pub fn write(result: &EvalResult, spec: &EvalSpec, out: &Path) -> Result<()> {
@@ -75,6 +76,28 @@ pub fn write(result: &EvalResult, spec: &EvalSpec, out: &Path) -> Result<()> {
         for (i, q) in examples.queries.iter().enumerate() {
             let cots: Vec<String> = examples.models.iter().map(|(_, c)| escape(&c[i])).collect();
             writeln!(md, "| {} | {} |", escape(q), cots.join(" | "))?;
+        }
+        writeln!(md)?;
+    }
+    if !result.cot_endings.is_empty() {
+        writeln!(md, "## How the generated CoTs ended\n")?;
+        writeln!(
+            md,
+            "Queries whose greedy CoT stopped on each token. Any of them closes the CoT for the embedding; \
+             only `</think>` is the format RL's reward asks for (`<|im_end|>` is the chat template's end of turn).\n"
+        )?;
+        writeln!(md, "| row | `</think>` | `<emb>` | end of turn | budget |\n|---|---:|---:|---:|---:|")?;
+        for (row, counts) in &result.cot_endings {
+            let n = |e: CotEnding| counts.get(&e).copied().unwrap_or(0);
+            writeln!(
+                md,
+                "| {} | {} | {} | {} | {} |",
+                escape(row),
+                n(CotEnding::Closed),
+                n(CotEnding::Emb),
+                n(CotEnding::EndOfTurn),
+                n(CotEnding::Budget)
+            )?;
         }
         writeln!(md)?;
     }

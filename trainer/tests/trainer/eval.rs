@@ -201,7 +201,24 @@ fn eval_studies_the_cot_budget_and_shows_the_models_cots_side_by_side() {
     let cots = |i: usize| &examples.models[i].1;
     assert_ne!(cots(0), cots(1), "the penalised CoTs are generated again, not copied");
     assert!(examples.models.iter().all(|(_, cots)| cots.len() == 6));
+    // How each generated row's CoTs ended: every query counted once, per row that writes a CoT.
+    let ended: Vec<&str> = result.cot_endings.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        ended,
+        [
+            "before, generated CoT",
+            "before, generated CoT, penalties no-repeat-ngram=2",
+            "after, generated CoT",
+            "after, CoT budget 2"
+        ]
+    );
+    let queries: usize = result.queries.values().sum();
+    assert!(result.cot_endings.iter().all(|(_, c)| c.values().sum::<usize>() == queries), "{:?}", result.cot_endings);
     let report = std::fs::read_to_string(out.path().join("eval/report.md")).unwrap();
+    assert!(
+        report.contains("## How the generated CoTs ended") && report.contains("| after, CoT budget 2 |"),
+        "{report}"
+    );
     assert!(report.contains("never a retriever"), "{report}");
     assert!(
         report.contains("| query | before | before, generated CoT, penalties no-repeat-ngram=2 | after |"),
