@@ -38,10 +38,11 @@ impl Reward for Format {
     }
 }
 
-/// 1 when the model closed its CoT within `budget` tokens, else 0. A sample that stops on an
-/// end-of-turn token, or on `<emb>` without `</think>`, has not written a CoT of any length: paid
-/// for brevity, it taught a cold start that rarely closes to stop early on end-of-turn instead
-/// (the CoT fell from 17.5 to 6 tokens while the format reward stayed 0; docs/experiment.md).
+/// 1 when the CoT has at most `budget` tokens, else 0. The CoT is read as inference reads it
+/// (`eval`, `serve --lrem`): ended by `</think>`, `<emb>` or end of turn. Paying only a CoT closed
+/// with `</think>` was tried and measured (docs/experiment.md, 2026-12-07): with a cold start that
+/// ends its CoTs on end of turn, RL then could not learn to stop at all, and its head-query gain
+/// went with it. The format reward is what asks for `</think>`.
 pub struct Length {
     pub budget: usize,
 }
@@ -51,7 +52,7 @@ impl Reward for Length {
         "length"
     }
     fn score(&self, s: &Sample<'_>) -> f64 {
-        if s.closed && s.cot_tokens <= self.budget { 1.0 } else { 0.0 }
+        if s.cot_tokens <= self.budget { 1.0 } else { 0.0 }
     }
 }
 

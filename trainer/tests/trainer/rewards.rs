@@ -50,15 +50,16 @@ fn completions_parse_into_cot_length_and_form() {
     assert_eq!(parse(&[EMB, 1, END, EMB]), (2, true, false));
 }
 
-/// The length reward pays a CoT closed within the budget, not a sample that stopped short
-/// without closing (end of turn, or `<emb>` with no `</think>`).
+/// The length reward reads the CoT as inference does: one that stopped on end of turn within
+/// the budget is paid as one closed by `</think>` (only the format reward tells them apart).
 #[test]
-fn the_length_reward_pays_only_a_closed_cot() {
+fn the_length_reward_reads_the_cot_as_inference_does() {
     let length = Length { budget: 16 };
-    let stopped_short = Sample { closed: false, ..sample(3, false, 1, 4) };
-    assert_eq!(length.score(&stopped_short), 0.0);
-    assert_eq!(length.score(&sample(3, false, 1, 4)), 1.0);
+    let stopped_on_end_of_turn = Sample { closed: false, ..sample(3, false, 1, 4) };
+    assert_eq!(length.score(&stopped_on_end_of_turn), 1.0);
+    assert_eq!(length.score(&sample(3, true, 1, 4)), 1.0);
     assert_eq!(length.score(&sample(17, false, 1, 4)), 0.0);
+    assert_eq!(Format.score(&stopped_on_end_of_turn), 0.0);
 }
 
 #[test]
