@@ -351,9 +351,7 @@ pub fn rl<B: AutodiffBackend>(
             stats,
         };
         metrics::append(&metrics_path, &record)?;
-        for line in &completions {
-            metrics::append(&completions_path, line)?;
-        }
+        metrics::append_all(&completions_path, &completions)?;
         tracing::info!(
             "rl step {}/{}: reward {:.3} (format failures {:.2}, CoT {:.1} tokens, clip {:.2})",
             state.step,

@@ -24,9 +24,22 @@ pub struct StepRecord {
 
 /// One JSON line per step; cold start and RL write their own record types.
 pub fn append<R: Serialize>(path: &Path, record: &R) -> Result<()> {
+    append_all(path, std::slice::from_ref(record))
+}
+
+/// A JSON line per record, the file opened once.
+pub fn append_all<R: Serialize>(path: &Path, records: &[R]) -> Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let mut lines = String::new();
+    for r in records {
+        lines.push_str(&serde_json::to_string(r)?);
+        lines.push('\n');
+    }
     let mut file =
         std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| path.display().to_string())?;
-    writeln!(file, "{}", serde_json::to_string(record)?)?;
+    file.write_all(lines.as_bytes())?;
     Ok(())
 }
 
