@@ -19,11 +19,42 @@ pub const EMB: &str = "<emb>";
 /// The tokens LREM adds to a base decoder's vocabulary.
 pub const TOKENS: [&str; 3] = [THINK, END_THINK, EMB];
 
+/// Where the new tokens' embedding rows start (`[model] new_token_init`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NewTokenInit {
+    /// `</think>` starts as a copy of the base model's end-of-turn token (`<|im_end|>` for
+    /// SmolLM2 and Qwen2.5), `<think>` and `<emb>` at the mean row; all at the mean where the
+    /// tokenizer names no end-of-turn token. Ending the CoT is then as likely as ending the turn
+    /// from the first step: from the mean row, a step of size lr per coordinate moves the row too
+    /// little for `</think>` ever to win (docs/experiment.md, "Why the cold start never closes
+    /// its CoT").
+    #[default]
+    EndOfTurn,
+    /// Every new row at the mean of the existing rows (Hewitt, 2021; `mean_resizing` in
+    /// transformers).
+    Mean,
+}
+
 impl<B: Backend> LanguageModel<B> {
-    /// Adds `<think>`, `</think>`, `<emb>` to the tokenizer and grows the embedding to match.
-    pub fn add_lrem_tokens(mut self) -> Self {
+    /// Adds `<think>`, `</think>`, `<emb>` to the tokenizer and grows the embedding to match,
+    /// the new rows started as [`NewTokenInit::default`].
+    pub fn add_lrem_tokens(self) -> Self {
+        self.add_lrem_tokens_as(NewTokenInit::default())
+    }
+
+    /// [`Self::add_lrem_tokens`] with the new rows started as `init` says. Tokens already in
+    /// the vocabulary (an LREM model) are left as they are.
+    pub fn add_lrem_tokens_as(mut self, init: NewTokenInit) -> Self {
+        let end_of_turn = self.tokenizer.stop_ids().first().copied();
+        let rows: Vec<Option<u32>> = TOKENS
+            .iter()
+            .filter(|t| self.tokenizer.token_id(t).is_none())
+            .map(|&t| if t == END_THINK && init == NewTokenInit::EndOfTurn { end_of_turn } else { None })
+            .collect();
         let added = self.tokenizer.add_special_tokens(&TOKENS);
-        self.model = self.model.grow_vocab(added);
+        debug_assert_eq!(added, rows.len());
+        self.model = self.model.grow_vocab(&rows);
         self.config.vocab_size += added;
         self
     }

@@ -409,8 +409,8 @@ pub fn run<B: Backend>(spec: &EvalSpec, out: &Path, device: &B::Device) -> Resul
         let qv = pool_last(&lm.model, &qseq, spec.batch);
         results.push(score("base decoder, last token", &queries, &qv, &iv, &spec.ks, t.elapsed().as_secs_f64())?);
         // The same decoder in the LREM format before any step (chat template, `<think>…</think>
-        // <emb>`, the new tokens' rows at the mean embedding), with the trained models'
-        // settings: what the format does, apart from what training does.
+        // <emb>`, the new tokens' rows started as the cold start starts them), with the trained
+        // models' settings: what the format does, apart from what training does.
         let mut settings = match spec.lrem.first() {
             Some((_, dir)) => LremSettings::read(dir)?,
             None => LremSettings { system_prompt: Some(String::new()), ..Default::default() },

@@ -254,10 +254,11 @@ impl<B: Backend> Decoder<B> {
         }
     }
 
-    /// Adds `n` rows to the vocabulary (new special tokens), each starting at the mean of the
-    /// existing rows, in the embedding and in an untied LM head.
-    pub fn grow_vocab(mut self, n: usize) -> Self {
-        if n == 0 {
+    /// Adds a row to the vocabulary for each of `rows` (new special tokens), in the embedding
+    /// and in an untied LM head: a copy of an existing token's row where one is named, else the
+    /// mean of the existing rows.
+    pub fn grow_vocab(mut self, rows: &[Option<u32>]) -> Self {
+        if rows.is_empty() {
             return self;
         }
         // Built on the host: a fresh, contiguous leaf (candle's concatenation along dim 1 is a
@@ -266,13 +267,13 @@ impl<B: Backend> Decoder<B> {
             let device = w.device();
             let [hidden, vocab] = w.dims();
             let values = host(w);
-            let mut out = Vec::with_capacity(hidden * (vocab + n));
+            let mut out = Vec::with_capacity(hidden * (vocab + rows.len()));
             for row in values.chunks(vocab) {
-                let mean = row.iter().map(|&x| x as f64).sum::<f64>() / vocab as f64;
+                let mean = (row.iter().map(|&x| x as f64).sum::<f64>() / vocab as f64) as f32;
                 out.extend_from_slice(row);
-                out.extend(std::iter::repeat_n(mean as f32, n));
+                out.extend(rows.iter().map(|source| source.map_or(mean, |id| row[id as usize])));
             }
-            tensor(out, [hidden, vocab + n], &device)
+            tensor(out, [hidden, vocab + rows.len()], &device)
         };
         self.embed = Param::from_tensor(grow(self.embed.val()));
         self.embed_quant = None;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bail;
 use crate::error::{Context, Result};
+use crate::format::NewTokenInit;
 use crate::model::precision::Precision;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -34,6 +35,9 @@ pub struct ModelConfig {
     /// 2-core CPU it made the SmolLM2 step 3–8% slower and its peak memory 27% larger (the
     /// weights are concatenated every pass); on a GPU, wider products may win (not yet measured).
     pub fuse_products: bool,
+    /// Where `<think>`, `</think>` and `<emb>`'s rows start: `end_of_turn` (`</think>` as the
+    /// base model's end-of-turn token, the others at the mean) or `mean`.
+    pub new_token_init: NewTokenInit,
 }
 
 impl Default for ModelConfig {
@@ -43,6 +47,7 @@ impl Default for ModelConfig {
             system_prompt: None,
             precision: Precision::Auto,
             fuse_products: false,
+            new_token_init: NewTokenInit::default(),
         }
     }
 }

@@ -41,7 +41,7 @@ impl<B: AutodiffBackend> Setup<B> {
         let root = options.group.is_root();
         // Rank 0 alone writes the run directory; the others read its checkpoints when resuming.
         let existing = if root { checkpoint::open_run(out, options.resume, config)? } else { checkpoint::list(out)? };
-        let lm = LanguageModel::<B>::load(&config.model.path, device)?.add_lrem_tokens();
+        let lm = LanguageModel::<B>::load(&config.model.path, device)?.add_lrem_tokens_as(config.model.new_token_init);
         let prompting = Prompting { tokenizer: &lm.tokenizer, system_prompt: config.model.system_prompt.clone() };
         let triples = triples::read(&config.data.run_dir, Split::ColdStart)?;
         if let Some(needs) = &config.data.needs {

@@ -10,7 +10,7 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
 use lrem_trainer::backend::{Cpu, CpuAutodiff};
 use lrem_trainer::format::TOKENS as LREM_TOKENS;
-use lrem_trainer::format::{Prompting, QuerySequence};
+use lrem_trainer::format::{NewTokenInit, Prompting, QuerySequence};
 use lrem_trainer::model::LanguageModel;
 use lrem_trainer::model::decoder::DecoderConfig;
 use lrem_trainer::model::export::export_random_decoder;
@@ -179,6 +179,45 @@ fn ntp_covers_the_cot_and_the_closing_tokens_only() {
     let (rows, ids) = ntp_targets(&[(&[1, 2, 3, 4, 5], 3), (&[6, 7, 8, 9, 10, 11, 12], 5)]);
     assert_eq!(rows, [2 + 2, 2 + 3, 7 + 4, 7 + 5]);
     assert_eq!(ids, [4, 5, 11, 12]);
+}
+
+#[test]
+fn end_think_starts_as_the_end_of_turn_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let model_dir = tiny_model_dir(dir.path(), 1);
+    let load = || LanguageModel::<Cpu>::load(&model_dir, &Default::default()).unwrap();
+    // Row `id` of the `[hidden, vocab]` embedding.
+    let row = |lm: &LanguageModel<Cpu>, token: &str| -> Vec<f32> {
+        let id = lm.tokenizer.token_id(token).unwrap() as usize;
+        let [h, v] = lm.model.embed.val().dims();
+        let w = host(lm.model.embed.val());
+        (0..h).map(|d| w[d * v + id]).collect()
+    };
+    let base = load();
+    let [h, v] = base.model.embed.val().dims();
+    let w = host(base.model.embed.val());
+    let mean: Vec<f32> =
+        (0..h).map(|d| w[d * v..(d + 1) * v].iter().map(|&x| x as f64).sum::<f64>() as f32 / v as f32).collect();
+    let close = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-6);
+
+    let lm = load().add_lrem_tokens();
+    assert_eq!(lm.config.vocab_size, v + 3);
+    assert!(close(&row(&lm, "</think>"), &row(&lm, "<|im_end|>")));
+    assert!(close(&row(&lm, "<think>"), &mean) && close(&row(&lm, "<emb>"), &mean));
+    assert!(!close(&mean, &row(&lm, "<|im_end|>")));
+    // The tied head scores `</think>` as it scores the end of turn.
+    let ids = lm.tokenizer.encode("keeps food cold", false).unwrap();
+    let logits = host(lm.model.logits(lm.model.forward(&[ids.clone()], &[vec![true; ids.len()]], None)));
+    let last = &logits[logits.len() - (v + 3)..];
+    let (end, eot) = (lm.tokenizer.token_id("</think>").unwrap(), lm.tokenizer.token_id("<|im_end|>").unwrap());
+    assert!((last[end as usize] - last[eot as usize]).abs() < 1e-4);
+
+    let lm = load().add_lrem_tokens_as(NewTokenInit::Mean);
+    assert!(close(&row(&lm, "</think>"), &mean));
+    // An LREM model's rows are kept as they are.
+    let again = lm.add_lrem_tokens();
+    assert_eq!(again.config.vocab_size, v + 3);
+    assert!(close(&row(&again, "</think>"), &mean));
 }
 
 #[test]
