@@ -16,7 +16,7 @@ use super::rollout::{Predicted, Rollout, logprobs_at, sampled_logprobs};
 use crate::format::{last_position, pool_last};
 use crate::model::decoder::Decoder;
 use crate::model::layers::host;
-use crate::train::loss::info_nce_items;
+use crate::train::loss::info_nce_items_where;
 use crate::train::recompute::{chunk_gradients, embed_graph_free};
 
 /// One query of a batch: its prompt (ending in `<think>`), the positive item drawn for this step
@@ -385,9 +385,13 @@ pub fn update_gradients<B: AutodiffBackend>(
         // The B items once each; a sample's positive is its own query's item.
         let d = last.slice([first_item..first_item + queries.len()]);
         let positive: Vec<usize> = rollouts.iter().map(|r| r.query).collect();
-        let sample_groups: Vec<u64> = rollouts.iter().map(|r| queries[r.query].query_id).collect();
-        let item_groups: Vec<u64> = queries.iter().map(|q| q.query_id).collect();
-        let nce = info_nce_items(q, d, &positive, &sample_groups, &item_groups, s.temperature);
+        // Another query's item that is one of this query's positives (phrasings of a need share
+        // items) is masked, as the retrieval reward's ranking does, not counted a negative.
+        let also_positive = |i: usize, j: usize| {
+            let own = &queries[rollouts[i].query];
+            own.query_id == queries[j].query_id || own.positives.contains(&queries[j].item_id)
+        };
+        let nce = info_nce_items_where(q, d, &positive, queries.len(), also_positive, s.temperature);
 
         stats.clip_fraction = objective.clip_fraction;
         stats.kl = objective.kl;

@@ -57,7 +57,7 @@ pub fn info_nce<B: Backend>(
 ) -> Tensor<B, 1> {
     let n = groups.len();
     let positive: Vec<usize> = (0..n).collect();
-    let (sim, onehot) = masked_scores(queries, items, &positive, groups, groups, temperature);
+    let (sim, onehot) = masked_scores(queries, items, &positive, n, |i, j| groups[i] == groups[j], temperature);
     let forward = log_softmax(sim.clone(), 1).mul(onehot.clone()).sum().neg().div_scalar(n as f64);
     if !symmetric {
         return forward;
@@ -66,43 +66,44 @@ pub fn info_nce<B: Backend>(
     (forward + backward).div_scalar(2.0)
 }
 
-/// InfoNCE of queries `[n, h]` against distinct items `[m, h]`: `positive[i]` is the column of
-/// query i's item, and every other item is a negative once, however many queries share it (GRPO's
-/// G samples of one query share one item: repeating its row G times would weigh every negative G
-/// times). `query_groups[i]` and `item_groups[j]` name queries; an item of query i's own query
-/// other than its positive is masked out rather than counted a negative.
-pub fn info_nce_items<B: Backend>(
+/// InfoNCE of queries `[n, h]` against `m` distinct items `[m, h]`: `positive[i]` is the column
+/// of query i's item, and every other item is a negative once, however many queries share it
+/// (GRPO's G samples of one query share one item: repeating its row G times would weigh every
+/// negative G times). Where `also_positive(i, j)` says item j, not query i's positive, is
+/// relevant to query i all the same (an item of the same query, or one another phrasing of the
+/// need drew), it is masked out rather than counted a negative.
+pub fn info_nce_items_where<B: Backend>(
     queries: Tensor<B, 2>,
     items: Tensor<B, 2>,
     positive: &[usize],
-    query_groups: &[u64],
-    item_groups: &[u64],
+    m: usize,
+    also_positive: impl Fn(usize, usize) -> bool,
     temperature: f64,
 ) -> Tensor<B, 1> {
     let n = positive.len();
-    let (sim, onehot) = masked_scores(queries, items, positive, query_groups, item_groups, temperature);
+    let (sim, onehot) = masked_scores(queries, items, positive, m, also_positive, temperature);
     log_softmax(sim, 1).mul(onehot).sum().neg().div_scalar(n as f64)
 }
 
-/// cos/τ of every query against every item, with the same-query negatives masked, and the
-/// positives as a one-hot `[n, m]`.
+/// cos/τ of every query against each of `m` items, with the items `also_positive` names masked,
+/// and the positives as a one-hot `[n, m]`.
 fn masked_scores<B: Backend>(
     queries: Tensor<B, 2>,
     items: Tensor<B, 2>,
     positive: &[usize],
-    query_groups: &[u64],
-    item_groups: &[u64],
+    m: usize,
+    also_positive: impl Fn(usize, usize) -> bool,
     temperature: f64,
 ) -> (Tensor<B, 2>, Tensor<B, 2>) {
     let device = queries.device();
-    let (n, m) = (positive.len(), item_groups.len());
+    let n = positive.len();
     let sim = l2_normalise(queries).matmul(l2_normalise(items).transpose()).div_scalar(temperature);
     let mut mask = vec![0f32; n * m];
     let mut onehot = vec![0f32; n * m];
     for i in 0..n {
         onehot[i * m + positive[i]] = 1.0;
         for j in 0..m {
-            if j != positive[i] && item_groups[j] == query_groups[i] {
+            if j != positive[i] && also_positive(i, j) {
                 mask[i * m + j] = -1e30;
             }
         }

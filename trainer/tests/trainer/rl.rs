@@ -157,6 +157,26 @@ fn grpo_raises_the_mean_reward_of_a_toy_task() {
     assert!(last > first + 0.2, "mean keyword reward by step: {means:?}");
 }
 
+#[test]
+fn infonce_masks_an_item_that_is_a_positive_of_the_query_too() {
+    let KeywordTask { tokenizer, model, mut queries, prompts, rewards, settings } = keyword_task();
+    let params = RolloutParams { group: 8, temperature: 1.0, top_k: 8, top_p: 1.0, budget: 3, seed: 1 };
+    let rollouts = sample(&model.valid(), &tokenizer, &prompts, &params, settings.end_think, settings.emb).unwrap();
+    let infonce =
+        |queries: &[RlQuery]| grpo_gradients(&model, &rewards, queries, &rollouts, &settings, Share::WHOLE).1.infonce;
+    let apart = infonce(&queries);
+    // Query 1's item is relevant to query 0 too: for query 0's samples it is no negative, which
+    // leaves them only their positive (a loss of 0), so the mean is query 1's half alone.
+    let (id0, id1) = (queries[0].item_id, queries[1].item_id);
+    queries[0].positives.push(id1);
+    let shared = infonce(&queries);
+    assert!(apart > 1e-3 && shared < apart, "{shared} vs {apart}");
+    queries[0].positives.pop();
+    queries[1].positives.push(id0);
+    let both = infonce(&queries);
+    assert!((shared + both - apart).abs() < 1e-4, "each query's half: {shared} + {both} vs {apart}");
+}
+
 /// An RL config over the toy triples (as the cold-start split) and a tiny exported decoder: G = 4,
 /// budget 4, 2 queries a step, no warmup, the collapse guard off (a random model never closes
 /// its CoT, and the guard would stop it at once).
