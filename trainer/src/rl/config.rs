@@ -86,7 +86,7 @@ pub struct RolloutConfig {
     pub temperature: f32,
     pub top_k: usize,
     pub top_p: f32,
-    /// CoT tokens allowed before the closing `</think><emb>`.
+    /// CoT tokens allowed before the closing `</think>`.
     pub budget: usize,
     /// Policy updates (optimizer steps) over each rollout batch: 1 is on-policy (ρ ≡ 1, the
     /// clip never acts); more reuse the samples, and the clipped ratio keeps the later updates

@@ -12,7 +12,8 @@ pub struct Sample<'a> {
     pub cot_tokens: usize,
     /// The model wrote `</think>`.
     pub closed: bool,
-    /// The completion is exactly `CoT</think><emb>`: closed by the model itself, nothing after.
+    /// The model closed its CoT with `</think>` and wrote nothing after it but, optionally,
+    /// `<emb>` (rollouts stop at `</think>` as inference does, which appends `<emb>` itself).
     pub well_formed: bool,
     /// 1 + the items of other queries in the batch that score at least as high as this query's
     /// best positive (see [`rank_of_positive`]).
@@ -26,7 +27,7 @@ pub trait Reward: Send + Sync {
     fn score(&self, sample: &Sample<'_>) -> f64;
 }
 
-/// 1 when the completion is exactly `<think>…</think><emb>`, else 0.
+/// 1 when the model closed its CoT with `</think>` ([`Sample::well_formed`]), else 0.
 pub struct Format;
 
 impl Reward for Format {
@@ -92,7 +93,7 @@ pub struct Ending {
     pub cot_tokens: usize,
     /// `</think>` was written.
     pub closed: bool,
-    /// Exactly `CoT</think><emb>`.
+    /// `CoT</think>`, or `CoT</think><emb>`: nothing else after `</think>`, no `<emb>` before.
     pub well_formed: bool,
 }
 
@@ -103,7 +104,7 @@ pub fn parse_completion(ids: &[u32], end_think: u32, emb: u32, stop_ids: &[u32])
         Some(at) => Ending {
             cot_tokens: at,
             closed: true,
-            well_formed: ids.len() == at + 2 && ids[at + 1] == emb && !ids[..at].contains(&emb),
+            well_formed: (ids[at + 1..].is_empty() || ids[at + 1..] == [emb]) && !ids[..at].contains(&emb),
         },
         None => {
             let stopped = ids.last().is_some_and(|t| *t == emb || stop_ids.contains(t));

@@ -21,7 +21,7 @@ pub struct RolloutParams {
     /// 0: no top-k cut.
     pub top_k: usize,
     pub top_p: f32,
-    /// CoT tokens allowed; the closing `</think><emb>` come on top.
+    /// CoT tokens allowed; the closing `</think>` comes on top.
     pub budget: usize,
     pub seed: u64,
 }
@@ -33,7 +33,7 @@ pub struct Rollout {
     pub query: usize,
     pub sample: usize,
     /// The sampled ids after `<think>`, with the token that ended the sample when the model wrote
-    /// one (`<emb>`, or end of turn).
+    /// one (`</think>`, `<emb>`, or end of turn).
     pub ids: Vec<u32>,
     /// log π_old of each sampled id (temperature 1).
     pub logprobs: Vec<f32>,
@@ -62,13 +62,16 @@ pub fn sample<B: Backend>(
     end_think: u32,
     emb: u32,
 ) -> Result<Vec<Rollout>> {
+    // A sample ends where inference's CoT ends (`lrem.rs`): at `</think>`, `<emb>` or end of
+    // turn; `<emb>` is appended for its embedding. Sampling on past `</think>` asked the model to
+    // write `<emb>` too, which inference never needs, and the cold start gives it 0.0006 there.
     let mut stop_ids = tokenizer.stop_ids();
-    stop_ids.push(emb);
+    stop_ids.extend([end_think, emb]);
     let sampling = SamplingParams {
         temperature: params.temperature,
         top_k: params.top_k,
         top_p: params.top_p,
-        max_tokens: params.budget + 2,
+        max_tokens: params.budget + 1,
         seed: params.seed,
         stop_ids,
         n: params.group,

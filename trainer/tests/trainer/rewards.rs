@@ -36,17 +36,20 @@ fn completions_parse_into_cot_length_and_form() {
         let e = parse_completion(ids, END, EMB, &[EOS]);
         (e.cot_tokens, e.closed, e.well_formed)
     };
-    // Well formed, empty CoT included.
+    // Well formed, empty CoT included: stopped at </think> (as rollouts are), or with <emb>.
+    assert_eq!(parse(&[1, 2, END]), (2, true, true));
     assert_eq!(parse(&[1, 2, END, EMB]), (2, true, true));
+    assert_eq!(parse(&[END]), (0, true, true));
     assert_eq!(parse(&[END, EMB]), (0, true, true));
     // No </think> within the budget: every token is CoT, and the form is wrong.
     assert_eq!(parse(&[1, 2, 3]), (3, false, false));
     // Stopped by <emb> or end of turn without </think>: the stop token is not CoT.
     assert_eq!(parse(&[1, 2, EMB]), (2, false, false));
     assert_eq!(parse(&[1, 2, EOS]), (2, false, false));
-    // Text after <emb>, <emb> missing, or <emb> inside the CoT: closed, not well formed.
+    // Text after </think> or <emb>, or <emb> inside the CoT: closed, not well formed.
+    assert_eq!(parse(&[1, END, 4]), (1, true, false));
     assert_eq!(parse(&[1, END, EMB, 4]), (1, true, false));
-    assert_eq!(parse(&[1, END]), (1, true, false));
+    assert_eq!(parse(&[1, END, END]), (1, true, false));
     assert_eq!(parse(&[EMB, 1, END, EMB]), (2, true, false));
 }
 
