@@ -391,7 +391,7 @@ pub fn update_gradients<B: AutodiffBackend>(
             let own = &queries[rollouts[i].query];
             own.query_id == queries[j].query_id || own.positives.contains(&queries[j].item_id)
         };
-        let nce = info_nce_items_where(q, d, &positive, queries.len(), also_positive, s.temperature);
+        let nce = info_nce_items_where(q, d, &positive, also_positive, s.temperature);
 
         stats.clip_fraction = objective.clip_fraction;
         stats.kl = objective.kl;

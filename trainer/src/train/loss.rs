@@ -57,7 +57,7 @@ pub fn info_nce<B: Backend>(
 ) -> Tensor<B, 1> {
     let n = groups.len();
     let positive: Vec<usize> = (0..n).collect();
-    let (sim, onehot) = masked_scores(queries, items, &positive, n, |i, j| groups[i] == groups[j], temperature);
+    let (sim, onehot) = masked_scores(queries, items, &positive, |i, j| groups[i] == groups[j], temperature);
     let forward = log_softmax(sim.clone(), 1).mul(onehot.clone()).sum().neg().div_scalar(n as f64);
     if !symmetric {
         return forward;
@@ -66,7 +66,7 @@ pub fn info_nce<B: Backend>(
     (forward + backward).div_scalar(2.0)
 }
 
-/// InfoNCE of queries `[n, h]` against `m` distinct items `[m, h]`: `positive[i]` is the column
+/// InfoNCE of queries `[n, h]` against distinct items `[m, h]`: `positive[i]` is the column
 /// of query i's item, and every other item is a negative once, however many queries share it
 /// (GRPO's G samples of one query share one item: repeating its row G times would weigh every
 /// negative G times). Where `also_positive(i, j)` says item j, not query i's positive, is
@@ -76,27 +76,25 @@ pub fn info_nce_items_where<B: Backend>(
     queries: Tensor<B, 2>,
     items: Tensor<B, 2>,
     positive: &[usize],
-    m: usize,
     also_positive: impl Fn(usize, usize) -> bool,
     temperature: f64,
 ) -> Tensor<B, 1> {
     let n = positive.len();
-    let (sim, onehot) = masked_scores(queries, items, positive, m, also_positive, temperature);
+    let (sim, onehot) = masked_scores(queries, items, positive, also_positive, temperature);
     log_softmax(sim, 1).mul(onehot).sum().neg().div_scalar(n as f64)
 }
 
-/// cos/τ of every query against each of `m` items, with the items `also_positive` names masked,
+/// cos/τ of every query against every item, with the items `also_positive` names masked,
 /// and the positives as a one-hot `[n, m]`.
 fn masked_scores<B: Backend>(
     queries: Tensor<B, 2>,
     items: Tensor<B, 2>,
     positive: &[usize],
-    m: usize,
     also_positive: impl Fn(usize, usize) -> bool,
     temperature: f64,
 ) -> (Tensor<B, 2>, Tensor<B, 2>) {
     let device = queries.device();
-    let n = positive.len();
+    let (n, m) = (positive.len(), items.dims()[0]);
     let sim = l2_normalise(queries).matmul(l2_normalise(items).transpose()).div_scalar(temperature);
     let mut mask = vec![0f32; n * m];
     let mut onehot = vec![0f32; n * m];

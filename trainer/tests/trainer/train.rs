@@ -154,22 +154,22 @@ fn info_nce_over_samples_counts_each_item_once() {
     let positive: Vec<usize> = (0..b * g).map(|s| s / g).collect();
     let sample_ids: Vec<u64> = positive.iter().map(|&i| ids[i]).collect();
     let same_query = |i: usize, j: usize| sample_ids[i] == ids[j];
-    let got = host(info_nce_items_where(t(&repeated, b * g), t(&d, b), &positive, b, same_query, 0.1))[0];
+    let got = host(info_nce_items_where(t(&repeated, b * g), t(&d, b), &positive, same_query, 0.1))[0];
     assert!((got - one).abs() < 1e-5, "G samples {got} vs one sample {one}");
     let items_repeated: Vec<f32> = (0..b * g).flat_map(|s| d[s / g * h..(s / g + 1) * h].to_vec()).collect();
     let square = host(info_nce(t(&repeated, b * g), t(&items_repeated, b * g), &sample_ids, 0.1, false))[0];
     assert!(square > one + 0.1, "the repeated items weigh each negative G times: {square} vs {one}");
     // Two queries sharing an id: each one's item is masked for the other, as in the square form.
     let shared = [10u64, 10, 30];
-    let masked = host(info_nce_items_where(t(&q, b), t(&d, b), &[0, 1, 2], b, |i, j| shared[i] == shared[j], 0.1))[0];
+    let masked = host(info_nce_items_where(t(&q, b), t(&d, b), &[0, 1, 2], |i, j| shared[i] == shared[j], 0.1))[0];
     let square = host(info_nce(t(&q, b), t(&d, b), &shared, 0.1, false))[0];
     assert!((masked - square).abs() < 1e-5, "{masked} vs {square}");
     // A masked item is as if absent: query 0 against items 0 and 2.
     let without = |cols: &[usize]| cols.iter().flat_map(|&j| d[j * h..(j + 1) * h].to_vec()).collect::<Vec<f32>>();
-    let masked = host(info_nce_items_where(t(&q[..h], 1), t(&d, b), &[0], b, |_, j| j == 1, 1.0))[0];
-    let absent = host(info_nce_items_where(t(&q[..h], 1), t(&without(&[0, 2]), 2), &[0], 2, |_, _| false, 1.0))[0];
+    let masked = host(info_nce_items_where(t(&q[..h], 1), t(&d, b), &[0], |_, j| j == 1, 1.0))[0];
+    let absent = host(info_nce_items_where(t(&q[..h], 1), t(&without(&[0, 2]), 2), &[0], |_, _| false, 1.0))[0];
     assert!((masked - absent).abs() < 1e-5, "{masked} vs {absent}");
-    let unmasked = host(info_nce_items_where(t(&q[..h], 1), t(&d, b), &[0], b, |_, _| false, 1.0))[0];
+    let unmasked = host(info_nce_items_where(t(&q[..h], 1), t(&d, b), &[0], |_, _| false, 1.0))[0];
     assert!((unmasked - absent).abs() > 1e-3, "item 1 is a negative when not masked");
 }
 
