@@ -2,7 +2,8 @@
 """How likely an exported LREM model is to close its CoT where its training data does: for a
 sample of a run's cold-start triples, the model is fed `prompt<think>CoT` (the reference CoT)
 and this prints the probability and rank of `</think>` at the next position, the probability of
-the base model's end of turn (`<|im_end|>`) there, and of `<emb>` after `</think>`. A model that
+the base model's end of turn (`<|im_end|>`) there, and of `<emb>` after `</think>`, with the
+CoT's own tokens' mean negative log-likelihood (how closely it fits its training CoTs). A model that
 learned the format puts most of its mass on `</think>`; one that did not writes the CoT and then
 ends the turn, or runs to the budget (eval's "How the generated CoTs ended").
 
@@ -44,12 +45,17 @@ def main():
         sys.exit(f"{model_dir}: the tokenizer lacks one of {list(ids)}")
     end, eot, emb = ids["</think>"], ids["<|im_end|>"], ids["<emb>"]
     p_end, p_eot, rank, p_emb = [], [], [], []
+    cot_nll, cot_tokens = 0.0, 0
     for r in rows:
         # Format::query_sequence with SmolLM2's template.
         prompt = f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{r['query']}<|im_end|>\n<|im_start|>assistant\n<think>"
-        head = tok.encode(prompt, add_special_tokens=False).ids + tok.encode(r["cot"], add_special_tokens=False).ids
+        prompt_ids = tok.encode(prompt, add_special_tokens=False).ids
+        cot = tok.encode(r["cot"], add_special_tokens=False).ids
+        head = prompt_ids + cot
         with torch.no_grad():
             logp = model(torch.tensor([head + [end, emb]])).logits[0].log_softmax(-1)
+        cot_nll -= sum(logp[len(prompt_ids) - 1 + j, t].item() for j, t in enumerate(cot))
+        cot_tokens += len(cot)
         at = len(head) - 1
         p_end.append(logp[at, end].exp().item())
         p_eot.append(logp[at, eot].exp().item())
@@ -60,6 +66,7 @@ def main():
     print(f"  P(</think>)    median {med(p_end):.4f}  mean {statistics.mean(p_end):.4f}  rank median {med(rank):.0f}")
     print(f"  P(<|im_end|>)  median {med(p_eot):.4f}")
     print(f"  P(<emb> | </think>) median {med(p_emb):.4f}")
+    print(f"  the reference CoT: {cot_tokens / len(rows):.1f} tokens, {cot_nll / max(cot_tokens, 1):.3f} nats a token")
 
 
 if __name__ == "__main__":
