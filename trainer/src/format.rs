@@ -60,6 +60,14 @@ impl<B: Backend> LanguageModel<B> {
     }
 }
 
+/// The ids that end a generated CoT, at inference (`lrem.rs`) and in RL's rollouts alike: the
+/// tokenizer's end of turn, `</think>` and `<emb>`.
+pub fn cot_stop_ids(tokenizer: &TextTokenizer, end_think: u32, emb: u32) -> Vec<u32> {
+    let mut ids = tokenizer.stop_ids();
+    ids.extend([end_think, emb]);
+    ids
+}
+
 /// The `lrem.json` beside an exported model: how its sequences are rendered.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct LremSettings {

@@ -8,7 +8,7 @@ use burn::tensor::backend::Backend;
 
 use crate::err;
 use crate::error::Result;
-use crate::format::{EMB, END_THINK, LremSettings, Prompting, pool_last};
+use crate::format::{EMB, END_THINK, LremSettings, Prompting, cot_stop_ids, pool_last};
 use crate::model::LanguageModel;
 use crate::model::generate::{SamplingParams, generate};
 
@@ -89,8 +89,7 @@ impl<B: Backend> LremModel<B> {
                 .collect());
         }
         let prompts = queries.iter().map(|q| p.query_prompt(q)).collect::<Result<Vec<_>>>()?;
-        let mut stop_ids = self.lm.tokenizer.stop_ids();
-        stop_ids.extend([self.end_think, self.emb]);
+        let stop_ids = cot_stop_ids(&self.lm.tokenizer, self.end_think, self.emb);
         let params = SamplingParams {
             max_tokens: cot_max_tokens,
             stop_ids: stop_ids.clone(),

@@ -8,7 +8,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 
 use super::rewards::parse_completion;
 use crate::error::Result;
-use crate::format::left_pad;
+use crate::format::{cot_stop_ids, left_pad};
 use crate::model::decoder::Decoder;
 use crate::model::generate::{SamplingParams, generate};
 use crate::model::tokenizer::TextTokenizer;
@@ -65,8 +65,7 @@ pub fn sample<B: Backend>(
     // A sample ends where inference's CoT ends (`lrem.rs`): at `</think>`, `<emb>` or end of
     // turn; `<emb>` is appended for its embedding. Sampling on past `</think>` asked the model to
     // write `<emb>` too, which inference never needs, and the cold start gives it 0.0006 there.
-    let mut stop_ids = tokenizer.stop_ids();
-    stop_ids.extend([end_think, emb]);
+    let stop_ids = cot_stop_ids(tokenizer, end_think, emb);
     let sampling = SamplingParams {
         temperature: params.temperature,
         top_k: params.top_k,
