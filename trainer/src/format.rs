@@ -102,9 +102,19 @@ pub struct Prompting<'t> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuerySequence {
     pub ids: Vec<u32>,
-    /// Index of the first NTP target: the token after `<think>`. Targets run to the end
-    /// (the CoT, `</think>`, `<emb>`).
+    /// Index of the first NTP target: the token after `<think>`.
     pub first_target: usize,
+}
+
+impl QuerySequence {
+    /// The positions NTP trains: the CoT and `</think>`. The last token, `<emb>`, is no target:
+    /// inference and RL's rollouts stop at `</think>` and append `<emb>` themselves, so a model
+    /// never generates it, and as a target it cost ~7 of a sequence's ~8 nats at the end of a
+    /// cold start (docs/experiment.md).
+    pub fn targets(&self) -> std::ops::Range<usize> {
+        let end = self.ids.len().saturating_sub(1);
+        self.first_target.max(1).min(end)..end
+    }
 }
 
 impl Prompting<'_> {

@@ -1,6 +1,8 @@
 //! The two losses: InfoNCE over L2-normalised `<emb>` states with in-batch negatives, and
 //! next-token prediction over the query side's CoT and closing tokens.
 
+use std::ops::Range;
+
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
@@ -8,17 +10,18 @@ use burn::tensor::{Int, Tensor, TensorData};
 use crate::model::decoder::Decoder;
 use crate::model::layers::tensor;
 
-/// The NTP targets of left-padded sequences: for each target token, its row in the flattened
-/// `[batch · t]` hidden states (the position before it) and its id.
-pub fn ntp_targets(seqs: &[(&[u32], usize)]) -> (Vec<i64>, Vec<i64>) {
+/// The NTP targets of left-padded sequences, each with the positions it trains (a range that
+/// starts at 1 or later): for each target token, its row in the flattened `[batch · t]` hidden
+/// states (the position before it) and its id.
+pub fn ntp_targets(seqs: &[(&[u32], Range<usize>)]) -> (Vec<i64>, Vec<i64>) {
     let t = seqs.iter().map(|(s, _)| s.len()).max().unwrap_or(0);
     let mut rows = Vec::new();
     let mut ids = Vec::new();
-    for (b, (seq, first)) in seqs.iter().enumerate() {
+    for (b, (seq, targets)) in seqs.iter().enumerate() {
         let pad = t - seq.len();
-        for (j, &id) in seq.iter().enumerate().skip((*first).max(1)) {
+        for j in targets.clone() {
             rows.push((b * t + pad + j - 1) as i64);
-            ids.push(id as i64);
+            ids.push(seq[j] as i64);
         }
     }
     (rows, ids)

@@ -94,12 +94,12 @@ pub fn shard_gradients<B: AutodiffBackend>(
     let items: Vec<&[u32]> = mine.iter().map(|e| e.item.as_slice()).collect();
     let with_ntp = loss.ntp_weight > 0.0;
     // Over the whole batch: NTP is a mean over every rank's targets.
-    let ntp_tokens: usize = batch.iter().map(|e| e.query.ids.len() - e.query.first_target.max(1)).sum();
+    let ntp_tokens: usize = batch.iter().map(|e| e.query.targets().len()).sum();
     let tokens = queries.iter().chain(&items).map(|s| s.len()).sum();
     let ntp_scale = loss.ntp_weight * scale / ntp_tokens.max(1) as f64;
     let ntp_of = |model: &Decoder<B>, hidden, examples: &[&Example]| {
-        let seqs: Vec<(&[u32], usize)> =
-            examples.iter().map(|e| (e.query.ids.as_slice(), e.query.first_target)).collect();
+        let seqs: Vec<(&[u32], std::ops::Range<usize>)> =
+            examples.iter().map(|e| (e.query.ids.as_slice(), e.query.targets())).collect();
         let (rows, ids) = ntp_targets(&seqs);
         ntp_sum(model, hidden, rows, ids)
     };

@@ -174,17 +174,20 @@ fn info_nce_over_samples_counts_each_item_once() {
 }
 
 #[test]
-fn ntp_covers_the_cot_and_the_closing_tokens_only() {
+fn ntp_covers_the_cot_and_end_think_only() {
     let tok = tokenizer();
     let p = Prompting { tokenizer: &tok, system_prompt: Some(String::new()) };
     let seq = p.query_sequence("a drink more energizing than tea", "coffee, caffeine").unwrap();
     assert_eq!(seq.ids[seq.first_target - 1], tok.token_id("<think>").unwrap());
     assert_eq!(seq.ids[seq.first_target..], tok.encode("coffee, caffeine</think><emb>", false).unwrap()[..]);
+    // `<emb>` ends the sequence but is no target: nothing generates it.
     assert_eq!(*seq.ids.last().unwrap(), tok.token_id("<emb>").unwrap());
+    assert_eq!(seq.ids[seq.targets()], tok.encode("coffee, caffeine</think>", false).unwrap()[..]);
+    assert!(p.direct_sequence("a drink more energizing than tea").unwrap().targets().is_empty());
     let item = p.item_sequence("Casa Oro dark roast coffee 500g").unwrap();
     assert_eq!(*item.last().unwrap(), tok.token_id("<emb>").unwrap());
-    // Left padding: row 0 (length 5, targets from 3) is padded by 2 in a batch of length 7.
-    let (rows, ids) = ntp_targets(&[(&[1, 2, 3, 4, 5], 3), (&[6, 7, 8, 9, 10, 11, 12], 5)]);
+    // Left padding: row 0 (length 5, targets 3..5) is padded by 2 in a batch of length 7.
+    let (rows, ids) = ntp_targets(&[(&[1, 2, 3, 4, 5], 3..5), (&[6, 7, 8, 9, 10, 11, 12], 5..7)]);
     assert_eq!(rows, [2 + 2, 2 + 3, 7 + 4, 7 + 5]);
     assert_eq!(ids, [4, 5, 11, 12]);
 }
