@@ -1,5 +1,5 @@
 //! The two losses: InfoNCE over L2-normalised `<emb>` states with in-batch negatives, and
-//! next-token prediction over the query side's CoT and closing tokens.
+//! next-token prediction over the query side's CoT and its closing `</think>`.
 
 use std::ops::Range;
 
