@@ -3,7 +3,7 @@
 # reasoner and keyword extractor (a measurement instrument that answers from world.toml) and
 # all-MiniLM-L6-v2 as retriever and relevance filter; then the precision of its triples against
 # qrels. Every mining rule as in data_samples/pipeline.toml, without the 16-query cap. LOG= runs it
-# on another query log (the experiment's, cut to the training needs).
+# on another query log (the experiment's, cut to the training needs); RL_FRACTION= re-splits it.
 set -euo pipefail
 
 bin=${BIN:?the directory of the built binaries}
@@ -16,8 +16,11 @@ free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1
 embed_port=$(free_port)
 teacher_port=$(free_port)
 config=$run_dir.toml
+# RL_FRACTION= changes the share of queries split off for RL (data_samples/pipeline.toml: 0.05).
+split=()
+[ -n "${RL_FRACTION:-}" ] && split=(-e "s/^rl_fraction = .*/rl_fraction = $RL_FRACTION/")
 sed -e "s#^run_dir = .*#run_dir = \"$run_dir\"#" -e "s#^query_log = .*#query_log = \"$log\"#" \
-    -e 's/^max_queries = .*/max_queries = 0/' data_samples/pipeline.toml |
+    -e 's/^max_queries = .*/max_queries = 0/' "${split[@]}" data_samples/pipeline.toml |
     awk -v e="http://127.0.0.1:$embed_port/v1" -v t="http://127.0.0.1:$teacher_port/v1" '
         /^\[endpoints.embedder\]/ { section = "e" } /^\[endpoints.reasoner\]/ { section = "t" } /^\[stages/ { section = "" }
         section == "e" && /^base_url/ { $0 = "base_url = \"" e "\"" }
